@@ -1,0 +1,586 @@
+import CRabbitMQ
+import Glibc
+
+/// The only owner of a rabbitmq-c connection. rabbitmq-c is not thread-safe, so an instance is
+/// created, used and destroyed on one thread (the engine's I/O thread) and is deliberately not
+/// `Sendable`. No C type leaves this file: callers see Swift values only.
+final class AMQPConnection {
+    private let state: amqp_connection_state_t
+    private var isOpen = true
+
+    /// Opens the socket (TCP or TLS), performs the AMQP handshake and logs in. Blocks for at most
+    /// `connectTimeout` per step, on the calling (I/O) thread.
+    init(configuration: BusConfiguration) throws {
+        guard let state = amqp_new_connection() else {
+            throw BusError(code: .connectionFailed, message: "rabbitmq-c could not allocate a connection")
+        }
+        self.state = state
+        do {
+            try open(configuration)
+        } catch {
+            amqp_destroy_connection(state)
+            isOpen = false
+            throw error
+        }
+    }
+
+    deinit {
+        if isOpen {
+            amqp_destroy_connection(state)
+        }
+    }
+
+    private func open(_ configuration: BusConfiguration) throws {
+        let socket: OpaquePointer?
+        if let tls = configuration.tls {
+            socket = amqp_ssl_socket_new(state)
+            guard let socket else {
+                throw BusError(code: .connectionFailed, message: "could not create a TLS socket")
+            }
+            amqp_ssl_socket_set_verify_peer(socket, tls.verifyPeer ? 1 : 0)
+            amqp_ssl_socket_set_verify_hostname(socket, tls.verifyHostname ? 1 : 0)
+            if let ca = tls.caCertificatePath {
+                let status = amqp_ssl_socket_set_cacert(socket, ca)
+                guard status == AMQP_STATUS_OK.rawValue else {
+                    throw BusError(code: .invalidConfiguration, message: "cannot load CA certificate \(ca): \(Self.describe(status))")
+                }
+            }
+            if let cert = tls.clientCertificatePath, let key = tls.clientKeyPath {
+                let status = amqp_ssl_socket_set_key(socket, cert, key)
+                guard status == AMQP_STATUS_OK.rawValue else {
+                    throw BusError(code: .invalidConfiguration, message: "cannot load client certificate \(cert) / key \(key): \(Self.describe(status))")
+                }
+            }
+        } else {
+            socket = amqp_tcp_socket_new(state)
+        }
+        guard let socket else {
+            throw BusError(code: .connectionFailed, message: "could not create a socket")
+        }
+
+        var connectTimeout = Self.makeTimeval(configuration.connectTimeout)
+        let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &connectTimeout)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw BusError(code: .connectionFailed, message: "cannot connect to \(configuration.host):\(configuration.port): \(Self.describe(status))")
+        }
+        _ = amqp_set_handshake_timeout(state, &connectTimeout)
+        var methodTimeout = Self.makeTimeval(configuration.methodTimeout)
+        _ = amqp_set_rpc_timeout(state, &methodTimeout)
+
+        let heartbeatSeconds = Int32(clamping: configuration.heartbeat.components.seconds)
+        let arena = CArena()
+        defer { arena.free() }
+        let capabilities = arena.table([
+            ("consumer_cancel_notify", .bool(true)),
+            ("connection.blocked", .bool(true)),
+            ("authentication_failure_close", .bool(true)),
+            ("publisher_confirms", .bool(true)),
+            ("basic.nack", .bool(true)),
+        ])
+        var capabilitiesValue = amqp_field_value_t()
+        capabilitiesValue.kind = UInt8(AMQP_FIELD_KIND_TABLE.rawValue)
+        capabilitiesValue.value.table = capabilities
+        var clientProperties = arena.table(
+            [("connection_name", .string(configuration.connectionName)), ("product", .string("RackBus"))],
+            extra: [("capabilities", capabilitiesValue)]
+        )
+        let reply = rackbus_login_plain(
+            state, configuration.virtualHost, Int32(AMQP_DEFAULT_MAX_CHANNELS), Int32(AMQP_DEFAULT_FRAME_SIZE),
+            heartbeatSeconds, &clientProperties, configuration.user, configuration.password
+        )
+        do {
+            try check(reply, "login to vhost '\(configuration.virtualHost)' as '\(configuration.user)'")
+        } catch let error as BusError {
+            throw BusError(code: .connectionFailed, message: error.message, replyCode: error.replyCode)
+        }
+    }
+
+    /// The socket to wait on for readability.
+    var socketDescriptor: Int32 { amqp_get_sockfd(state) }
+
+    /// Frames that rabbitmq-c already read or queued never wake `poll()`; drain them first.
+    var hasBufferedInput: Bool {
+        amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0
+    }
+
+    /// The heartbeat the broker and client agreed on, in seconds (0 = off).
+    var negotiatedHeartbeat: Int { Int(amqp_get_heartbeat(state)) }
+
+    // MARK: Channels and topology
+
+    func openChannel(_ channel: UInt16) throws {
+        amqp_channel_open(state, channel)
+        try check(amqp_get_rpc_reply(state), channel: channel, "channel.open \(channel)")
+    }
+
+    func closeChannel(_ channel: UInt16) {
+        _ = amqp_channel_close(state, channel, Int32(AMQP_REPLY_SUCCESS))
+    }
+
+    func declareExchange(channel: UInt16, name: String, type: String, passive: Bool, durable: Bool, autoDelete: Bool) throws {
+        name.withAMQPBytes { nameBytes in
+            type.withAMQPBytes { typeBytes in
+                _ = amqp_exchange_declare(
+                    state, channel, nameBytes, typeBytes, passive ? 1 : 0, durable ? 1 : 0, autoDelete ? 1 : 0, 0,
+                    amqp_empty_table)
+            }
+        }
+        try check(amqp_get_rpc_reply(state), channel: channel, "exchange.declare \(name)")
+    }
+
+    /// Declares a queue and returns its name (the broker's name when `name` is empty).
+    func declareQueue(
+        channel: UInt16, name: String, passive: Bool, durable: Bool, exclusive: Bool, autoDelete: Bool,
+        arguments: [String: HeaderValue]
+    ) throws -> (name: String, messages: UInt32, consumers: UInt32) {
+        let arena = CArena()
+        defer { arena.free() }
+        let table = arena.table(arguments.map { ($0.key, $0.value) })
+        let ok = amqp_queue_declare(
+            state, channel, arena.bytes(name), passive ? 1 : 0, durable ? 1 : 0, exclusive ? 1 : 0, autoDelete ? 1 : 0, table)
+        try check(amqp_get_rpc_reply(state), channel: channel, "queue.declare \(name.isEmpty ? "(server-named)" : name)")
+        guard let ok else {
+            throw BusError(code: .brokerRefused, message: "queue.declare \(name) returned no reply")
+        }
+        // Copy before the next call: the reply lives in memory that rabbitmq-c recycles.
+        return (String(amqpBytes: ok.pointee.queue), ok.pointee.message_count, ok.pointee.consumer_count)
+    }
+
+    func deleteQueue(channel: UInt16, name: String) throws {
+        name.withAMQPBytes { bytes in
+            _ = amqp_queue_delete(state, channel, bytes, 0, 0)
+        }
+        try check(amqp_get_rpc_reply(state), channel: channel, "queue.delete \(name)")
+    }
+
+    func bindQueue(channel: UInt16, queue: String, exchange: String, routingKey: String) throws {
+        let arena = CArena()
+        defer { arena.free() }
+        amqp_queue_bind(state, channel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_empty_table)
+        try check(amqp_get_rpc_reply(state), channel: channel, "queue.bind \(queue) to \(exchange) with '\(routingKey)'")
+    }
+
+    func setPrefetch(channel: UInt16, count: UInt16) throws {
+        amqp_basic_qos(state, channel, 0, count, 0)
+        try check(amqp_get_rpc_reply(state), channel: channel, "basic.qos \(count)")
+    }
+
+    func consume(channel: UInt16, queue: String, consumerTag: String, noAck: Bool, exclusive: Bool) throws -> String {
+        let arena = CArena()
+        defer { arena.free() }
+        let ok = amqp_basic_consume(
+            state, channel, arena.bytes(queue), arena.bytes(consumerTag), 0, noAck ? 1 : 0, exclusive ? 1 : 0, amqp_empty_table)
+        try check(amqp_get_rpc_reply(state), channel: channel, "basic.consume \(queue)")
+        guard let ok else {
+            throw BusError(code: .brokerRefused, message: "basic.consume \(queue) returned no reply")
+        }
+        return String(amqpBytes: ok.pointee.consumer_tag)
+    }
+
+    func cancel(channel: UInt16, consumerTag: String) throws {
+        consumerTag.withAMQPBytes { bytes in
+            _ = amqp_basic_cancel(state, channel, bytes)
+        }
+        try check(amqp_get_rpc_reply(state), channel: channel, "basic.cancel \(consumerTag)")
+    }
+
+    func enableConfirms(channel: UInt16) throws {
+        amqp_confirm_select(state, channel)
+        try check(amqp_get_rpc_reply(state), channel: channel, "confirm.select")
+    }
+
+    // MARK: Messages
+
+    func publish(
+        channel: UInt16, exchange: String, routingKey: String, mandatory: Bool, properties: MessageProperties, body: [UInt8]
+    ) throws {
+        let arena = CArena()
+        defer { arena.free() }
+        var cProperties = arena.properties(properties)
+        let status = body.withUnsafeBytes { raw -> Int32 in
+            let bodyBytes = amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress))
+            return amqp_basic_publish(
+                state, channel, arena.bytes(exchange), arena.bytes(routingKey), mandatory ? 1 : 0, 0, &cProperties, bodyBytes)
+        }
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw BusError(code: .connectionLost, message: "publish to \(exchange) '\(routingKey)' failed: \(Self.describe(status))")
+        }
+    }
+
+    func ack(channel: UInt16, deliveryTag: UInt64, multiple: Bool) throws {
+        let status = amqp_basic_ack(state, channel, deliveryTag, multiple ? 1 : 0)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw BusError(code: .connectionLost, message: "basic.ack failed: \(Self.describe(status))")
+        }
+    }
+
+    func reject(channel: UInt16, deliveryTag: UInt64, requeue: Bool) throws {
+        let status = amqp_basic_reject(state, channel, deliveryTag, requeue ? 1 : 0)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw BusError(code: .connectionLost, message: "basic.reject failed: \(Self.describe(status))")
+        }
+    }
+
+    func sendHeartbeat() throws {
+        let status = rackbus_send_heartbeat(state)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw BusError(code: .connectionLost, message: "heartbeat failed: \(Self.describe(status))")
+        }
+    }
+
+    /// Politely closes the connection (best effort: the broker may already be gone).
+    func close() {
+        guard isOpen else { return }
+        _ = amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
+        amqp_destroy_connection(state)
+        isOpen = false
+    }
+
+    // MARK: Inbound
+
+    /// Reads the next inbound event without waiting. Returns `nil` when nothing complete is
+    /// buffered or readable. Throws when the connection is unusable.
+    func nextEvent() throws -> InboundEvent? {
+        amqp_maybe_release_buffers(state)
+        var envelope = amqp_envelope_t()
+        var immediately = timeval(tv_sec: 0, tv_usec: 0)
+        let reply = amqp_consume_message(state, &envelope, &immediately, 0)
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            defer { amqp_destroy_envelope(&envelope) }
+            return .delivery(
+                InboundDelivery(
+                    channel: envelope.channel,
+                    consumerTag: String(amqpBytes: envelope.consumer_tag),
+                    deliveryTag: envelope.delivery_tag,
+                    redelivered: envelope.redelivered != 0,
+                    exchange: String(amqpBytes: envelope.exchange),
+                    routingKey: String(amqpBytes: envelope.routing_key),
+                    properties: MessageProperties(envelope.message.properties),
+                    body: [UInt8](amqpBytes: envelope.message.body)
+                ))
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            if reply.library_error == AMQP_STATUS_TIMEOUT.rawValue {
+                return nil
+            }
+            if reply.library_error == AMQP_STATUS_UNEXPECTED_STATE.rawValue {
+                return try nextNonDeliveryEvent()
+            }
+            throw BusError(code: .connectionLost, message: "connection failed: \(Self.describe(reply.library_error))")
+        default:
+            throw BusError(code: .connectionLost, message: "unexpected reply while consuming")
+        }
+    }
+
+    /// Called when the next frame is not a delivery; rabbitmq-c has put it back in its queue,
+    /// so this read returns at once.
+    private func nextNonDeliveryEvent() throws -> InboundEvent {
+        var frame = amqp_frame_t()
+        let status = amqp_simple_wait_frame(state, &frame)
+        guard status == AMQP_STATUS_OK.rawValue else {
+            throw BusError(code: .connectionLost, message: "connection failed: \(Self.describe(status))")
+        }
+        guard frame.frame_type == UInt8(AMQP_FRAME_METHOD), let decoded = frame.payload.method.decoded else {
+            return .ignored
+        }
+        let channel = frame.channel
+        switch frame.payload.method.id {
+        case rackbus_basic_ack_method:
+            let ack = decoded.assumingMemoryBound(to: amqp_basic_ack_t.self).pointee
+            return .publishAck(channel: channel, deliveryTag: ack.delivery_tag, multiple: ack.multiple != 0)
+        case rackbus_basic_nack_method:
+            let nack = decoded.assumingMemoryBound(to: amqp_basic_nack_t.self).pointee
+            return .publishNack(channel: channel, deliveryTag: nack.delivery_tag, multiple: nack.multiple != 0)
+        case rackbus_basic_return_method:
+            let returned = decoded.assumingMemoryBound(to: amqp_basic_return_t.self).pointee
+            let replyCode = Int(returned.reply_code)
+            let replyText = String(amqpBytes: returned.reply_text)
+            let exchange = String(amqpBytes: returned.exchange)
+            let routingKey = String(amqpBytes: returned.routing_key)
+            var message = amqp_message_t()
+            let read = amqp_read_message(state, channel, &message, 0)
+            guard read.reply_type == AMQP_RESPONSE_NORMAL else {
+                throw BusError(code: .connectionLost, message: "could not read a returned message")
+            }
+            defer { amqp_destroy_message(&message) }
+            return .returned(
+                channel: channel, replyCode: replyCode, replyText: replyText, exchange: exchange, routingKey: routingKey,
+                properties: MessageProperties(message.properties))
+        case rackbus_basic_cancel_method:
+            let cancel = decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
+            return .consumerCancelled(channel: channel, consumerTag: String(amqpBytes: cancel.consumer_tag))
+        case rackbus_channel_close_method:
+            let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+            let event = InboundEvent.channelClosed(channel: channel, replyCode: Int(close.reply_code), replyText: String(amqpBytes: close.reply_text))
+            _ = rackbus_send_channel_close_ok(state, channel)
+            return event
+        case rackbus_connection_close_method:
+            let close = decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+            let event = InboundEvent.connectionClosed(replyCode: Int(close.reply_code), replyText: String(amqpBytes: close.reply_text))
+            _ = rackbus_send_connection_close_ok(state)
+            return event
+        case rackbus_connection_blocked_method:
+            let blocked = decoded.assumingMemoryBound(to: amqp_connection_blocked_t.self).pointee
+            return .blocked(reason: String(amqpBytes: blocked.reason))
+        case rackbus_connection_unblocked_method:
+            return .unblocked
+        default:
+            return .ignored
+        }
+    }
+
+    // MARK: Errors
+
+    /// Maps a synchronous method's reply to a ``BusError``. A channel closed by the broker is
+    /// acknowledged here, so the caller only has to reopen it.
+    private func check(_ reply: amqp_rpc_reply_t, channel: UInt16 = 0, _ what: @autoclosure () -> String) throws {
+        switch reply.reply_type {
+        case AMQP_RESPONSE_NORMAL:
+            return
+        case AMQP_RESPONSE_NONE:
+            throw BusError(code: .connectionLost, message: "\(what()): no reply")
+        case AMQP_RESPONSE_LIBRARY_EXCEPTION:
+            // A timed-out synchronous method leaves rabbitmq-c with a force-closed socket.
+            throw BusError(code: .connectionLost, message: "\(what()): \(Self.describe(reply.library_error))")
+        case AMQP_RESPONSE_SERVER_EXCEPTION:
+            if reply.reply.id == rackbus_channel_close_method, let decoded = reply.reply.decoded {
+                let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
+                let text = String(amqpBytes: close.reply_text)
+                let code = Int(close.reply_code)
+                _ = rackbus_send_channel_close_ok(state, channel)
+                throw BusError(code: .channelClosed, message: "\(what()): \(text)", replyCode: code)
+            }
+            if reply.reply.id == rackbus_connection_close_method, let decoded = reply.reply.decoded {
+                let close = decoded.assumingMemoryBound(to: amqp_connection_close_t.self).pointee
+                let text = String(amqpBytes: close.reply_text)
+                let code = Int(close.reply_code)
+                _ = rackbus_send_connection_close_ok(state)
+                throw BusError(code: .connectionLost, message: "\(what()): \(text)", replyCode: code)
+            }
+            throw BusError(code: .brokerRefused, message: "\(what()): unexpected server reply")
+        default:
+            throw BusError(code: .connectionLost, message: "\(what()): unknown reply type")
+        }
+    }
+
+    static func describe(_ status: Int32) -> String {
+        guard let text = amqp_error_string2(status) else { return "status \(status)" }
+        return String(cString: text)
+    }
+
+    static func makeTimeval(_ duration: Duration) -> Glibc.timeval {
+        let (seconds, attoseconds) = duration.components
+        return Glibc.timeval(tv_sec: Int(seconds), tv_usec: Int(attoseconds / 1_000_000_000_000))
+    }
+}
+
+/// What the broker sent, as Swift values.
+enum InboundEvent {
+    case delivery(InboundDelivery)
+    case publishAck(channel: UInt16, deliveryTag: UInt64, multiple: Bool)
+    case publishNack(channel: UInt16, deliveryTag: UInt64, multiple: Bool)
+    case returned(channel: UInt16, replyCode: Int, replyText: String, exchange: String, routingKey: String, properties: MessageProperties)
+    case consumerCancelled(channel: UInt16, consumerTag: String)
+    case channelClosed(channel: UInt16, replyCode: Int, replyText: String)
+    case connectionClosed(replyCode: Int, replyText: String)
+    case blocked(reason: String)
+    case unblocked
+    case ignored
+}
+
+/// A delivery copied out of rabbitmq-c's memory.
+struct InboundDelivery: Sendable {
+    var channel: UInt16
+    var consumerTag: String
+    var deliveryTag: UInt64
+    var redelivered: Bool
+    var exchange: String
+    var routingKey: String
+    var properties: MessageProperties
+    var body: [UInt8]
+}
+
+// MARK: - C memory helpers (private to this file)
+
+/// Holds C copies of Swift strings and tables for the duration of one call; rabbitmq-c only
+/// borrows `amqp_bytes_t`, so every pointer must outlive the call and be freed after it.
+private final class CArena {
+    private var allocations: [UnsafeMutableRawPointer] = []
+
+    func free() {
+        for pointer in allocations { Glibc.free(pointer) }
+        allocations.removeAll()
+    }
+
+    func bytes(_ string: String) -> amqp_bytes_t {
+        var copy = string
+        return copy.withUTF8 { buffer in
+            guard let base = buffer.baseAddress, buffer.count > 0 else { return amqp_bytes_t(len: 0, bytes: nil) }
+            let pointer = malloc(buffer.count)!
+            allocations.append(pointer)
+            pointer.copyMemory(from: base, byteCount: buffer.count)
+            return amqp_bytes_t(len: buffer.count, bytes: pointer)
+        }
+    }
+
+    func table(_ entries: [(String, HeaderValue)], extra: [(String, amqp_field_value_t)] = []) -> amqp_table_t {
+        let total = entries.count + extra.count
+        guard total > 0 else { return amqp_empty_table }
+        let raw = malloc(MemoryLayout<amqp_table_entry_t>.stride * total)!
+        allocations.append(raw)
+        let pointer = raw.bindMemory(to: amqp_table_entry_t.self, capacity: total)
+        for (index, (key, value)) in entries.enumerated() {
+            pointer[index] = amqp_table_entry_t(key: bytes(key), value: field(value))
+        }
+        for (offset, (key, value)) in extra.enumerated() {
+            pointer[entries.count + offset] = amqp_table_entry_t(key: bytes(key), value: value)
+        }
+        return amqp_table_t(num_entries: Int32(total), entries: pointer)
+    }
+
+    private func field(_ value: HeaderValue) -> amqp_field_value_t {
+        var field = amqp_field_value_t()
+        switch value {
+        case .string(let text):
+            field.kind = UInt8(AMQP_FIELD_KIND_UTF8.rawValue)
+            field.value.bytes = bytes(text)
+        case .int(let number):
+            field.kind = UInt8(AMQP_FIELD_KIND_I64.rawValue)
+            field.value.i64 = number
+        case .bool(let flag):
+            field.kind = UInt8(AMQP_FIELD_KIND_BOOLEAN.rawValue)
+            field.value.boolean = flag ? 1 : 0
+        case .double(let number):
+            field.kind = UInt8(AMQP_FIELD_KIND_F64.rawValue)
+            field.value.f64 = number
+        }
+        return field
+    }
+
+    func properties(_ properties: MessageProperties) -> amqp_basic_properties_t {
+        var result = amqp_basic_properties_t()
+        var flags: amqp_flags_t = 0
+        if let value = properties.contentType {
+            result.content_type = bytes(value)
+            flags |= rackbus_flag_content_type
+        }
+        if let value = properties.type {
+            result.type = bytes(value)
+            flags |= rackbus_flag_type
+        }
+        if let value = properties.correlationID {
+            result.correlation_id = bytes(value)
+            flags |= rackbus_flag_correlation_id
+        }
+        if let value = properties.replyTo {
+            result.reply_to = bytes(value)
+            flags |= rackbus_flag_reply_to
+        }
+        if let value = properties.messageID {
+            result.message_id = bytes(value)
+            flags |= rackbus_flag_message_id
+        }
+        if let value = properties.timestamp {
+            result.timestamp = UInt64(max(value, 0))
+            flags |= rackbus_flag_timestamp
+        }
+        if let value = properties.expiration {
+            result.expiration = bytes(value)
+            flags |= rackbus_flag_expiration
+        }
+        if let value = properties.deliveryMode {
+            result.delivery_mode = value
+            flags |= rackbus_flag_delivery_mode
+        }
+        if let value = properties.appID {
+            result.app_id = bytes(value)
+            flags |= rackbus_flag_app_id
+        }
+        if !properties.headers.isEmpty {
+            result.headers = table(properties.headers.map { ($0.key, $0.value) })
+            flags |= rackbus_flag_headers
+        }
+        result._flags = flags
+        return result
+    }
+}
+
+extension String {
+    /// Copies (never borrows) bytes that rabbitmq-c owns. Invalid UTF-8 is repaired, not trusted.
+    fileprivate init(amqpBytes bytes: amqp_bytes_t) {
+        guard bytes.len > 0, let base = bytes.bytes else {
+            self = ""
+            return
+        }
+        self = String(decoding: UnsafeRawBufferPointer(start: base, count: bytes.len), as: UTF8.self)
+    }
+
+    fileprivate func withAMQPBytes<R>(_ body: (amqp_bytes_t) -> R) -> R {
+        var copy = self
+        return copy.withUTF8 { buffer in
+            body(amqp_bytes_t(len: buffer.count, bytes: UnsafeMutableRawPointer(mutating: buffer.baseAddress)))
+        }
+    }
+}
+
+extension [UInt8] {
+    fileprivate init(amqpBytes bytes: amqp_bytes_t) {
+        guard bytes.len > 0, let base = bytes.bytes else {
+            self = []
+            return
+        }
+        self = Array(UnsafeRawBufferPointer(start: base, count: bytes.len))
+    }
+}
+
+extension MessageProperties {
+    /// Copies the properties of an inbound message. Unknown header kinds are skipped, never trusted.
+    fileprivate init(_ raw: amqp_basic_properties_t) {
+        let flags = raw._flags
+        func string(_ flag: amqp_flags_t, _ value: amqp_bytes_t) -> String? {
+            flags & flag != 0 ? String(amqpBytes: value) : nil
+        }
+        self.init(
+            contentType: string(rackbus_flag_content_type, raw.content_type),
+            type: string(rackbus_flag_type, raw.type),
+            correlationID: string(rackbus_flag_correlation_id, raw.correlation_id),
+            replyTo: string(rackbus_flag_reply_to, raw.reply_to),
+            messageID: string(rackbus_flag_message_id, raw.message_id),
+            timestamp: flags & rackbus_flag_timestamp != 0 ? Int64(clamping: raw.timestamp) : nil,
+            expiration: string(rackbus_flag_expiration, raw.expiration),
+            deliveryMode: flags & rackbus_flag_delivery_mode != 0 ? raw.delivery_mode : nil,
+            appID: string(rackbus_flag_app_id, raw.app_id),
+            headers: flags & rackbus_flag_headers != 0 ? Self.headers(raw.headers) : [:]
+        )
+    }
+
+    private static func headers(_ table: amqp_table_t) -> [String: HeaderValue] {
+        guard table.num_entries > 0, let entries = table.entries else { return [:] }
+        var result: [String: HeaderValue] = [:]
+        for index in 0..<Int(table.num_entries) {
+            let entry = entries[index]
+            let key = String(amqpBytes: entry.key)
+            let value = entry.value
+            switch UInt32(value.kind) {
+            case AMQP_FIELD_KIND_UTF8.rawValue, AMQP_FIELD_KIND_BYTES.rawValue:
+                result[key] = .string(String(amqpBytes: value.value.bytes))
+            case AMQP_FIELD_KIND_BOOLEAN.rawValue:
+                result[key] = .bool(value.value.boolean != 0)
+            case AMQP_FIELD_KIND_I8.rawValue: result[key] = .int(Int64(value.value.i8))
+            case AMQP_FIELD_KIND_U8.rawValue: result[key] = .int(Int64(value.value.u8))
+            case AMQP_FIELD_KIND_I16.rawValue: result[key] = .int(Int64(value.value.i16))
+            case AMQP_FIELD_KIND_U16.rawValue: result[key] = .int(Int64(value.value.u16))
+            case AMQP_FIELD_KIND_I32.rawValue: result[key] = .int(Int64(value.value.i32))
+            case AMQP_FIELD_KIND_U32.rawValue: result[key] = .int(Int64(value.value.u32))
+            case AMQP_FIELD_KIND_I64.rawValue: result[key] = .int(value.value.i64)
+            case AMQP_FIELD_KIND_U64.rawValue, AMQP_FIELD_KIND_TIMESTAMP.rawValue:
+                result[key] = .int(Int64(clamping: value.value.u64))
+            case AMQP_FIELD_KIND_F32.rawValue: result[key] = .double(Double(value.value.f32))
+            case AMQP_FIELD_KIND_F64.rawValue: result[key] = .double(value.value.f64)
+            default:
+                continue
+            }
+        }
+        return result
+    }
+}

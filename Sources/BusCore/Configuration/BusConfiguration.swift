@@ -1,0 +1,168 @@
+import Foundation
+
+/// Everything a ``MessageBus`` needs to know. Build it from a URL with ``init(url:)`` or from the
+/// environment with ``fromEnvironment(_:)``; every other field has a production default.
+public struct BusConfiguration: Sendable, Equatable {
+    public struct TLS: Sendable, Equatable {
+        /// PEM file of the CA that signed the broker's certificate.
+        public var caCertificatePath: String?
+        /// PEM client certificate and key, for brokers that ask for one.
+        public var clientCertificatePath: String?
+        public var clientKeyPath: String?
+        /// Check the broker's certificate chain against the CA.
+        public var verifyPeer: Bool
+        /// Check that the certificate names the host we connected to.
+        public var verifyHostname: Bool
+
+        public init(
+            caCertificatePath: String? = nil, clientCertificatePath: String? = nil, clientKeyPath: String? = nil,
+            verifyPeer: Bool = true, verifyHostname: Bool = true
+        ) {
+            self.caCertificatePath = caCertificatePath
+            self.clientCertificatePath = clientCertificatePath
+            self.clientKeyPath = clientKeyPath
+            self.verifyPeer = verifyPeer
+            self.verifyHostname = verifyHostname
+        }
+    }
+
+    /// The URL used when `RACKBUS_AMQP_URL` is not set.
+    public static let defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
+    /// The environment variable that names the broker.
+    public static let urlEnvironmentKey = "RACKBUS_AMQP_URL"
+
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String
+    public var virtualHost: String
+    /// TLS settings; `nil` for plain `amqp://`.
+    public var tls: TLS?
+    /// Heartbeat interval negotiated with the broker; 0 disables heartbeats.
+    public var heartbeat: Duration
+    /// How long a TCP/TLS connect and the AMQP handshake may take.
+    public var connectTimeout: Duration
+    /// How long a synchronous AMQP method (declare, bind, consume) may wait for its reply.
+    public var methodTimeout: Duration
+    /// The RPC timeout used when a call does not give one. RackHD's 1 s was its users' top complaint.
+    public var defaultCallTimeout: Duration
+    /// The prefix of the exchange names (`on` gives `on.events`).
+    public var exchangePrefix: String
+    /// Reconnect backoff.
+    public var reconnect: ReconnectPolicy
+    /// How many publishes may wait while the broker is unreachable before `publish` pushes back.
+    public var maxBufferedOperations: Int
+    /// Name reported to the broker (visible in the management UI) and used in log metadata.
+    public var connectionName: String
+
+    public init(
+        host: String = "127.0.0.1", port: Int? = nil, user: String = "guest", password: String = "guest",
+        virtualHost: String = "/", tls: TLS? = nil, heartbeat: Duration = .seconds(30),
+        connectTimeout: Duration = .seconds(5), methodTimeout: Duration = .seconds(10),
+        defaultCallTimeout: Duration = .seconds(30), exchangePrefix: String = "on",
+        reconnect: ReconnectPolicy = ReconnectPolicy(), maxBufferedOperations: Int = 50_000,
+        connectionName: String = ProcessInfo.processInfo.processName
+    ) {
+        self.host = host
+        self.port = port ?? (tls == nil ? 5672 : 5671)
+        self.user = user
+        self.password = password
+        self.virtualHost = virtualHost
+        self.tls = tls
+        self.heartbeat = heartbeat
+        self.connectTimeout = connectTimeout
+        self.methodTimeout = methodTimeout
+        self.defaultCallTimeout = defaultCallTimeout
+        self.exchangePrefix = exchangePrefix
+        self.reconnect = reconnect
+        self.maxBufferedOperations = maxBufferedOperations
+        self.connectionName = connectionName
+    }
+
+    /// Reads the URL from `RACKBUS_AMQP_URL`, or uses ``defaultURL``.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> BusConfiguration {
+        try BusConfiguration(url: environment[urlEnvironmentKey] ?? defaultURL)
+    }
+
+    /// Parses an AMQP URI in RabbitMQ's form:
+    /// `amqp[s]://user:password@host:port/vhost?heartbeat=30&connection_timeout=5000&cacertfile=…&certfile=…&keyfile=…&verify=verify_peer|verify_none&server_name_indication=…`.
+    /// The vhost is percent-decoded, so `%2F` is `/`; an empty path means the default vhost `/`.
+    public init(url text: String) throws {
+        guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
+            throw BusError(code: .invalidConfiguration, message: "not a URL: \(Self.redacted(text))")
+        }
+        guard scheme == "amqp" || scheme == "amqps" else {
+            throw BusError(code: .invalidConfiguration, message: "unsupported scheme '\(scheme)' (use amqp:// or amqps://)")
+        }
+        let secure = scheme == "amqps"
+        var tls: TLS? = secure ? TLS() : nil
+        var heartbeat = Duration.seconds(30)
+        var connectTimeout = Duration.seconds(5)
+        for item in components.queryItems ?? [] {
+            let value = item.value ?? ""
+            switch item.name {
+            case "heartbeat":
+                guard let seconds = Int(value), seconds >= 0, seconds <= 65535 else {
+                    throw BusError(code: .invalidConfiguration, message: "heartbeat must be 0…65535 seconds, got '\(value)'")
+                }
+                heartbeat = .seconds(seconds)
+            case "connection_timeout":
+                guard let millis = Int(value), millis > 0 else {
+                    throw BusError(code: .invalidConfiguration, message: "connection_timeout must be positive milliseconds, got '\(value)'")
+                }
+                connectTimeout = .milliseconds(millis)
+            case "cacertfile": tls?.caCertificatePath = value
+            case "certfile": tls?.clientCertificatePath = value
+            case "keyfile": tls?.clientKeyPath = value
+            case "verify":
+                switch value {
+                case "verify_peer": tls?.verifyPeer = true
+                case "verify_none":
+                    tls?.verifyPeer = false
+                    tls?.verifyHostname = false
+                default:
+                    throw BusError(code: .invalidConfiguration, message: "verify must be verify_peer or verify_none, got '\(value)'")
+                }
+            case "verify_hostname": tls?.verifyHostname = value == "true"
+            default:
+                // RabbitMQ's URI spec lists more (channel_max, auth_mechanism); they have safe defaults here.
+                break
+            }
+        }
+        let rawPath = components.percentEncodedPath
+        let vhostPart = rawPath.hasPrefix("/") ? String(rawPath.dropFirst()) : rawPath
+        let vhost = vhostPart.isEmpty ? "/" : (vhostPart.removingPercentEncoding ?? vhostPart)
+        if let port = components.port, !(1...65535).contains(port) {
+            throw BusError(code: .invalidConfiguration, message: "port \(port) is out of range")
+        }
+        let host = components.host.flatMap { $0.isEmpty ? nil : $0 } ?? "127.0.0.1"
+        self.init(
+            host: host,
+            port: components.port,
+            user: components.user?.removingPercentEncoding ?? components.user ?? "guest",
+            password: components.password?.removingPercentEncoding ?? components.password ?? "guest",
+            virtualHost: vhost,
+            tls: tls,
+            heartbeat: heartbeat,
+            connectTimeout: connectTimeout
+        )
+    }
+
+    /// The URL with the password hidden, for logs.
+    public var redactedURL: String {
+        let scheme = tls == nil ? "amqp" : "amqps"
+        let vhost = virtualHost == "/" ? "" : virtualHost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? virtualHost
+        return "\(scheme)://\(user):***@\(host):\(port)/\(vhost)"
+    }
+
+    static func redacted(_ text: String) -> String {
+        guard var components = URLComponents(string: text), components.password != nil else { return text }
+        components.password = "***"
+        return components.string ?? text
+    }
+
+    /// The broker-side name of a convention exchange under this configuration's prefix.
+    public func name(of exchange: Exchange) -> String {
+        exchange.name(prefix: exchangePrefix)
+    }
+}

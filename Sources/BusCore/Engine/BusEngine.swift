@@ -1,0 +1,119 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// What tasks and the I/O thread share. Everything here is `Sendable` and thread-safe.
+final class EngineShared: Sendable {
+    let configuration: BusConfiguration
+    let logger: Logger
+    let inbox: EngineInbox
+    let pending = PendingCalls()
+    let correlation: CorrelationIDCodec
+    let metrics: BusMetrics
+    private let status = Mutex<(connected: Bool, generation: UInt64)>((false, 0))
+    private let statusWaiters = Mutex<[CheckedContinuation<Void, Never>]>([])
+
+    init(configuration: BusConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.inbox = EngineInbox(highWater: configuration.maxBufferedOperations)
+        var generator = SystemRandomNumberGenerator()
+        self.correlation = CorrelationIDCodec(prefix: "\(ProcessInfo.processInfo.processIdentifier)-\(EngineLoop.randomSuffix(using: &generator))")
+        self.metrics = BusMetrics()
+    }
+
+    var isConnected: Bool { status.withLock { $0.connected } }
+
+    func setConnected(generation: UInt64) {
+        status.withLock { $0 = (true, generation) }
+        metrics.connected.record(1)
+        let waiters = statusWaiters.withLock { waiters in
+            defer { waiters.removeAll() }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func setDisconnected() {
+        status.withLock { $0.connected = false }
+        metrics.connected.record(0)
+    }
+
+    /// Suspends until the connection is up (used by `MessageBus.waitUntilConnected`).
+    func waitUntilConnected() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = status.withLock { state -> Bool in
+                if state.connected { return true }
+                statusWaiters.withLock { $0.append(continuation) }
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func releaseWaiters() {
+        let waiters = statusWaiters.withLock { waiters in
+            defer { waiters.removeAll() }
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// Starts and stops the dedicated I/O thread. A dedicated thread (not the cooperative pool, which
+/// has only as many threads as cores) is where every blocking rabbitmq-c call happens.
+final class BusEngine: Sendable {
+    let shared: EngineShared
+    private let thread = Mutex<Thread?>(nil)
+    private let finished = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    init(configuration: BusConfiguration, logger: Logger) {
+        self.shared = EngineShared(configuration: configuration, logger: logger)
+    }
+
+    /// Starts the I/O thread once; later calls do nothing.
+    func start() {
+        thread.withLock { thread in
+            guard thread == nil else { return }
+            let newThread = Thread { [self] in
+                EngineLoop(shared: shared).run()
+                let waiters = finished.withLock { state in
+                    state.done = true
+                    defer { state.waiters.removeAll() }
+                    return state.waiters
+                }
+                for waiter in waiters { waiter.resume() }
+            }
+            newThread.name = "rackbus-io"
+            newThread.start()
+            thread = newThread
+        }
+    }
+
+    var isStarted: Bool { thread.withLock { $0 != nil } }
+
+    @discardableResult
+    func submit(_ command: EngineCommand) -> Bool {
+        shared.inbox.submit(command)
+    }
+
+    /// Stops intake, lets the thread close the connection, and waits until it has.
+    func stop() async {
+        shared.inbox.stop()
+        shared.pending.releaseTimer()
+        shared.releaseWaiters()
+        guard isStarted else {
+            // Never started: fail whatever was queued so that nobody waits forever.
+            EngineLoop(shared: shared).runShutdownOnly()
+            return
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let done = finished.withLock { state -> Bool in
+                if state.done { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if done { continuation.resume() }
+        }
+    }
+}

@@ -1,0 +1,60 @@
+/// A message to send, fully encoded, as it crosses from a task to the I/O thread.
+struct OutboundMessage: Sendable {
+    var exchange: String
+    var routingKey: String
+    var properties: MessageProperties
+    var body: [UInt8]
+    var mandatory: Bool = false
+}
+
+/// Where a consumer's queue comes from.
+enum QueueSpec: Sendable, Equatable {
+    /// A private queue (exclusive, auto-delete) named `<base>:<random>`, renamed on every
+    /// reconnect so that a dying connection's queue can never lock the new one out.
+    case exclusive(base: String)
+    /// A named queue shared by every replica that consumes it.
+    case shared(name: String, durable: Bool, autoDelete: Bool, arguments: [String: HeaderValue])
+}
+
+struct Binding: Sendable, Equatable {
+    var exchange: String
+    var pattern: String
+}
+
+/// Everything needed to (re)establish a consumer after any reconnect.
+struct ConsumerSpec: Sendable {
+    var queue: QueueSpec
+    var bindings: [Binding]
+    /// Manual acknowledgement with this prefetch, or `nil` for auto-ack.
+    var prefetch: UInt16?
+}
+
+/// Identifies a delivery for ack/reject; stale tokens (from a previous connection) are ignored.
+struct AckToken: Sendable, Hashable {
+    var generation: UInt64
+    var deliveryTag: UInt64
+}
+
+/// A delivery handed to a subscriber, stamped with the connection it came from.
+struct ConsumedDelivery: Sendable {
+    var delivery: InboundDelivery
+    var generation: UInt64
+}
+
+/// Work for the I/O thread. Everything that touches the C connection goes through here.
+enum EngineCommand: Sendable {
+    case publish(OutboundMessage)
+    case publishConfirmed(OutboundMessage, CheckedContinuation<Void, any Error>)
+    /// An RPC request; the loop fills in `reply_to` with the current reply queue.
+    case call(OutboundMessage, id: UInt64)
+    case subscribe(
+        id: UInt64, ConsumerSpec, AsyncStream<ConsumedDelivery>.Continuation, ready: CheckedContinuation<String, any Error>)
+    case unsubscribe(id: UInt64)
+    case ack(AckToken)
+    case reject(AckToken, requeue: Bool)
+    /// Passive declare: does the exchange exist? (Runs on the scratch channel.)
+    case checkExchange(name: String, CheckedContinuation<Bool, any Error>)
+    case deleteQueue(name: String, CheckedContinuation<Void, any Error>)
+    /// Test hook: drop the connection as if the network failed.
+    case simulateConnectionLoss
+}

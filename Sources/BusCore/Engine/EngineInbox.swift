@@ -1,0 +1,118 @@
+import Glibc
+import Synchronization
+
+/// The queue of commands from tasks to the I/O thread, plus the pipe that wakes the thread
+/// out of `poll()`. Writers only pay for the wake-up syscall when the thread is actually asleep.
+final class EngineInbox: Sendable {
+    private struct State {
+        var commands: [EngineCommand] = []
+        var sleeping = false
+        var stopping = false
+        /// Publishers waiting for room while the queue is above its bound.
+        var roomWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+    /// A non-blocking pipe: the write end wakes the thread, the read end is what it polls.
+    private let wakeReader: Int32
+    private let wakeWriter: Int32
+    /// Above this many queued commands, `waitForRoom` suspends publishers.
+    let highWater: Int
+
+    init(highWater: Int) {
+        self.highWater = highWater
+        var descriptors: [Int32] = [-1, -1]
+        let status = pipe(&descriptors)
+        precondition(status == 0, "pipe failed: errno \(errno)")
+        for descriptor in descriptors {
+            _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+        }
+        self.wakeReader = descriptors[0]
+        self.wakeWriter = descriptors[1]
+    }
+
+    deinit {
+        close(wakeReader)
+        close(wakeWriter)
+    }
+
+    /// The descriptor the I/O thread polls for wake-ups.
+    var pollDescriptor: Int32 { wakeReader }
+
+    /// Queues a command; returns `false` if the engine has stopped.
+    @discardableResult
+    func submit(_ command: EngineCommand) -> Bool {
+        let (accepted, wake) = state.withLock { state -> (Bool, Bool) in
+            guard !state.stopping else { return (false, false) }
+            state.commands.append(command)
+            let wake = state.sleeping
+            state.sleeping = false
+            return (true, wake)
+        }
+        if wake { signal() }
+        return accepted
+    }
+
+    var isStopping: Bool { state.withLock { $0.stopping } }
+
+    /// Suspends while the queue is over its bound (publish backpressure).
+    func waitForRoom() async {
+        let full = state.withLock { $0.commands.count >= highWater && !$0.stopping }
+        guard full else { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let stillFull = state.withLock { state -> Bool in
+                guard state.commands.count >= highWater, !state.stopping else { return false }
+                state.roomWaiters.append(continuation)
+                return true
+            }
+            if !stillFull { continuation.resume() }
+        }
+    }
+
+    /// Takes every queued command (I/O thread only).
+    func drain() -> (commands: [EngineCommand], stopping: Bool) {
+        let (commands, stopping, waiters) = state.withLock { state in
+            let taken = state.commands
+            state.commands.removeAll(keepingCapacity: true)
+            let waiters = state.roomWaiters
+            state.roomWaiters.removeAll()
+            return (taken, state.stopping, waiters)
+        }
+        for waiter in waiters { waiter.resume() }
+        return (commands, stopping)
+    }
+
+    /// Marks the thread as about to sleep. Returns `false` if work arrived meanwhile.
+    func prepareToSleep() -> Bool {
+        state.withLock { state in
+            guard state.commands.isEmpty, !state.stopping else { return false }
+            state.sleeping = true
+            return true
+        }
+    }
+
+    func finishedSleeping() {
+        var scratch = [UInt8](repeating: 0, count: 64)
+        while read(wakeReader, &scratch, scratch.count) > 0 {}
+        state.withLock { $0.sleeping = false }
+    }
+
+    /// Stops intake and wakes the thread so that it shuts down. Commands still queued are
+    /// returned by the final `drain()` so the loop can fail them.
+    func stop() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.stopping = true
+            let waiters = state.roomWaiters
+            state.roomWaiters.removeAll()
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+        signal()
+    }
+
+    private func signal() {
+        var one: UInt8 = 1
+        _ = write(wakeWriter, &one, 1)
+    }
+}

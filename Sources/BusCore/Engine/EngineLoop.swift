@@ -1,0 +1,524 @@
+import Glibc
+import Logging
+
+/// The I/O loop. It is created on the engine's own thread and never leaves it, which is how the
+/// rabbitmq-c connection stays confined to one thread: this type is not `Sendable`, and only
+/// `Sendable` things (the inbox, the pending-call map, stream continuations) connect it to tasks.
+///
+/// Each turn: run queued commands, read what the broker sent, service heartbeats, then sleep in
+/// `poll()` on the socket and the inbox's eventfd until either has something.
+final class EngineLoop {
+    /// Channel roles. Consumers live alone on their channel, so that a publish to a missing
+    /// exchange (which closes the publishing channel) cannot take the subscriptions down with it.
+    private enum Channel {
+        static let consume: UInt16 = 1
+        static let publish: UInt16 = 2
+        static let confirm: UInt16 = 3
+        static let scratch: UInt16 = 4
+    }
+
+    private struct Consumer {
+        var spec: ConsumerSpec
+        var sink: AsyncStream<ConsumedDelivery>.Continuation?
+        var ready: CheckedContinuation<String, any Error>?
+        var consumerTag: String?
+        var queueName: String?
+    }
+
+    private let shared: EngineShared
+    private var configuration: BusConfiguration { shared.configuration }
+    private var logger: Logger
+    private var lifecycle: ConnectionLifecycle
+    private var connection: AMQPConnection?
+    private var consumers: [UInt64: Consumer] = [:]
+    private var consumerByTag: [String: UInt64] = [:]
+    private var replyQueue: String?
+    private var replyConsumerTag: String?
+    private var confirms = ConfirmTracker<CheckedContinuation<Void, any Error>>()
+    /// Work that needs a connection, kept in order while there is none.
+    private var deferred: [EngineCommand] = []
+    private var lastSend = ContinuousClock.now
+    private var lastReceive = ContinuousClock.now
+    private var heartbeat: Duration = .zero
+    private var random = SystemRandomNumberGenerator()
+
+    init(shared: EngineShared) {
+        self.shared = shared
+        self.logger = shared.logger
+        self.lifecycle = ConnectionLifecycle(policy: shared.configuration.reconnect, now: .now)
+    }
+
+    func run() {
+        logger.debug("bus I/O thread started", metadata: ["amqp.url": "\(configuration.redactedURL)"])
+        while true {
+            let (commands, stopping) = shared.inbox.drain()
+            if stopping {
+                deferred.append(contentsOf: commands)
+                shutdown()
+                return
+            }
+            if case .connect(let attempt) = lifecycle.tick(now: .now) {
+                connect(attempt: attempt)
+            }
+            for command in commands {
+                execute(command)
+            }
+            if connection != nil {
+                pumpInbound()
+                serviceHeartbeats()
+            }
+            waitForWork()
+        }
+    }
+
+    /// For an engine that never started: fail what was queued, without connecting.
+    func runShutdownOnly() {
+        deferred = shared.inbox.drain().commands
+        shutdown()
+    }
+
+    // MARK: Connecting
+
+    private func connect(attempt: Int) {
+        do {
+            let connection = try AMQPConnection(configuration: configuration)
+            self.connection = connection
+            try connection.openChannel(Channel.consume)
+            try connection.openChannel(Channel.publish)
+            try connection.openChannel(Channel.confirm)
+            try connection.enableConfirms(channel: Channel.confirm)
+            try connection.openChannel(Channel.scratch)
+            heartbeat = .seconds(connection.negotiatedHeartbeat)
+            lastSend = .now
+            lastReceive = .now
+            try declareConventionExchanges()
+            guard case .established(let generation, let isReconnect) = lifecycle.connectSucceeded() else { return }
+            shared.setConnected(generation: generation)
+            if isReconnect {
+                shared.metrics.reconnects.increment()
+                logger.notice("reconnected to the broker", metadata: ["amqp.url": "\(configuration.redactedURL)", "bus.generation": "\(generation)"])
+            } else {
+                logger.info("connected to the broker", metadata: ["amqp.url": "\(configuration.redactedURL)"])
+            }
+            try establishReplyQueue()
+            for id in consumers.keys.sorted() {
+                establish(consumerID: id)
+            }
+            let backlog = deferred
+            deferred.removeAll()
+            for command in backlog {
+                execute(command)
+            }
+        } catch let error as BusError {
+            connection?.close()
+            connection = nil
+            if lifecycle.isConnected {
+                connectionLost(error)
+            } else {
+                _ = lifecycle.connectFailed(now: .now, random: Double.random(in: 0..<1, using: &random))
+                let level: Logger.Level = attempt == 1 || attempt % 10 == 0 ? .warning : .debug
+                logger.log(level: level, "cannot reach the broker, will retry", metadata: [
+                    "amqp.url": "\(configuration.redactedURL)", "bus.attempt": "\(attempt)", "error": "\(error.message)",
+                ])
+            }
+        } catch {
+            connection = nil
+            _ = lifecycle.connectFailed(now: .now, random: Double.random(in: 0..<1, using: &random))
+        }
+    }
+
+    /// RackHD's exact flags: topic, durable, not auto-delete. Declaring is idempotent; a
+    /// mismatch (406) means someone declared the name differently, which we report and survive.
+    private func declareConventionExchanges() throws {
+        guard let connection else { return }
+        for exchange in Exchange.conventions {
+            let name = configuration.name(of: exchange)
+            do {
+                try connection.declareExchange(
+                    channel: Channel.scratch, name: name, type: Exchange.kind, passive: false, durable: Exchange.durable,
+                    autoDelete: Exchange.autoDelete)
+            } catch let error as BusError where error.code == .channelClosed {
+                logger.error("exchange exists with different flags", metadata: ["amqp.exchange": "\(name)", "error": "\(error.message)"])
+                try connection.openChannel(Channel.scratch)
+            }
+        }
+    }
+
+    private func establishReplyQueue() throws {
+        guard let connection else { return }
+        let name = "rackbus.reply.\(configuration.connectionName).\(Self.randomSuffix(using: &random))"
+        let declared = try connection.declareQueue(
+            channel: Channel.scratch, name: name, passive: false, durable: false, exclusive: true, autoDelete: true, arguments: [:])
+        replyConsumerTag = try connection.consume(
+            channel: Channel.consume, queue: declared.name, consumerTag: "", noAck: true, exclusive: true)
+        replyQueue = declared.name
+    }
+
+    private func establish(consumerID id: UInt64) {
+        guard let connection, var consumer = consumers[id] else { return }
+        do {
+            let queueName: String
+            switch consumer.spec.queue {
+            case .exclusive(let base):
+                queueName = try connection.declareQueue(
+                    channel: Channel.scratch, name: "\(base):\(Self.randomSuffix(using: &random))", passive: false,
+                    durable: false, exclusive: true, autoDelete: true, arguments: [:]
+                ).name
+            case .shared(let name, let durable, let autoDelete, let arguments):
+                queueName = try connection.declareQueue(
+                    channel: Channel.scratch, name: name, passive: false, durable: durable, exclusive: false,
+                    autoDelete: autoDelete, arguments: arguments
+                ).name
+            }
+            for binding in consumer.spec.bindings {
+                try connection.bindQueue(channel: Channel.scratch, queue: queueName, exchange: binding.exchange, routingKey: binding.pattern)
+            }
+            if let prefetch = consumer.spec.prefetch {
+                try connection.setPrefetch(channel: Channel.consume, count: prefetch)
+            }
+            let tag = try connection.consume(
+                channel: Channel.consume, queue: queueName, consumerTag: "", noAck: consumer.spec.prefetch == nil, exclusive: false)
+            consumer.consumerTag = tag
+            consumer.queueName = queueName
+            consumerByTag[tag] = id
+            consumer.ready?.resume(returning: queueName)
+            consumer.ready = nil
+            consumers[id] = consumer
+        } catch let error as BusError {
+            if error.code == .channelClosed {
+                // The broker refused this consumer (406 mismatched queue flags, 405 locked, 404 missing
+                // exchange). Tell the subscriber instead of retrying a request that cannot succeed.
+                try? connection.openChannel(Channel.scratch)
+                logger.error("subscription refused by the broker", metadata: ["error": "\(error.message)"])
+                consumer.ready?.resume(throwing: error)
+                consumer.sink?.finish()
+                consumers[id] = nil
+            } else {
+                // The connection is gone; establishment is retried after the reconnect.
+                connectionLost(error)
+            }
+        } catch {
+            connectionLost(BusError(code: .connectionLost, message: "\(error)"))
+        }
+    }
+
+    // MARK: Commands
+
+    private func execute(_ command: EngineCommand) {
+        // Acks of a previous connection are meaningless: its deliveries come back redelivered.
+        if case .ack(let token) = command, token.generation != lifecycle.currentGeneration || connection == nil { return }
+        if case .reject(let token, _) = command, token.generation != lifecycle.currentGeneration || connection == nil { return }
+        if case .unsubscribe(let id) = command {
+            unsubscribe(id)
+            return
+        }
+        if case .subscribe(let id, let spec, let sink, let ready) = command {
+            consumers[id] = Consumer(spec: spec, sink: sink, ready: ready)
+            if connection != nil { establish(consumerID: id) }
+            return
+        }
+        guard let connection else {
+            keepForLater(command)
+            return
+        }
+        do {
+            switch command {
+            case .publish(let message):
+                try connection.publish(
+                    channel: Channel.publish, exchange: message.exchange, routingKey: message.routingKey,
+                    mandatory: message.mandatory, properties: message.properties, body: message.body)
+                lastSend = .now
+            case .publishConfirmed(let message, let continuation):
+                confirms.add(continuation, messageID: message.properties.messageID)
+                try connection.publish(
+                    channel: Channel.confirm, exchange: message.exchange, routingKey: message.routingKey,
+                    mandatory: message.mandatory, properties: message.properties, body: message.body)
+                lastSend = .now
+            case .call(var message, let id):
+                guard shared.pending.isWaiting(id) else { return }
+                message.properties.replyTo = replyQueue
+                shared.pending.markSent(id, generation: lifecycle.currentGeneration)
+                try connection.publish(
+                    channel: Channel.publish, exchange: message.exchange, routingKey: message.routingKey,
+                    mandatory: false, properties: message.properties, body: message.body)
+                lastSend = .now
+            case .ack(let token):
+                try connection.ack(channel: Channel.consume, deliveryTag: token.deliveryTag, multiple: false)
+                lastSend = .now
+            case .reject(let token, let requeue):
+                try connection.reject(channel: Channel.consume, deliveryTag: token.deliveryTag, requeue: requeue)
+                lastSend = .now
+            case .checkExchange(let name, let continuation):
+                do {
+                    try connection.declareExchange(
+                        channel: Channel.scratch, name: name, type: Exchange.kind, passive: true, durable: false, autoDelete: false)
+                    continuation.resume(returning: true)
+                } catch let error as BusError where error.code == .channelClosed && error.replyCode == 404 {
+                    try connection.openChannel(Channel.scratch)
+                    continuation.resume(returning: false)
+                } catch let error as BusError where error.code == .channelClosed {
+                    try connection.openChannel(Channel.scratch)
+                    continuation.resume(throwing: error)
+                }
+            case .deleteQueue(let name, let continuation):
+                do {
+                    try connection.deleteQueue(channel: Channel.scratch, name: name)
+                    continuation.resume()
+                } catch let error as BusError where error.code == .channelClosed {
+                    try connection.openChannel(Channel.scratch)
+                    continuation.resume(throwing: error)
+                }
+            case .simulateConnectionLoss:
+                connectionLost(BusError(code: .connectionLost, message: "connection dropped on request"))
+            case .subscribe, .unsubscribe:
+                break
+            }
+        } catch let error as BusError {
+            // A failed write means the socket is gone. Keep the command for the next connection
+            // when it is safe to repeat; confirmed publishes are failed by the reset in `connectionLost`.
+            if case .publish = command { keepForLater(command) }
+            connectionLost(error)
+        } catch {
+            connectionLost(BusError(code: .connectionLost, message: "\(error)"))
+        }
+    }
+
+    private func keepForLater(_ command: EngineCommand) {
+        switch command {
+        case .ack, .reject, .simulateConnectionLoss:
+            return
+        default:
+            break
+        }
+        guard deferred.count < configuration.maxBufferedOperations else {
+            shared.metrics.droppedPublishes.increment()
+            switch command {
+            case .publishConfirmed(_, let continuation):
+                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
+            case .call(_, let id):
+                shared.pending.fail(id, with: BusError(code: .backpressure, message: "too many operations wait for the broker"))
+            case .checkExchange(_, let continuation):
+                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
+            case .deleteQueue(_, let continuation):
+                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
+            default:
+                break
+            }
+            return
+        }
+        deferred.append(command)
+    }
+
+    private func unsubscribe(_ id: UInt64) {
+        guard let consumer = consumers.removeValue(forKey: id) else { return }
+        consumer.sink?.finish()
+        consumer.ready?.resume(throwing: BusError(code: .cancelled, message: "subscription cancelled"))
+        guard let tag = consumer.consumerTag else { return }
+        consumerByTag[tag] = nil
+        guard let connection else { return }
+        do {
+            try connection.cancel(channel: Channel.consume, consumerTag: tag)
+        } catch let error as BusError where error.code == .channelClosed {
+            connectionLost(error)
+        } catch let error as BusError {
+            connectionLost(error)
+        } catch {}
+    }
+
+    // MARK: Inbound
+
+    /// Reads up to a bounded number of events, so that queued commands are never starved.
+    private func pumpInbound() {
+        var budget = 512
+        while budget > 0, let connection {
+            budget -= 1
+            let event: InboundEvent?
+            do {
+                event = try connection.nextEvent()
+            } catch let error as BusError {
+                connectionLost(error)
+                return
+            } catch {
+                return
+            }
+            guard let event else { return }
+            lastReceive = .now
+            handle(event)
+        }
+    }
+
+    private func handle(_ event: InboundEvent) {
+        switch event {
+        case .delivery(let delivery):
+            if delivery.consumerTag == replyConsumerTag {
+                deliverReply(delivery)
+            } else if let id = consumerByTag[delivery.consumerTag], let sink = consumers[id]?.sink {
+                sink.yield(ConsumedDelivery(delivery: delivery, generation: lifecycle.currentGeneration))
+            }
+        case .publishAck(let channel, let tag, let multiple) where channel == Channel.confirm:
+            for (continuation, outcome) in confirms.ack(tag, multiple: multiple) {
+                switch outcome {
+                case .confirmed, .nacked: continuation.resume()
+                case .unroutable: continuation.resume(throwing: BusError(code: .unroutable, message: "no queue is bound for this message"))
+                }
+            }
+        case .publishNack(let channel, let tag, let multiple) where channel == Channel.confirm:
+            for (continuation, _) in confirms.nack(tag, multiple: multiple) {
+                continuation.resume(throwing: BusError(code: .publishNacked, message: "the broker refused the message"))
+            }
+        case .returned(_, let code, let text, let exchange, let routingKey, let properties):
+            confirms.markReturned(messageID: properties.messageID)
+            logger.debug("message returned", metadata: [
+                "amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "amqp.reply_code": "\(code)", "amqp.reply_text": "\(text)",
+            ])
+        case .consumerCancelled(_, let tag):
+            // The broker cancelled a consumer (its queue was deleted). Re-establish it.
+            if let id = consumerByTag.removeValue(forKey: tag) {
+                logger.warning("the broker cancelled a subscription; re-establishing it", metadata: ["amqp.consumer_tag": "\(tag)"])
+                consumers[id]?.consumerTag = nil
+                establish(consumerID: id)
+            } else if tag == replyConsumerTag {
+                try? establishReplyQueue()
+            }
+        case .channelClosed(let channel, let code, let text):
+            channelClosed(channel, code: code, text: text)
+        case .connectionClosed(let code, let text):
+            connectionLost(BusError(code: .connectionLost, message: "the broker closed the connection: \(text)", replyCode: code))
+        case .blocked(let reason):
+            logger.warning("the broker blocks publishing", metadata: ["reason": "\(reason)"])
+        case .unblocked:
+            logger.notice("the broker accepts publishing again")
+        case .publishAck, .publishNack, .ignored:
+            break
+        }
+    }
+
+    private func deliverReply(_ delivery: InboundDelivery) {
+        guard let id = shared.correlation.decode(delivery.properties.correlationID), shared.pending.resolve(id, with: delivery) else {
+            shared.metrics.lateReplies.increment()
+            logger.debug("dropped a reply nobody waits for", metadata: ["amqp.correlation_id": "\(delivery.properties.correlationID ?? "-")"])
+            return
+        }
+    }
+
+    private func channelClosed(_ channel: UInt16, code: Int, text: String) {
+        guard let connection else { return }
+        logger.error("the broker closed a channel", metadata: ["amqp.channel": "\(channel)", "amqp.reply_code": "\(code)", "amqp.reply_text": "\(text)"])
+        do {
+            switch channel {
+            case Channel.publish, Channel.scratch:
+                try connection.openChannel(channel)
+            case Channel.confirm:
+                let error = BusError(code: .channelClosed, message: text, replyCode: code)
+                for continuation in confirms.reset() { continuation.resume(throwing: error) }
+                try connection.openChannel(channel)
+                try connection.enableConfirms(channel: channel)
+            default:
+                // The consuming channel carries every subscription: rebuild all of it cleanly.
+                connectionLost(BusError(code: .channelClosed, message: text, replyCode: code))
+            }
+        } catch let error as BusError {
+            connectionLost(error)
+        } catch {}
+    }
+
+    private func connectionLost(_ error: BusError) {
+        guard case .lost(let generation, _) = lifecycle.connectionLost(now: .now) else { return }
+        connection?.close()
+        connection = nil
+        replyQueue = nil
+        replyConsumerTag = nil
+        consumerByTag.removeAll()
+        for id in consumers.keys { consumers[id]?.consumerTag = nil }
+        shared.setDisconnected()
+        logger.warning("lost the broker connection; reconnecting", metadata: ["error": "\(error.message)"])
+        shared.pending.failSent(upTo: generation) { slot in
+            BusError(code: .connectionLost, message: "connection lost while waiting for \(slot.description)")
+        }
+        let inDoubt = BusError(code: .connectionLost, message: "connection lost before the broker confirmed the message")
+        for continuation in confirms.reset() { continuation.resume(throwing: inDoubt) }
+    }
+
+    // MARK: Heartbeats and waiting
+
+    private func serviceHeartbeats() {
+        guard let connection, heartbeat > .zero else { return }
+        let now = ContinuousClock.now
+        if now - lastReceive > heartbeat * 2 {
+            connectionLost(BusError(code: .connectionLost, message: "no heartbeat from the broker for \(heartbeat * 2)"))
+            return
+        }
+        if now - lastSend >= heartbeat / 2 {
+            do {
+                try connection.sendHeartbeat()
+                lastSend = now
+            } catch let error as BusError {
+                connectionLost(error)
+            } catch {}
+        }
+    }
+
+    private func waitForWork() {
+        if let connection, connection.hasBufferedInput { return }
+        guard shared.inbox.prepareToSleep() else { return }
+        defer { shared.inbox.finishedSleeping() }
+
+        var timeout = Duration.seconds(1)
+        if connection != nil, heartbeat > .zero {
+            timeout = min(timeout, heartbeat / 4)
+        }
+        if let next = lifecycle.nextAttemptAt {
+            timeout = min(timeout, max(.zero, next - .now))
+        }
+        var descriptors = [pollfd(fd: shared.inbox.pollDescriptor, events: Int16(POLLIN), revents: 0)]
+        if let connection {
+            descriptors.append(pollfd(fd: connection.socketDescriptor, events: Int16(POLLIN), revents: 0))
+        }
+        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        _ = poll(&descriptors, nfds_t(descriptors.count), milliseconds)
+        if descriptors.count > 1, descriptors[1].revents != 0 {
+            lastReceive = .now
+        }
+    }
+
+    // MARK: Shutdown
+
+    private func shutdown() {
+        _ = lifecycle.shutdownRequested()
+        let closed = BusError(code: .shutdown, message: "the bus is shutting down")
+        for command in deferred {
+            switch command {
+            case .publishConfirmed(_, let continuation): continuation.resume(throwing: closed)
+            case .call(_, let id): shared.pending.fail(id, with: closed)
+            case .checkExchange(_, let continuation): continuation.resume(throwing: closed)
+            case .deleteQueue(_, let continuation): continuation.resume(throwing: closed)
+            case .subscribe(_, _, let sink, let ready):
+                sink.finish()
+                ready.resume(throwing: closed)
+            default: break
+            }
+        }
+        deferred.removeAll()
+        for continuation in confirms.reset() { continuation.resume(throwing: closed) }
+        for (_, consumer) in consumers {
+            consumer.sink?.finish()
+            consumer.ready?.resume(throwing: closed)
+        }
+        consumers.removeAll()
+        if let connection {
+            for tag in consumerByTag.keys {
+                try? connection.cancel(channel: Channel.consume, consumerTag: tag)
+            }
+            connection.close()
+        }
+        connection = nil
+        shared.setDisconnected()
+        shared.pending.failAll { _ in closed }
+        logger.debug("bus I/O thread stopped")
+    }
+
+    static func randomSuffix(using generator: inout SystemRandomNumberGenerator) -> String {
+        let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")
+        return String((0..<7).map { _ in alphabet[Int.random(in: 0..<alphabet.count, using: &generator)] })
+    }
+}

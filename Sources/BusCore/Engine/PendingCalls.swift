@@ -1,0 +1,173 @@
+import Synchronization
+
+/// The RPC correlation map: one slot per call in flight, keyed by the call's id.
+///
+/// Callers, the I/O thread (replies), the deadline timer and cancellation handlers all touch it,
+/// so it is a `Mutex`; every continuation is resumed exactly once, outside the lock. A call
+/// cancelled before its continuation was registered leaves a tombstone, so that the late
+/// registration fails at once instead of waiting for its deadline.
+final class PendingCalls: Sendable {
+    struct Slot {
+        var continuation: CheckedContinuation<InboundDelivery, any Error>
+        var deadline: ContinuousClock.Instant
+        /// The connection generation the request went out on; `nil` while it waits to be sent.
+        var sentOnGeneration: UInt64?
+        /// `exchange:routingKey`, for error messages.
+        var description: String
+        var timeout: Duration
+    }
+
+    private struct State {
+        var slots: [UInt64: Slot] = [:]
+        var tombstones: Set<UInt64> = []
+        var nextID: UInt64 = 0
+        var timerWaiter: CheckedContinuation<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    func makeID() -> UInt64 {
+        state.withLock { state in
+            state.nextID &+= 1
+            return state.nextID
+        }
+    }
+
+    /// Registers a call. Returns `false` (and fails the continuation) if the call was cancelled first.
+    func register(
+        id: UInt64, deadline: ContinuousClock.Instant, timeout: Duration, description: String,
+        continuation: CheckedContinuation<InboundDelivery, any Error>
+    ) -> Bool {
+        let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+            if state.tombstones.remove(id) != nil {
+                return (false, nil)
+            }
+            state.slots[id] = Slot(continuation: continuation, deadline: deadline, sentOnGeneration: nil, description: description, timeout: timeout)
+            let waiter = state.timerWaiter
+            state.timerWaiter = nil
+            return (true, waiter)
+        }
+        waiter?.resume()
+        if !accepted {
+            continuation.resume(throwing: BusError(code: .cancelled, message: "call cancelled: \(description)"))
+        }
+        return accepted
+    }
+
+    /// Whether the call still waits (it may have timed out or been cancelled before it was sent).
+    func isWaiting(_ id: UInt64) -> Bool {
+        state.withLock { $0.slots[id] != nil }
+    }
+
+    func markSent(_ id: UInt64, generation: UInt64) {
+        state.withLock { state in
+            state.slots[id]?.sentOnGeneration = generation
+        }
+    }
+
+    /// Completes a call with its reply. Returns `false` for unknown ids (late or foreign replies).
+    @discardableResult
+    func resolve(_ id: UInt64, with delivery: InboundDelivery) -> Bool {
+        guard let slot = state.withLock({ $0.slots.removeValue(forKey: id) }) else { return false }
+        slot.continuation.resume(returning: delivery)
+        return true
+    }
+
+    func fail(_ id: UInt64, with error: BusError) {
+        state.withLock { $0.slots.removeValue(forKey: id) }?.continuation.resume(throwing: error)
+    }
+
+    /// Cancellation handler: fails the call now, or leaves a tombstone if it is not registered yet.
+    func cancel(_ id: UInt64) {
+        let slot = state.withLock { state -> Slot? in
+            if let slot = state.slots.removeValue(forKey: id) { return slot }
+            state.tombstones.insert(id)
+            return nil
+        }
+        slot?.continuation.resume(throwing: BusError(code: .cancelled, message: "call cancelled: \(slot?.description ?? "")"))
+    }
+
+    /// Fails every call that went out on `generation` or earlier: their replies can no longer arrive.
+    func failSent(upTo generation: UInt64, error: (Slot) -> BusError) {
+        let failed = state.withLock { state -> [Slot] in
+            let ids = state.slots.filter { ($0.value.sentOnGeneration ?? .max) <= generation }.map(\.key)
+            return ids.compactMap { state.slots.removeValue(forKey: $0) }
+        }
+        for slot in failed {
+            slot.continuation.resume(throwing: error(slot))
+        }
+    }
+
+    func failAll(_ error: (Slot) -> BusError) {
+        let failed = state.withLock { state -> [Slot] in
+            defer { state.slots.removeAll() }
+            return Array(state.slots.values)
+        }
+        for slot in failed {
+            slot.continuation.resume(throwing: error(slot))
+        }
+    }
+
+    /// Fails the calls whose deadline has passed and returns the earliest remaining deadline.
+    func expire(now: ContinuousClock.Instant, error: (Slot) -> BusError) -> ContinuousClock.Instant? {
+        let (expired, earliest) = state.withLock { state -> ([Slot], ContinuousClock.Instant?) in
+            var expired: [Slot] = []
+            var earliest: ContinuousClock.Instant?
+            for (id, slot) in state.slots {
+                if slot.deadline <= now {
+                    expired.append(slot)
+                    state.slots.removeValue(forKey: id)
+                } else if earliest.map({ slot.deadline < $0 }) ?? true {
+                    earliest = slot.deadline
+                }
+            }
+            return (expired, earliest)
+        }
+        for slot in expired {
+            slot.continuation.resume(throwing: error(slot))
+        }
+        return earliest
+    }
+
+    /// Parks the deadline timer until a call is registered; returns at once if one already is.
+    func waitForCalls() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state -> Bool in
+                if !state.slots.isEmpty { return true }
+                state.timerWaiter?.resume()
+                state.timerWaiter = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// Lets a parked timer go (used at shutdown).
+    func releaseTimer() {
+        state.withLock { state -> CheckedContinuation<Void, Never>? in
+            defer { state.timerWaiter = nil }
+            return state.timerWaiter
+        }?.resume()
+    }
+
+    var count: Int { state.withLock { $0.slots.count } }
+}
+
+/// Correlation ids on the wire: a per-process prefix and a counter, so that a reply meant for
+/// another process (or an earlier run of this one) is recognised and ignored.
+struct CorrelationIDCodec: Sendable {
+    let prefix: String
+
+    init(prefix: String) {
+        self.prefix = prefix
+    }
+
+    func encode(_ id: UInt64) -> String {
+        "\(prefix).\(id)"
+    }
+
+    func decode(_ text: String?) -> UInt64? {
+        guard let text, let dot = text.lastIndex(of: "."), text[..<dot] == prefix[...] else { return nil }
+        return UInt64(text[text.index(after: dot)...])
+    }
+}

@@ -1,0 +1,265 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// RackBus's connection to the broker: publish, subscribe, call and serve over the nine
+/// exchanges of the conventions.
+///
+/// One `MessageBus` owns one AMQP connection, driven by a dedicated I/O thread. It is a
+/// `Service`: nothing reaches the broker until ``run()`` runs (put it first in a `ServiceGroup`,
+/// or use ``withBus(configuration:logger:_:)``). Operations issued before the broker is reachable
+/// wait for it; the bus reconnects on its own, re-declares its topology and resumes every
+/// subscription and RPC server. Calls in flight when a connection drops fail with a retriable
+/// ``BusError/Code/connectionLost``.
+public final class MessageBus: Service, Sendable {
+    public let configuration: BusConfiguration
+    public let logger: Logger
+    let engine: BusEngine
+    private let nextSubscriptionID = Atomic<UInt64>(0)
+    private let nextMessageID = Atomic<UInt64>(0)
+    private let callMetrics = Mutex<[String: CallMetrics]>([:])
+
+    public init(configuration: BusConfiguration, logger: Logger = Logger(label: "rackbus.bus")) {
+        self.configuration = configuration
+        self.logger = logger
+        self.engine = BusEngine(configuration: configuration, logger: logger)
+    }
+
+    /// Drives the connection until graceful shutdown or cancellation, then closes it cleanly.
+    public func run() async throws {
+        engine.start()
+        await withTaskCancellationHandler {
+            await cancelWhenGracefulShutdown {
+                await self.runDeadlineTimer()
+            }
+        } onCancel: {
+            self.engine.shared.inbox.stop()
+            self.engine.shared.pending.releaseTimer()
+        }
+        await engine.stop()
+    }
+
+    private func cancelWhenGracefulShutdown(_ body: @Sendable @escaping () async -> Void) async {
+        await withGracefulShutdownHandler {
+            await body()
+        } onGracefulShutdown: {
+            self.shutdown()
+        }
+    }
+
+    /// Stops the bus: intake closes, waiting calls fail with ``BusError/Code/shutdown``,
+    /// subscriptions end, and ``run()`` returns once the connection is closed.
+    public func shutdown() {
+        engine.shared.inbox.stop()
+        engine.shared.pending.releaseTimer()
+        engine.shared.releaseWaiters()
+    }
+
+    /// Runs `body` with a bus that is connected for its duration and shut down afterwards.
+    public static func withBus<Result: Sendable>(
+        configuration: BusConfiguration, logger: Logger = Logger(label: "rackbus.bus"),
+        _ body: @Sendable (MessageBus) async throws -> Result
+    ) async throws -> Result {
+        let bus = MessageBus(configuration: configuration, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await bus.run() }
+            do {
+                let result = try await body(bus)
+                bus.shutdown()
+                try await group.waitForAll()
+                return result
+            } catch {
+                bus.shutdown()
+                try? await group.waitForAll()
+                throw error
+            }
+        }
+    }
+
+    /// Whether the connection is up right now.
+    public var isConnected: Bool { engine.shared.isConnected }
+
+    /// Waits until the connection is up, or throws ``BusError/Code/timeout``.
+    public func waitUntilConnected(timeout: Duration = .seconds(30)) async throws {
+        if isConnected { return }
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await self.engine.shared.waitUntilConnected()
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return false
+            }
+            let connected = try await group.next() ?? false
+            group.cancelAll()
+            self.engine.shared.releaseWaiters()
+            if !connected || !self.isConnected {
+                throw BusError(code: .timeout, message: "no broker connection within \(timeout) (\(self.configuration.redactedURL))")
+            }
+        }
+    }
+
+    /// The broker-side name of a convention exchange (`on.events`).
+    public func name(of exchange: Exchange) -> String {
+        configuration.name(of: exchange)
+    }
+
+    // MARK: Publishing
+
+    /// Publishes `value` as JSON. The AMQP `type` is `type`, else the value's
+    /// ``BusPayload/payloadType``, else `Object`. Returns once the message is queued for the
+    /// connection; while the broker is unreachable messages wait (up to
+    /// ``BusConfiguration/maxBufferedOperations``). Use ``publishConfirmed(_:to:routingKey:type:persistent:mandatory:)``
+    /// when the caller must know the broker took it.
+    public func publish<T: Encodable & Sendable>(
+        _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false
+    ) async throws {
+        try await publish(value, toExchangeNamed: name(of: exchange), routingKey: routingKey, type: type, persistent: persistent)
+    }
+
+    /// ``publish(_:to:routingKey:type:persistent:)`` to an exchange given by its broker-side name.
+    public func publish<T: Encodable & Sendable>(
+        _ value: T, toExchangeNamed exchange: String, routingKey: String, type: String? = nil, persistent: Bool = false
+    ) async throws {
+        let body = try WireFormat.encode(value)
+        try await publishRaw(
+            body: body, toExchangeNamed: exchange, routingKey: routingKey,
+            properties: outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent))
+    }
+
+    /// Publishes a body as-is with the given properties.
+    public func publishRaw(body: [UInt8], toExchangeNamed exchange: String, routingKey: String, properties: MessageProperties) async throws {
+        await engine.shared.inbox.waitForRoom()
+        let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body)
+        guard engine.submit(.publish(message)) else {
+            throw BusError(code: .shutdown, message: "the bus is shut down")
+        }
+    }
+
+    /// Publishes and waits for the broker's confirm. With `mandatory`, a message that no queue
+    /// receives fails with ``BusError/Code/unroutable``.
+    public func publishConfirmed<T: Encodable & Sendable>(
+        _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false, mandatory: Bool = false
+    ) async throws {
+        let body = try WireFormat.encode(value)
+        var properties = outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent)
+        // The message id ties a basic.return to its confirm.
+        properties.messageID = properties.messageID ?? makeMessageID()
+        let message = OutboundMessage(
+            exchange: name(of: exchange), routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            if !engine.submit(.publishConfirmed(message, continuation)) {
+                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+            }
+        }
+    }
+
+    func outboundProperties(type: String, persistent: Bool = false) -> MessageProperties {
+        MessageProperties(
+            contentType: jsonContentType, type: type, messageID: makeMessageID(),
+            timestamp: Int64(Date().timeIntervalSince1970), deliveryMode: persistent ? 2 : 1,
+            headers: [EnvelopeHeader.version: .int(WireFormat.envelopeVersion)])
+    }
+
+    func makeMessageID() -> String {
+        let number = nextMessageID.wrappingAdd(1, ordering: .relaxed).newValue
+        return "\(engine.shared.correlation.prefix).m\(number)"
+    }
+
+    // MARK: Subscribing
+
+    /// A broadcast subscription: a private queue bound with `patterns` (topic wildcards `*` and
+    /// `#`), so every subscriber receives its own copy, as in RackHD. Auto-acknowledged.
+    public func subscribe<T: Decodable & Sendable>(
+        to exchange: Exchange, patterns: [String], as type: T.Type = T.self
+    ) async throws -> Subscription<T> {
+        try await subscribe(toExchangeNamed: name(of: exchange), patterns: patterns, as: type)
+    }
+
+    /// ``subscribe(to:patterns:as:)`` for an exchange given by its broker-side name.
+    public func subscribe<T: Decodable & Sendable>(
+        toExchangeNamed exchange: String, patterns: [String], as type: T.Type = T.self
+    ) async throws -> Subscription<T> {
+        let base = "\(exchange):\(patterns.joined(separator: ","))"
+        return try await makeSubscription(
+            ConsumerSpec(queue: .exclusive(base: base), bindings: patterns.map { Binding(exchange: exchange, pattern: $0) }, prefetch: nil),
+            decode: { try WireFormat.decode(T.self, from: $0.body) })
+    }
+
+    /// Like ``subscribe(to:patterns:as:)`` but yields bodies undecoded (`Delivery<[UInt8]>`).
+    public func subscribeRaw(toExchangeNamed exchange: String, patterns: [String]) async throws -> Subscription<[UInt8]> {
+        let base = "\(exchange):\(patterns.joined(separator: ","))"
+        return try await makeSubscription(
+            ConsumerSpec(queue: .exclusive(base: base), bindings: patterns.map { Binding(exchange: exchange, pattern: $0) }, prefetch: nil),
+            decode: { $0.body })
+    }
+
+    /// A work queue: the named, durable queue `queue`, shared by every replica that consumes it,
+    /// so each message goes to one of them. Deliveries must be acknowledged
+    /// (``Delivery/ack()``); at most `prefetch` are unacknowledged per consumer.
+    public func workQueue<T: Decodable & Sendable>(
+        named queue: String, bindings: [(exchange: Exchange, pattern: String)], prefetch: Int = 16, as type: T.Type = T.self
+    ) async throws -> Subscription<T> {
+        let spec = ConsumerSpec(
+            queue: .shared(name: queue, durable: true, autoDelete: false, arguments: [:]),
+            bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) },
+            prefetch: UInt16(clamping: max(1, prefetch)))
+        return try await makeSubscription(spec, decode: { try WireFormat.decode(T.self, from: $0.body) })
+    }
+
+    func makeSubscription<T: Sendable>(
+        _ spec: ConsumerSpec, decode: @escaping @Sendable (InboundDelivery) throws -> T
+    ) async throws -> Subscription<T> {
+        let id = nextSubscriptionID.wrappingAdd(1, ordering: .relaxed).newValue
+        let (stream, continuation) = AsyncStream<ConsumedDelivery>.makeStream()
+        let engine = self.engine
+        continuation.onTermination = { _ in
+            engine.submit(.unsubscribe(id: id))
+        }
+        let queueName = try await withCheckedThrowingContinuation { (ready: CheckedContinuation<String, any Error>) in
+            if !engine.submit(.subscribe(id: id, spec, continuation, ready: ready)) {
+                ready.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+            }
+        }
+        return Subscription(queueName: queueName, stream: stream, engine: engine, id: id, manualAck: spec.prefetch != nil, decode: decode)
+    }
+
+    // MARK: Administration
+
+    /// Whether an exchange exists (a passive declare, which never changes anything).
+    public func exchangeExists(named name: String) async throws -> Bool {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
+            if !engine.submit(.checkExchange(name: name, continuation)) {
+                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+            }
+        }
+    }
+
+    /// Deletes a queue (for example a work queue that is no longer used).
+    public func deleteQueue(named name: String) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            if !engine.submit(.deleteQueue(name: name, continuation)) {
+                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+            }
+        }
+    }
+
+    /// Drops the connection as a network failure would, to exercise recovery. For tests and drills.
+    public func simulateConnectionLoss() {
+        engine.submit(.simulateConnectionLoss)
+    }
+
+    // MARK: Metrics cache
+
+    func metrics(exchange: String, method: String) -> CallMetrics {
+        let key = "\(exchange)\u{0}\(method)"
+        return callMetrics.withLock { cache in
+            if let cached = cache[key] { return cached }
+            let created = engine.shared.metrics.call(exchange: exchange, method: method)
+            cache[key] = created
+            return created
+        }
+    }
+}

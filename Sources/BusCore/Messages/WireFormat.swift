@@ -1,0 +1,145 @@
+import Foundation
+
+/// The JSON side of the wire, as pure functions: bodies, RackHD's `Result` envelope, ErrorEvent
+/// replies, and the server's decision about an incoming request.
+public enum WireFormat {
+    /// The AMQP `type` of a success reply.
+    public static let resultType = "Result"
+    /// The AMQP `type` of an error reply.
+    public static let errorType = "ErrorEvent"
+    /// The version stamped in ``EnvelopeHeader/version``.
+    public static let envelopeVersion: Int64 = 1
+
+    public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+        do {
+            return Array(try JSONEncoder().encode(value))
+        } catch {
+            throw BusError(code: .encoding, message: "cannot encode \(T.self): \(error)")
+        }
+    }
+
+    public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws -> T {
+        do {
+            return try JSONDecoder().decode(T.self, from: Data(body))
+        } catch {
+            throw BusError(code: .decoding, message: "cannot decode \(T.self): \(describe(error))")
+        }
+    }
+
+    /// `{"value": …}` for a reply; `{}` when the value is absent, as RackHD sends for `undefined`.
+    public static func encodeResult<T: Encodable>(_ value: T) throws -> (body: [UInt8], hasValue: Bool) {
+        if let optional = value as? any OptionalProtocol, optional.isNone {
+            return (Array("{}".utf8), false)
+        }
+        return (try encode(ResultEnvelope(value: value)), true)
+    }
+
+    /// Interprets a reply: the value of a `Result`-style body, or the remote ErrorEvent as a
+    /// thrown ``BusError`` with code ``BusError/Code/remote``.
+    public static func decodeReply<T: Decodable>(_ type: T.Type, messageType: String?, body: [UInt8]) throws -> T {
+        if messageType == errorType {
+            throw BusError.remote(decodeErrorEvent(body))
+        }
+        return try decode(ResultValue<T>.self, from: body).value
+    }
+
+    /// An ErrorEvent body, or a stand-in that still carries what the sender said.
+    static func decodeErrorEvent(_ body: [UInt8]) -> ErrorEvent {
+        if let event = try? JSONDecoder().decode(ErrorEvent.self, from: Data(body)) {
+            return event
+        }
+        if let object = try? JSONDecoder().decode(JSONValue.self, from: Data(body)) {
+            return ErrorEvent(
+                name: object["name"]?.stringValue ?? "Error",
+                message: object["message"]?.stringValue ?? String(decoding: body, as: UTF8.self),
+                context: object["context"] ?? .object([:]),
+                status: object["status"].flatMap { if case .number(let n) = $0 { return Int(n) } else { return nil } })
+        }
+        return ErrorEvent(name: "Error", message: String(decoding: body.prefix(512), as: UTF8.self))
+    }
+
+    /// A short, single-line description of a decoding failure for an ErrorEvent message.
+    static func describe(_ error: any Error) -> String {
+        guard let decoding = error as? DecodingError else { return "\(error)" }
+        func path(_ context: DecodingError.Context) -> String {
+            let keys = context.codingPath.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }
+            return keys.isEmpty ? "body" : keys.joined(separator: ".")
+        }
+        switch decoding {
+        case .typeMismatch(let type, let context):
+            return "\(path(context)): expected \(type)"
+        case .valueNotFound(let type, let context):
+            return "\(path(context)): missing \(type) value"
+        case .keyNotFound(let key, let context):
+            let parent = path(context)
+            return parent == "body" ? "missing key '\(key.stringValue)'" : "\(parent): missing key '\(key.stringValue)'"
+        case .dataCorrupted(let context):
+            return context.codingPath.isEmpty ? "not valid JSON" : "\(path(context)): \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+}
+
+/// What a server does with a delivery on an RPC queue, decided from its properties alone.
+public enum RequestDisposition: Equatable, Sendable {
+    /// Decode it and run the handler.
+    case handle
+    /// The caller's deadline has passed; it no longer waits for an answer. Drop it.
+    case expired
+    /// Answer with this error without running the handler.
+    case reject(ErrorEvent)
+
+    /// - Parameters:
+    ///   - expectedType: the request's ``BusPayload/payloadType``; `Object` accepts any type.
+    ///   - nowMilliseconds: the current time in milliseconds since 1970.
+    public static func evaluate(
+        properties: MessageProperties, expectedType: String, exchange: String, routingKey: String, nowMilliseconds: Int64
+    ) -> RequestDisposition {
+        if let deadline = properties.headers[EnvelopeHeader.deadline]?.intValue, deadline <= nowMilliseconds {
+            return .expired
+        }
+        if let contentType = properties.contentType, !contentType.isEmpty, !contentType.lowercased().hasPrefix(jsonContentType) {
+            return .reject(.badRequest("Unsupported content type '\(contentType)' (\(exchange):\(routingKey)); send application/json."))
+        }
+        // RackHD refuses a request whose type names another class. A missing type, or RackHD's
+        // generic `Object`, is accepted so that plain AMQP clients can call without knowing types.
+        if expectedType != "Object", let type = properties.type, !type.isEmpty, type != "Object", type != expectedType {
+            return .reject(.badRequest("Invalid Request Type (\(exchange):\(routingKey):\(expectedType)). Got '\(type)'."))
+        }
+        return .handle
+    }
+}
+
+struct ResultEnvelope<Value: Encodable>: Encodable {
+    var value: Value
+}
+
+/// Decodes `{"value": …}`; an absent or null value becomes `nil` for optional reply types.
+struct ResultValue<Value: Decodable>: Decodable {
+    var value: Value
+
+    private enum CodingKeys: String, CodingKey {
+        case value
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        if let value = try container.decodeIfPresent(Value.self, forKey: .value) {
+            self.value = value
+        } else if let nilType = Value.self as? any ExpressibleByNilLiteral.Type, let none = nilType.init(nilLiteral: ()) as? Value {
+            self.value = none
+        } else {
+            throw DecodingError.keyNotFound(
+                CodingKeys.value, .init(codingPath: [], debugDescription: "the reply has no value"))
+        }
+    }
+}
+
+protocol OptionalProtocol {
+    var isNone: Bool { get }
+}
+
+extension Optional: OptionalProtocol {
+    var isNone: Bool { self == nil }
+}

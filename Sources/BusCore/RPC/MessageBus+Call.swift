@@ -1,0 +1,101 @@
+import Foundation
+
+/// A reply as it came off the wire, for callers that do not know its type.
+public struct RawReply: Sendable {
+    public let type: String?
+    public let body: [UInt8]
+    public let properties: MessageProperties
+}
+
+extension MessageBus {
+    /// Calls a typed RPC and returns its reply value.
+    ///
+    /// The request goes to the request type's exchange and routing key with `reply_to` set to
+    /// this process's reply queue and a fresh `correlation_id`. It carries its deadline (the
+    /// `x-deadline` header and the AMQP `expiration`), so servers skip it once the caller gave up.
+    ///
+    /// - Throws: ``BusError`` with code ``BusError/Code/timeout`` when no reply arrives in time,
+    ///   ``BusError/Code/remote`` (with ``BusError/remote``) when the server answered with an
+    ///   ErrorEvent, ``BusError/Code/connectionLost`` when the connection dropped meanwhile.
+    public func call<Request: BusRequest>(_ request: Request, timeout: Duration? = nil) async throws -> Request.Reply {
+        let body = try WireFormat.encode(request)
+        let reply = try await performCall(
+            exchange: name(of: Request.exchange), routingKey: request.routingKey, method: Request.method, body: body,
+            type: Request.payloadType, timeout: timeout)
+        return try WireFormat.decodeReply(Request.Reply.self, messageType: reply.properties.type, body: reply.body)
+    }
+
+    /// Calls any routing key with a JSON body. Throws ``BusError/Code/remote`` for ErrorEvent replies.
+    public func callRaw(
+        exchangeNamed exchange: String, routingKey: String, body: [UInt8], type: String = "Object", timeout: Duration? = nil
+    ) async throws -> RawReply {
+        let reply = try await performCall(
+            exchange: exchange, routingKey: routingKey, method: routingKey, body: body, type: type, timeout: timeout)
+        if reply.properties.type == WireFormat.errorType {
+            throw BusError.remote(WireFormat.decodeErrorEvent(reply.body))
+        }
+        return RawReply(type: reply.properties.type, body: reply.body, properties: reply.properties)
+    }
+
+    func performCall(
+        exchange: String, routingKey: String, method: String, body: [UInt8], type: String, timeout: Duration?
+    ) async throws -> InboundDelivery {
+        let timeout = timeout ?? configuration.defaultCallTimeout
+        let metrics = metrics(exchange: exchange, method: method)
+        metrics.calls.increment()
+        let started = ContinuousClock.now
+        let pending = engine.shared.pending
+        let id = pending.makeID()
+        let timeoutMilliseconds = max(1, Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+        var properties = outboundProperties(type: type)
+        properties.correlationID = engine.shared.correlation.encode(id)
+        properties.expiration = String(timeoutMilliseconds)
+        properties.headers[EnvelopeHeader.deadline] = .int(Int64(Date().timeIntervalSince1970 * 1000) + timeoutMilliseconds)
+        let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body)
+        let engine = self.engine
+        do {
+            let reply = try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<InboundDelivery, any Error>) in
+                    // Register before sending: the reply can beat this function back.
+                    guard pending.register(
+                        id: id, deadline: started + timeout, timeout: timeout, description: "\(exchange):\(routingKey)",
+                        continuation: continuation)
+                    else { return }
+                    if !engine.submit(.call(message, id: id)) {
+                        pending.fail(id, with: BusError(code: .shutdown, message: "the bus is shut down"))
+                    }
+                }
+            } onCancel: {
+                pending.cancel(id)
+            }
+            metrics.latency.record(duration: ContinuousClock.now - started)
+            if reply.properties.type == WireFormat.errorType {
+                metrics.errors("remote").increment()
+            }
+            return reply
+        } catch let error as BusError {
+            metrics.errors("\(error.code)").increment()
+            throw error
+        }
+    }
+
+    /// Fails calls whose deadline passed. One timer for all calls: it sleeps until the earliest
+    /// deadline (re-checking at least every 25 ms, so a shorter call registered later is still
+    /// timed out promptly) and parks while nothing is in flight.
+    func runDeadlineTimer() async {
+        let pending = engine.shared.pending
+        let inbox = engine.shared.inbox
+        while !Task.isCancelled, !inbox.isStopping {
+            let earliest = pending.expire(now: .now) { slot in
+                let milliseconds = slot.timeout.components.seconds * 1000 + slot.timeout.components.attoseconds / 1_000_000_000_000_000
+                return BusError(code: .timeout, message: "Request Timed Out (\(slot.description)). \(milliseconds) ms")
+            }
+            if let earliest {
+                let wake = min(earliest, .now + .milliseconds(25))
+                try? await Task.sleep(until: wake, clock: .continuous)
+            } else {
+                await pending.waitForCalls()
+            }
+        }
+    }
+}

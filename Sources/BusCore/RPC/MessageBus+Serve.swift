@@ -1,0 +1,128 @@
+import Foundation
+
+/// What a handler knows about the request besides its body.
+public struct RequestContext: Sendable {
+    public let exchange: String
+    public let routingKey: String
+    public let properties: MessageProperties
+    /// Whether the sender waits for an answer (`reply_to` is set).
+    public var expectsReply: Bool { properties.replyTo != nil }
+    /// The caller's deadline in milliseconds since 1970, if it sent one.
+    public var deadlineMilliseconds: Int64? { properties.headers[EnvelopeHeader.deadline]?.intValue }
+}
+
+extension MessageBus {
+    /// Serves a typed RPC until the bus shuts down or the calling task is cancelled.
+    ///
+    /// Requests arrive on the shared queue `<exchange>:<routingKey>`, so replicas that serve the
+    /// same method share the calls instead of each answering every one. At most `concurrency`
+    /// requests run at once (the consumer's prefetch). Replies go to `reply_to` through the
+    /// default exchange, echoing `correlation_id` when the caller sent one, so RackHD-style callers
+    /// (a fresh reply queue per call, no correlation id) work too.
+    ///
+    /// A request whose deadline passed is dropped unanswered. A request with the wrong AMQP type
+    /// or a body that does not decode is answered with a 400 ErrorEvent without calling `handler`.
+    /// An error thrown by `handler` becomes an ErrorEvent (see ``ErrorEvent/from(_:)``).
+    public func serve<Request: BusRequest>(
+        _ type: Request.Type, routingKey: String? = nil, concurrency: Int = 64,
+        handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
+    ) async throws {
+        let exchange = name(of: Request.exchange)
+        let key = routingKey ?? Request.method
+        try await serveRaw(exchangeNamed: exchange, routingKey: key, method: Request.method, expectedType: Request.payloadType, concurrency: concurrency) {
+            body, context in
+            let request: Request
+            do {
+                request = try WireFormat.decode(Request.self, from: body)
+            } catch let error as BusError {
+                throw ErrorEvent.badRequest("Invalid Request (\(exchange):\(key)): \(error.message)")
+            }
+            let reply = try await handler(request, context)
+            let (replyBody, hasValue) = try WireFormat.encodeResult(reply)
+            return ServedReply(body: replyBody, type: Request.replyPayloadType(for: reply), hasValue: hasValue)
+        }
+    }
+
+    struct ServedReply: Sendable {
+        var body: [UInt8]
+        var type: String
+        var hasValue: Bool
+    }
+
+    func serveRaw(
+        exchangeNamed exchange: String, routingKey: String, method: String, expectedType: String, concurrency: Int,
+        handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
+    ) async throws {
+        let spec = ConsumerSpec(
+            queue: .shared(name: "\(exchange):\(routingKey)", durable: false, autoDelete: true, arguments: [:]),
+            bindings: [Binding(exchange: exchange, pattern: routingKey)],
+            prefetch: UInt16(clamping: max(1, concurrency)))
+        let requests = try await makeSubscription(spec, decode: { $0 })
+        let metrics = engine.shared.metrics.served(exchange: exchange, method: method)
+        logger.debug("serving", metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "amqp.queue": "\(requests.queueName)"])
+        await withTaskCancellationHandler {
+            await withDiscardingTaskGroup { group in
+                for await delivery in requests {
+                    group.addTask {
+                        await self.answer(delivery, exchange: exchange, expectedType: expectedType, metrics: metrics, handler: handler)
+                    }
+                }
+            }
+        } onCancel: {
+            requests.cancel()
+        }
+    }
+
+    private func answer(
+        _ delivery: Delivery<InboundDelivery>, exchange: String, expectedType: String, metrics: ServedMetrics,
+        handler: @Sendable ([UInt8], RequestContext) async throws -> ServedReply
+    ) async {
+        defer { delivery.ack() }
+        let raw = delivery.message
+        let context = RequestContext(exchange: exchange, routingKey: raw.routingKey, properties: raw.properties)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        switch RequestDisposition.evaluate(
+            properties: raw.properties, expectedType: expectedType, exchange: exchange, routingKey: raw.routingKey, nowMilliseconds: now)
+        {
+        case .expired:
+            engine.shared.metrics.expiredRequests.increment()
+            logger.debug("dropped a request whose caller gave up", metadata: ["amqp.routing_key": "\(raw.routingKey)"])
+        case .reject(let event):
+            metrics.failures.increment()
+            await reply(to: raw, error: event)
+        case .handle:
+            metrics.requests.increment()
+            let started = ContinuousClock.now
+            do {
+                let served = try await handler(raw.body, context)
+                metrics.latency.record(duration: ContinuousClock.now - started)
+                guard let replyTo = raw.properties.replyTo, !replyTo.isEmpty else { return }
+                var properties = replyProperties(for: raw, type: served.type)
+                properties.headers[EnvelopeHeader.status] = .int(served.hasValue ? 200 : 204)
+                try? await publishRaw(body: served.body, toExchangeNamed: "", routingKey: replyTo, properties: properties)
+            } catch {
+                metrics.failures.increment()
+                await reply(to: raw, error: ErrorEvent.from(error))
+            }
+        }
+    }
+
+    private func reply(to request: InboundDelivery, error: ErrorEvent) async {
+        guard let replyTo = request.properties.replyTo, !replyTo.isEmpty else {
+            logger.warning("refused a message that expects no reply", metadata: [
+                "amqp.routing_key": "\(request.routingKey)", "error": "\(error.message)",
+            ])
+            return
+        }
+        var properties = replyProperties(for: request, type: WireFormat.errorType)
+        properties.headers[EnvelopeHeader.status] = .int(Int64(error.status ?? 500))
+        guard let body = try? WireFormat.encode(error) else { return }
+        try? await publishRaw(body: body, toExchangeNamed: "", routingKey: replyTo, properties: properties)
+    }
+
+    private func replyProperties(for request: InboundDelivery, type: String) -> MessageProperties {
+        var properties = outboundProperties(type: type)
+        properties.correlationID = request.properties.correlationID
+        return properties
+    }
+}

@@ -1,0 +1,101 @@
+import Logging
+
+/// One message from a subscription, decoded.
+public struct Delivery<Message: Sendable>: Sendable {
+    public let message: Message
+    public let exchange: String
+    public let routingKey: String
+    public let properties: MessageProperties
+    public let redelivered: Bool
+    /// The raw body, for logging or forwarding.
+    public let body: [UInt8]
+    let acknowledger: Acknowledger?
+
+    /// Acknowledges a work-queue delivery. Auto-acknowledged (broadcast) deliveries ignore it.
+    public func ack() {
+        acknowledger?.send(.ack)
+    }
+
+    /// Rejects a work-queue delivery. Without `requeue` it is dropped, or dead-lettered when the
+    /// queue has a dead-letter policy; with `requeue` it goes back for another consumer.
+    public func reject(requeue: Bool = false) {
+        acknowledger?.send(requeue ? .requeue : .drop)
+    }
+
+    /// The AMQP `type` property.
+    public var type: String? { properties.type }
+}
+
+struct Acknowledger: Sendable {
+    enum Verdict {
+        case ack
+        case requeue
+        case drop
+    }
+
+    let engine: BusEngine
+    let token: AckToken
+
+    func send(_ verdict: Verdict) {
+        switch verdict {
+        case .ack: engine.submit(.ack(token))
+        case .requeue: engine.submit(.reject(token, requeue: true))
+        case .drop: engine.submit(.reject(token, requeue: false))
+        }
+    }
+}
+
+/// An `AsyncSequence` of typed deliveries. It survives reconnects: the bus re-creates the queue,
+/// bindings and consumer behind it. A body that does not decode is logged, counted and
+/// acknowledged (or rejected on a work queue, so a dead-letter policy can catch it): it is never
+/// redelivered forever and never ends the sequence.
+///
+/// The subscription ends when the bus shuts down or ``cancel()`` is called; dropping every
+/// reference to it cancels it too.
+public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
+    public typealias Element = Delivery<Message>
+
+    /// The queue behind the subscription (for exclusive queues, the name on the current connection).
+    public let queueName: String
+    let stream: AsyncStream<ConsumedDelivery>
+    let engine: BusEngine
+    let id: UInt64
+    let manualAck: Bool
+    let decode: @Sendable (InboundDelivery) throws -> Message
+
+    public func cancel() {
+        engine.submit(.unsubscribe(id: id))
+    }
+
+    public func makeAsyncIterator() -> Iterator {
+        Iterator(base: stream.makeAsyncIterator(), subscription: self)
+    }
+
+    public struct Iterator: AsyncIteratorProtocol {
+        var base: AsyncStream<ConsumedDelivery>.Iterator
+        let subscription: Subscription
+
+        public mutating func next() async -> Delivery<Message>? {
+            while let consumed = await base.next() {
+                let raw = consumed.delivery
+                let acknowledger = subscription.manualAck
+                    ? Acknowledger(engine: subscription.engine, token: AckToken(generation: consumed.generation, deliveryTag: raw.deliveryTag))
+                    : nil
+                do {
+                    let message = try subscription.decode(raw)
+                    return Delivery(
+                        message: message, exchange: raw.exchange, routingKey: raw.routingKey, properties: raw.properties,
+                        redelivered: raw.redelivered, body: raw.body, acknowledger: acknowledger)
+                } catch {
+                    subscription.engine.shared.metrics.undecodable.increment()
+                    subscription.engine.shared.logger.warning("dropped a message that does not decode", metadata: [
+                        "amqp.exchange": "\(raw.exchange)", "amqp.routing_key": "\(raw.routingKey)",
+                        "amqp.type": "\(raw.properties.type ?? "-")", "error": "\(error)",
+                    ])
+                    acknowledger?.send(.drop)
+                }
+            }
+            return nil
+        }
+    }
+}

@@ -1,0 +1,3 @@
+import Testing
+@testable import BusCore
+@Test func placeholder2() { #expect(true) }
