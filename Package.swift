@@ -47,6 +47,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "BusTestSupport",
+            dependencies: ["BusCore", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/BusTestSupport"
+        ),
         .testTarget(
             name: "BusCoreTests",
             dependencies: [
@@ -58,6 +63,7 @@ let package = Package(
             name: "BusIntegrationTests",
             dependencies: [
                 "BusCore",
+                "BusTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

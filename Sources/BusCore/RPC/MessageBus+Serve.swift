@@ -27,9 +27,18 @@ extension MessageBus {
         _ type: Request.Type, routingKey: String? = nil, concurrency: Int = 64,
         handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
     ) async throws {
+        try await server(for: type, routingKey: routingKey, concurrency: concurrency, handler: handler).run()
+    }
+
+    /// Like ``serve(_:routingKey:concurrency:handler:)``, but returns once the server's queue is
+    /// bound and consuming, so that callers can start calling right away; then `run()` it.
+    public func server<Request: BusRequest>(
+        for type: Request.Type, routingKey: String? = nil, concurrency: Int = 64,
+        handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
+    ) async throws -> RPCServer {
         let exchange = name(of: Request.exchange)
         let key = routingKey ?? Request.method
-        try await serveRaw(exchangeNamed: exchange, routingKey: key, method: Request.method, expectedType: Request.payloadType, concurrency: concurrency) {
+        return try await rawServer(exchangeNamed: exchange, routingKey: key, method: Request.method, expectedType: Request.payloadType, concurrency: concurrency) {
             body, context in
             let request: Request
             do {
@@ -49,10 +58,10 @@ extension MessageBus {
         var hasValue: Bool
     }
 
-    func serveRaw(
+    func rawServer(
         exchangeNamed exchange: String, routingKey: String, method: String, expectedType: String, concurrency: Int,
         handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
-    ) async throws {
+    ) async throws -> RPCServer {
         let spec = ConsumerSpec(
             queue: .shared(name: "\(exchange):\(routingKey)", durable: false, autoDelete: true, arguments: [:]),
             bindings: [Binding(exchange: exchange, pattern: routingKey)],
@@ -60,16 +69,8 @@ extension MessageBus {
         let requests = try await makeSubscription(spec, decode: { $0 })
         let metrics = engine.shared.metrics.served(exchange: exchange, method: method)
         logger.debug("serving", metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "amqp.queue": "\(requests.queueName)"])
-        await withTaskCancellationHandler {
-            await withDiscardingTaskGroup { group in
-                for await delivery in requests {
-                    group.addTask {
-                        await self.answer(delivery, exchange: exchange, expectedType: expectedType, metrics: metrics, handler: handler)
-                    }
-                }
-            }
-        } onCancel: {
-            requests.cancel()
+        return RPCServer(queueName: requests.queueName, requests: requests) { delivery in
+            await self.answer(delivery, exchange: exchange, expectedType: expectedType, metrics: metrics, handler: handler)
         }
     }
 
@@ -124,5 +125,30 @@ extension MessageBus {
         var properties = outboundProperties(type: type)
         properties.correlationID = request.properties.correlationID
         return properties
+    }
+}
+
+/// A consuming RPC server. ``run()`` answers requests until the bus shuts down, ``cancel()`` is
+/// called, or the running task is cancelled.
+public struct RPCServer: Sendable {
+    /// The shared queue the server consumes (`<exchange>:<routingKey>`).
+    public let queueName: String
+    let requests: Subscription<InboundDelivery>
+    let answer: @Sendable (Delivery<InboundDelivery>) async -> Void
+
+    public func run() async {
+        await withTaskCancellationHandler {
+            await withDiscardingTaskGroup { group in
+                for await delivery in requests {
+                    group.addTask { await answer(delivery) }
+                }
+            }
+        } onCancel: {
+            requests.cancel()
+        }
+    }
+
+    public func cancel() {
+        requests.cancel()
     }
 }

@@ -1,0 +1,225 @@
+import BusCore
+import Foundation
+import Logging
+import Synchronization
+
+/// The broker the integration tests use: the private one that `scripts/test` starts, found
+/// through the environment that script exports (with the run command's defaults otherwise).
+public enum TestBroker {
+    public static var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    public static var url: String {
+        environment[BusConfiguration.urlEnvironmentKey] ?? BusConfiguration.defaultURL
+    }
+
+    public static var tlsURL: String {
+        environment["RACKBUS_AMQPS_URL"] ?? "amqps://guest:guest@localhost:5671/"
+    }
+
+    public static var managementURL: String {
+        environment["RACKBUS_MANAGEMENT_URL"] ?? "http://127.0.0.1:15672"
+    }
+
+    /// The repository root, for scripts the tests drive (`scripts/broker`, the pika clients).
+    public static var repositoryRoot: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    }
+
+    /// A configuration with a unique exchange prefix, so that concurrent tests never see each
+    /// other's traffic, and short timeouts so that failures show quickly.
+    public static func configuration(prefix: String? = nil, name: String = "rackbus-tests") throws -> BusConfiguration {
+        var configuration = try BusConfiguration(url: url)
+        configuration.exchangePrefix = prefix ?? uniquePrefix()
+        configuration.connectionName = name
+        configuration.defaultCallTimeout = .seconds(10)
+        configuration.reconnect = ReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(1))
+        return configuration
+    }
+
+    public static func uniquePrefix() -> String {
+        "t\(UUID().uuidString.prefix(8).lowercased())"
+    }
+
+    public static let logger: Logger = {
+        var logger = Logger(label: "rackbus.tests")
+        logger.logLevel = environment["RACKBUS_TEST_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .warning
+        return logger
+    }()
+
+    /// Runs `body` with a connected bus. Tests that disturb the broker for everyone (a restart)
+    /// use ``withExclusiveBroker(_:)``; every other test holds the shared side of the same lock.
+    public static func withBus<Result: Sendable>(
+        _ configuration: BusConfiguration? = nil, _ body: @Sendable (MessageBus) async throws -> Result
+    ) async throws -> Result {
+        let configuration = try configuration ?? self.configuration()
+        return try await BrokerLock.shared.withShared {
+            try await MessageBus.withBus(configuration: configuration, logger: logger) { bus in
+                try await bus.waitUntilConnected(timeout: .seconds(30))
+                return try await body(bus)
+            }
+        }
+    }
+
+    public static func withExclusiveBroker<Result: Sendable>(_ body: @Sendable () async throws -> Result) async throws -> Result {
+        try await BrokerLock.shared.withExclusive(body)
+    }
+
+    /// Runs `scripts/broker <arguments>` with the test environment and returns its output.
+    @discardableResult
+    public static func brokerScript(_ arguments: String...) throws -> String {
+        try run(repositoryRoot.appendingPathComponent("scripts/broker").path, arguments)
+    }
+
+    /// Runs a program to completion; throws with its output when it fails.
+    @discardableResult
+    public static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = environment.merging(extra) { _, new in new }
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw TestFailure("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+        }
+        return text
+    }
+
+    /// GETs a management API path (`/api/exchanges/%2F/on.events`) as JSON.
+    public static func management(_ path: String) async throws -> JSONValue {
+        let output = try run("/usr/bin/curl", ["-sf", "-u", "guest:guest", managementURL + path])
+        return try JSONDecoder().decode(JSONValue.self, from: Data(output.utf8))
+    }
+}
+
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// A process-wide readers–writer lock over "the broker": ordinary tests share it, a test that
+/// restarts the broker takes it alone, so no other test sees its connections drop.
+public final class BrokerLock: Sendable {
+    public static let shared = BrokerLock()
+
+    private struct State {
+        var readers = 0
+        var writer = false
+        var waitingReaders: [CheckedContinuation<Void, Never>] = []
+        var waitingWriters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    public func withShared<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
+        await acquireShared()
+        defer { releaseShared() }
+        return try await body()
+    }
+
+    public func withExclusive<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
+        await acquireExclusive()
+        defer { releaseExclusive() }
+        return try await body()
+    }
+
+    private func acquireShared() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let granted = state.withLock { state -> Bool in
+                // Readers never wait for a queued writer: tests nest `withBus`, and a nested
+                // shared acquisition must not deadlock behind a waiting restart.
+                if !state.writer {
+                    state.readers += 1
+                    return true
+                }
+                state.waitingReaders.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    private func releaseShared() {
+        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.readers -= 1
+            if state.readers == 0, !state.waitingWriters.isEmpty {
+                state.writer = true
+                return state.waitingWriters.removeFirst()
+            }
+            return nil
+        }
+        next?.resume()
+    }
+
+    private func acquireExclusive() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let granted = state.withLock { state -> Bool in
+                if !state.writer && state.readers == 0 {
+                    state.writer = true
+                    return true
+                }
+                state.waitingWriters.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    private func releaseExclusive() {
+        let next = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.writer = false
+            if !state.waitingWriters.isEmpty {
+                state.writer = true
+                return [state.waitingWriters.removeFirst()]
+            }
+            let readers = state.waitingReaders
+            state.waitingReaders.removeAll()
+            state.readers += readers.count
+            return readers
+        }
+        for continuation in next { continuation.resume() }
+    }
+}
+
+/// Collects `count` deliveries, or fails after `timeout`.
+public func collect<T: Sendable>(_ subscription: Subscription<T>, count: Int, timeout: Duration = .seconds(10)) async throws -> [Delivery<T>] {
+    try await withThrowingTaskGroup(of: [Delivery<T>]?.self) { group in
+        group.addTask {
+            var received: [Delivery<T>] = []
+            for await delivery in subscription {
+                received.append(delivery)
+                if received.count == count { break }
+            }
+            return received
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = try await group.next() ?? nil
+        group.cancelAll()
+        guard let first else { throw TestFailure("expected \(count) deliveries within \(timeout)") }
+        return first
+    }
+}
+
+/// Waits `duration` and returns whatever arrived meanwhile (to assert that nothing does).
+public func drain<T: Sendable>(_ subscription: Subscription<T>, for duration: Duration) async -> [Delivery<T>] {
+    await withTaskGroup(of: [Delivery<T>].self) { group in
+        let collected = Mutex<[Delivery<T>]>([])
+        group.addTask {
+            for await delivery in subscription {
+                collected.withLock { $0.append(delivery) }
+            }
+            return []
+        }
+        try? await Task.sleep(for: duration)
+        group.cancelAll()
+        return collected.withLock { $0 }
+    }
+}
