@@ -246,6 +246,16 @@ public final class MessageBus: Service, Sendable {
         }
     }
 
+    /// A queue's ready-message and consumer counts (a passive declare). Throws
+    /// ``BusError/Code/channelClosed`` with reply code 404 when the queue does not exist.
+    public func inspectQueue(named name: String) async throws -> QueueStatus {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<QueueStatus, any Error>) in
+            if !engine.submit(.inspectQueue(name: name, continuation)) {
+                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+            }
+        }
+    }
+
     /// Drops the connection as a network failure would, to exercise recovery. For tests and drills.
     public func simulateConnectionLoss() {
         engine.submit(.simulateConnectionLoss)
@@ -262,4 +272,12 @@ public final class MessageBus: Service, Sendable {
             return created
         }
     }
+}
+
+/// What the broker says about a queue.
+public struct QueueStatus: Sendable, Equatable {
+    public let name: String
+    /// Messages ready for delivery (not counting unacknowledged ones).
+    public let messages: Int
+    public let consumers: Int
 }

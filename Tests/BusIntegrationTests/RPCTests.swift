@@ -212,6 +212,13 @@ final class Counter: Sendable {
     var value: Int { count.withLock { $0 } }
 }
 
+/// A value behind a lock, shareable with child tasks.
+final class Locked<Value: Sendable>: Sendable {
+    private let storage: Mutex<Value>
+    init(_ value: Value) { storage = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout sending Value) -> R) -> R { storage.withLock { body(&$0) } }
+}
+
 extension Result where Failure == any Error {
     init(catching body: () async throws -> Success) async {
         do {

@@ -55,6 +55,8 @@ enum EngineCommand: Sendable {
     /// Passive declare: does the exchange exist? (Runs on the scratch channel.)
     case checkExchange(name: String, CheckedContinuation<Bool, any Error>)
     case deleteQueue(name: String, CheckedContinuation<Void, any Error>)
+    /// Passive queue declare: message and consumer counts, or a 404 error.
+    case inspectQueue(name: String, CheckedContinuation<QueueStatus, any Error>)
     /// Test hook: drop the connection as if the network failed.
     case simulateConnectionLoss
 }

@@ -268,6 +268,16 @@ final class EngineLoop {
                     try connection.openChannel(Channel.scratch)
                     continuation.resume(throwing: error)
                 }
+            case .inspectQueue(let name, let continuation):
+                do {
+                    let declared = try connection.declareQueue(
+                        channel: Channel.scratch, name: name, passive: true, durable: false, exclusive: false, autoDelete: false,
+                        arguments: [:])
+                    continuation.resume(returning: QueueStatus(name: declared.name, messages: Int(declared.messages), consumers: Int(declared.consumers)))
+                } catch let error as BusError where error.code == .channelClosed {
+                    try connection.openChannel(Channel.scratch)
+                    continuation.resume(throwing: error)
+                }
             case .simulateConnectionLoss:
                 connectionLost(BusError(code: .connectionLost, message: "connection dropped on request"))
             case .subscribe, .unsubscribe:
@@ -300,6 +310,8 @@ final class EngineLoop {
             case .checkExchange(_, let continuation):
                 continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
             case .deleteQueue(_, let continuation):
+                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
+            case .inspectQueue(_, let continuation):
                 continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
             default:
                 break
@@ -492,6 +504,7 @@ final class EngineLoop {
             case .call(_, let id): shared.pending.fail(id, with: closed)
             case .checkExchange(_, let continuation): continuation.resume(throwing: closed)
             case .deleteQueue(_, let continuation): continuation.resume(throwing: closed)
+            case .inspectQueue(_, let continuation): continuation.resume(throwing: closed)
             case .subscribe(_, _, let sink, let ready):
                 sink.finish()
                 ready.resume(throwing: closed)
