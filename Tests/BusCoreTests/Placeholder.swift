@@ -1,3 +1,0 @@
-import Testing
-@testable import BusCore
-@Test func placeholder() { #expect(TopicPattern("a.#").matches("a.b.c")) }
