@@ -36,7 +36,7 @@ struct RecoveryTests {
                     // A call in flight when the broker goes away fails with a retriable error.
                     async let inFlight = Result(catching: { try await bus.call(Sleeps(milliseconds: 5_000), timeout: .seconds(60)) })
                     try await Task.sleep(for: .milliseconds(300))
-                    try TestBroker.brokerScript("restart-app")
+                    try await TestBroker.brokerScript("restart-app")
 
                     let lost = await inFlight
                     let error = try #require(lost.failure as? BusError)
@@ -58,7 +58,7 @@ struct RecoveryTests {
     @Test("a bus started while the broker is down waits for it, then works")
     func startsBeforeTheBroker() async throws {
         try await TestBroker.withExclusiveBroker {
-            try TestBroker.brokerScript("ctl", "stop_app")
+            try await TestBroker.brokerScript("ctl", "stop_app")
             do {
                 let configuration = try TestBroker.configuration()
                 try await MessageBus.withBus(configuration: configuration, logger: TestBroker.logger) { bus in
@@ -68,8 +68,8 @@ struct RecoveryTests {
                     }
                     try await Task.sleep(for: .seconds(1))
                     #expect(bus.isConnected == false)
-                    try TestBroker.brokerScript("ctl", "start_app")
-                    try TestBroker.brokerScript("wait")
+                    try await TestBroker.brokerScript("ctl", "start_app")
+                    try await TestBroker.brokerScript("wait")
                     let echo = try await server
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask { await echo.run() }
@@ -79,7 +79,7 @@ struct RecoveryTests {
                     }
                 }
             } catch {
-                _ = try? TestBroker.brokerScript("ctl", "start_app")
+                _ = try? await TestBroker.brokerScript("ctl", "start_app")
                 throw error
             }
         }

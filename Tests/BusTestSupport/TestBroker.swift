@@ -66,33 +66,44 @@ public enum TestBroker {
 
     /// Runs `scripts/broker <arguments>` with the test environment and returns its output.
     @discardableResult
-    public static func brokerScript(_ arguments: String...) throws -> String {
-        try run(repositoryRoot.appendingPathComponent("scripts/broker").path, arguments)
+    public static func brokerScript(_ arguments: String...) async throws -> String {
+        try await run(repositoryRoot.appendingPathComponent("scripts/broker").path, arguments)
     }
 
-    /// Runs a program to completion; throws with its output when it fails.
+    /// Runs a program to completion and returns its output; throws with the output when it fails.
+    /// The wait happens on a thread of its own, never on the cooperative pool.
     @discardableResult
-    public static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = environment.merging(extra) { _, new in new }
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        let text = String(decoding: data, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw TestFailure("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
+    public static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) async throws -> String {
+        let environment = self.environment.merging(extra) { _, new in new }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
+            Thread {
+                do {
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: executable)
+                    process.arguments = arguments
+                    process.environment = environment
+                    let output = Pipe()
+                    process.standardOutput = output
+                    process.standardError = output
+                    try process.run()
+                    let data = output.fileHandleForReading.readDataToEndOfFile()
+                    process.waitUntilExit()
+                    let text = String(decoding: data, as: UTF8.self)
+                    if process.terminationStatus == 0 {
+                        continuation.resume(returning: text)
+                    } else {
+                        continuation.resume(throwing: TestFailure("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
+                    }
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }.start()
         }
-        return text
     }
 
     /// GETs a management API path (`/api/exchanges/%2F/on.events`) as JSON.
     public static func management(_ path: String) async throws -> JSONValue {
-        let output = try run("/usr/bin/curl", ["-sf", "-u", "guest:guest", managementURL + path])
+        let output = try await run("/usr/bin/curl", ["-sf", "-u", "guest:guest", managementURL + path])
         return try JSONDecoder().decode(JSONValue.self, from: Data(output.utf8))
     }
 }
