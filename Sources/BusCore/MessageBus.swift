@@ -130,7 +130,8 @@ public final class MessageBus: Service, Sendable {
     }
 
     /// Publishes a body as-is with the given properties.
-    public func publishRaw(body: [UInt8], toExchangeNamed exchange: String, routingKey: String, properties: MessageProperties) async throws {
+    public func publishRaw(body: [UInt8], toExchangeNamed exchange: String, routingKey: String, properties: MessageProperties) async throws
+    {
         await engine.shared.inbox.waitForRoom()
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body)
         guard engine.submit(.publish(message)) else {

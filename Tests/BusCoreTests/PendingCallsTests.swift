@@ -1,5 +1,6 @@
-@testable import BusCore
 import Testing
+
+@testable import BusCore
 
 @Suite("The RPC correlation map")
 struct PendingCallsTests {
@@ -14,10 +15,14 @@ struct PendingCallsTests {
         let first = pending.makeID()
         let second = pending.makeID()
         async let a = withCheckedThrowingContinuation { continuation in
-            #expect(pending.register(id: first, deadline: .now + .seconds(10), timeout: .seconds(10), description: "a", continuation: continuation))
+            #expect(
+                pending.register(
+                    id: first, deadline: .now + .seconds(10), timeout: .seconds(10), description: "a", continuation: continuation))
         }
         async let b = withCheckedThrowingContinuation { continuation in
-            #expect(pending.register(id: second, deadline: .now + .seconds(10), timeout: .seconds(10), description: "b", continuation: continuation))
+            #expect(
+                pending.register(
+                    id: second, deadline: .now + .seconds(10), timeout: .seconds(10), description: "b", continuation: continuation))
         }
         while pending.count < 2 { await Task.yield() }
         #expect(pending.resolve(second, with: delivery("two")))
@@ -33,7 +38,9 @@ struct PendingCallsTests {
         pending.cancel(id)
         do {
             _ = try await withCheckedThrowingContinuation { continuation in
-                #expect(!pending.register(id: id, deadline: .now + .seconds(10), timeout: .seconds(10), description: "x", continuation: continuation))
+                #expect(
+                    !pending.register(
+                        id: id, deadline: .now + .seconds(10), timeout: .seconds(10), description: "x", continuation: continuation))
             }
             Issue.record("expected cancellation")
         } catch let error as BusError {
@@ -55,7 +62,8 @@ struct PendingCallsTests {
             }
         })
         async let fine = withCheckedThrowingContinuation { continuation in
-            _ = pending.register(id: current, deadline: now + .seconds(60), timeout: .seconds(60), description: "fine", continuation: continuation)
+            _ = pending.register(
+                id: current, deadline: now + .seconds(60), timeout: .seconds(60), description: "fine", continuation: continuation)
         }
         while pending.count < 2 { await Task.yield() }
         let earliest = pending.expire(now: now + .milliseconds(1)) { slot in BusError(code: .timeout, message: slot.description) }
@@ -72,11 +80,13 @@ struct PendingCallsTests {
         let queued = pending.makeID()
         async let sentResult = Result(catching: {
             try await withCheckedThrowingContinuation { continuation in
-                _ = pending.register(id: sent, deadline: .now + .seconds(60), timeout: .seconds(60), description: "sent", continuation: continuation)
+                _ = pending.register(
+                    id: sent, deadline: .now + .seconds(60), timeout: .seconds(60), description: "sent", continuation: continuation)
             }
         })
         async let queuedResult = withCheckedThrowingContinuation { continuation in
-            _ = pending.register(id: queued, deadline: .now + .seconds(60), timeout: .seconds(60), description: "queued", continuation: continuation)
+            _ = pending.register(
+                id: queued, deadline: .now + .seconds(60), timeout: .seconds(60), description: "queued", continuation: continuation)
         }
         while pending.count < 2 { await Task.yield() }
         pending.markSent(sent, generation: 3)

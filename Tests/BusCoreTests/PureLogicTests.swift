@@ -1,6 +1,7 @@
-@testable import BusCore
 import Foundation
 import Testing
+
+@testable import BusCore
 
 @Suite("Topic patterns")
 struct TopicPatternTests {
@@ -41,7 +42,9 @@ struct ConfigurationTests {
 
     @Test func fullURL() throws {
         let configuration = try BusConfiguration(
-            url: "amqps://ops:s%40cret@broker.lab:5999/rack%2Fhd?heartbeat=15&connection_timeout=2500&cacertfile=/etc/ca.pem&certfile=/etc/c.pem&keyfile=/etc/k.pem&verify=verify_peer")
+            url:
+                "amqps://ops:s%40cret@broker.lab:5999/rack%2Fhd?heartbeat=15&connection_timeout=2500&cacertfile=/etc/ca.pem&certfile=/etc/c.pem&keyfile=/etc/k.pem&verify=verify_peer"
+        )
         #expect(configuration.host == "broker.lab")
         #expect(configuration.port == 5999)
         #expect(configuration.user == "ops")
@@ -173,7 +176,8 @@ struct WireFormatTests {
     }
 
     func decide(_ properties: MessageProperties, expected: String = "IpAddress") -> RequestDisposition {
-        RequestDisposition.evaluate(properties: properties, expectedType: expected, exchange: "on.dhcp", routingKey: "methods.x", nowMilliseconds: now)
+        RequestDisposition.evaluate(
+            properties: properties, expectedType: expected, exchange: "on.dhcp", routingKey: "methods.x", nowMilliseconds: now)
     }
 
     @Test func handlesMatchingOrMissingTypes() {
@@ -221,7 +225,9 @@ struct WireFormatTests {
     }
 
     @Test func errorEventReplies() throws {
-        let body = Array(#"{"name":"NotFoundError","message":"no lease","stack":"NotFoundError: no lease","context":{"ip":"10.1.1.1"},"status":404}"#.utf8)
+        let body = Array(
+            #"{"name":"NotFoundError","message":"no lease","stack":"NotFoundError: no lease","context":{"ip":"10.1.1.1"},"status":404}"#
+                .utf8)
         do {
             _ = try WireFormat.decodeReply(String.self, messageType: "ErrorEvent", body: body)
             Issue.record("expected a throw")

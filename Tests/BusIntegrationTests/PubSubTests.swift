@@ -48,7 +48,9 @@ struct PubSubTests {
         try await TestBroker.withBus { bus in
             let star = try await bus.subscribe(to: .events, patterns: ["graph.*.g1"], as: NodeEvent.self)
             let hash = try await bus.subscribe(to: .events, patterns: ["dhcp.#"], as: NodeEvent.self)
-            let keys = ["graph.started.g1", "graph.finished.g1", "graph.started.g1.extra", "dhcp.bind.success.n1", "dhcp", "tftp.success.n1"]
+            let keys = [
+                "graph.started.g1", "graph.finished.g1", "graph.started.g1.extra", "dhcp.bind.success.n1", "dhcp", "tftp.success.n1",
+            ]
             for (index, key) in keys.enumerated() {
                 try await bus.publish(NodeEvent(nodeId: key, sequence: index), to: .events, routingKey: key)
             }
@@ -161,9 +163,11 @@ struct PubSubTests {
     func publisherConfirms() async throws {
         try await TestBroker.withBus { bus in
             let events = try await bus.subscribe(to: .events, patterns: ["tftp.success.*"], as: NodeEvent.self)
-            try await bus.publishConfirmed(NodeEvent(nodeId: "n1", sequence: 1), to: .events, routingKey: "tftp.success.n1", mandatory: true)
+            try await bus.publishConfirmed(
+                NodeEvent(nodeId: "n1", sequence: 1), to: .events, routingKey: "tftp.success.n1", mandatory: true)
             let error = await #expect(throws: BusError.self) {
-                try await bus.publishConfirmed(NodeEvent(nodeId: "n1", sequence: 2), to: .events, routingKey: "nobody.listens", mandatory: true)
+                try await bus.publishConfirmed(
+                    NodeEvent(nodeId: "n1", sequence: 2), to: .events, routingKey: "nobody.listens", mandatory: true)
             }
             #expect(error?.code == .unroutable)
             #expect(try await collect(events, count: 1)[0].message.sequence == 1)
@@ -171,7 +175,8 @@ struct PubSubTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for sequence in 0..<200 {
                     group.addTask {
-                        try await bus.publishConfirmed(NodeEvent(nodeId: "n1", sequence: sequence), to: .events, routingKey: "tftp.success.n1")
+                        try await bus.publishConfirmed(
+                            NodeEvent(nodeId: "n1", sequence: sequence), to: .events, routingKey: "tftp.success.n1")
                     }
                 }
                 try await group.waitForAll()

@@ -141,14 +141,16 @@ struct RPCTests {
                 let exchange = bus.name(of: .dhcp)
                 for body in ["not json", "{\"text\": 5}", "[]", ""] {
                     let error = await #expect(throws: BusError.self) {
-                        _ = try await bus.callRaw(exchangeNamed: exchange, routingKey: Echo.method, body: Array(body.utf8), type: "EchoRequest")
+                        _ = try await bus.callRaw(
+                            exchangeNamed: exchange, routingKey: Echo.method, body: Array(body.utf8), type: "EchoRequest")
                     }
                     #expect(error?.status == 400, "body \(body)")
                     #expect(error?.remote?.name == "BadRequestError")
                 }
                 let wrongType = await #expect(throws: BusError.self) {
                     _ = try await bus.callRaw(
-                        exchangeNamed: exchange, routingKey: Echo.method, body: Array("{\"text\":\"a\",\"number\":1}".utf8), type: "MacAddress")
+                        exchangeNamed: exchange, routingKey: Echo.method, body: Array("{\"text\":\"a\",\"number\":1}".utf8),
+                        type: "MacAddress")
                 }
                 #expect(wrongType?.status == 400)
                 #expect(wrongType?.remote?.message.contains("Invalid Request Type") == true)

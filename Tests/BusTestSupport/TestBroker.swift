@@ -92,7 +92,9 @@ public enum TestBroker {
                     if process.terminationStatus == 0 {
                         continuation.resume(returning: text)
                     } else {
-                        continuation.resume(throwing: TestFailure("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
+                        continuation.resume(
+                            throwing: TestFailure(
+                                "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
                     }
                 } catch {
                     continuation.resume(throwing: error)
@@ -198,7 +200,9 @@ public final class BrokerLock: Sendable {
 }
 
 /// Collects `count` deliveries, or fails after `timeout`.
-public func collect<T: Sendable>(_ subscription: Subscription<T>, count: Int, timeout: Duration = .seconds(10)) async throws -> [Delivery<T>] {
+public func collect<T: Sendable>(_ subscription: Subscription<T>, count: Int, timeout: Duration = .seconds(10)) async throws -> [Delivery<
+    T
+>] {
     try await withThrowingTaskGroup(of: [Delivery<T>]?.self) { group in
         group.addTask {
             var received: [Delivery<T>] = []

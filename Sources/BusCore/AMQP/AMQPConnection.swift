@@ -48,7 +48,9 @@ final class AMQPConnection {
             if let cert = tls.clientCertificatePath, let key = tls.clientKeyPath {
                 let status = amqp_ssl_socket_set_key(socket, cert, key)
                 guard status == AMQP_STATUS_OK.rawValue else {
-                    throw BusError(code: .invalidConfiguration, message: "cannot load client certificate \(cert) / key \(key): \(Self.describe(status))")
+                    throw BusError(
+                        code: .invalidConfiguration,
+                        message: "cannot load client certificate \(cert) / key \(key): \(Self.describe(status))")
                 }
             }
         } else {
@@ -61,7 +63,8 @@ final class AMQPConnection {
         var connectTimeout = Self.makeTimeval(configuration.connectTimeout)
         let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &connectTimeout)
         guard status == AMQP_STATUS_OK.rawValue else {
-            throw BusError(code: .connectionFailed, message: "cannot connect to \(configuration.host):\(configuration.port): \(Self.describe(status))")
+            throw BusError(
+                code: .connectionFailed, message: "cannot connect to \(configuration.host):\(configuration.port): \(Self.describe(status))")
         }
         _ = amqp_set_handshake_timeout(state, &connectTimeout)
         var methodTimeout = Self.makeTimeval(configuration.methodTimeout)
@@ -311,7 +314,8 @@ final class AMQPConnection {
             return .consumerCancelled(channel: channel, consumerTag: String(amqpBytes: cancel.consumer_tag))
         case rackbus_channel_close_method:
             let close = decoded.assumingMemoryBound(to: amqp_channel_close_t.self).pointee
-            let event = InboundEvent.channelClosed(channel: channel, replyCode: Int(close.reply_code), replyText: String(amqpBytes: close.reply_text))
+            let event = InboundEvent.channelClosed(
+                channel: channel, replyCode: Int(close.reply_code), replyText: String(amqpBytes: close.reply_text))
             _ = rackbus_send_channel_close_ok(state, channel)
             return event
         case rackbus_connection_close_method:

@@ -18,7 +18,8 @@ final class EngineShared: Sendable {
         self.logger = logger
         self.inbox = EngineInbox(highWater: configuration.maxBufferedOperations)
         var generator = SystemRandomNumberGenerator()
-        self.correlation = CorrelationIDCodec(prefix: "\(ProcessInfo.processInfo.processIdentifier)-\(EngineLoop.randomSuffix(using: &generator))")
+        self.correlation = CorrelationIDCodec(
+            prefix: "\(ProcessInfo.processInfo.processIdentifier)-\(EngineLoop.randomSuffix(using: &generator))")
         self.metrics = BusMetrics()
     }
 

@@ -96,7 +96,8 @@ final class EngineLoop {
             shared.setConnected(generation: generation)
             if isReconnect {
                 shared.metrics.reconnects.increment()
-                logger.notice("reconnected to the broker", metadata: ["amqp.url": "\(configuration.redactedURL)", "bus.generation": "\(generation)"])
+                logger.notice(
+                    "reconnected to the broker", metadata: ["amqp.url": "\(configuration.redactedURL)", "bus.generation": "\(generation)"])
             } else {
                 logger.info("connected to the broker", metadata: ["amqp.url": "\(configuration.redactedURL)"])
             }
@@ -117,9 +118,11 @@ final class EngineLoop {
             } else {
                 _ = lifecycle.connectFailed(now: .now, random: Double.random(in: 0..<1, using: &random))
                 let level: Logger.Level = attempt == 1 || attempt % 10 == 0 ? .warning : .debug
-                logger.log(level: level, "cannot reach the broker, will retry", metadata: [
-                    "amqp.url": "\(configuration.redactedURL)", "bus.attempt": "\(attempt)", "error": "\(error.message)",
-                ])
+                logger.log(
+                    level: level, "cannot reach the broker, will retry",
+                    metadata: [
+                        "amqp.url": "\(configuration.redactedURL)", "bus.attempt": "\(attempt)", "error": "\(error.message)",
+                    ])
             }
         } catch {
             connection = nil
@@ -171,7 +174,8 @@ final class EngineLoop {
                 ).name
             }
             for binding in consumer.spec.bindings {
-                try connection.bindQueue(channel: Channel.scratch, queue: queueName, exchange: binding.exchange, routingKey: binding.pattern)
+                try connection.bindQueue(
+                    channel: Channel.scratch, queue: queueName, exchange: binding.exchange, routingKey: binding.pattern)
             }
             if let prefetch = consumer.spec.prefetch {
                 try connection.setPrefetch(channel: Channel.consume, count: prefetch)
@@ -273,7 +277,8 @@ final class EngineLoop {
                     let declared = try connection.declareQueue(
                         channel: Channel.scratch, name: name, passive: true, durable: false, exclusive: false, autoDelete: false,
                         arguments: [:])
-                    continuation.resume(returning: QueueStatus(name: declared.name, messages: Int(declared.messages), consumers: Int(declared.consumers)))
+                    continuation.resume(
+                        returning: QueueStatus(name: declared.name, messages: Int(declared.messages), consumers: Int(declared.consumers)))
                 } catch let error as BusError where error.code == .channelClosed {
                     try connection.openChannel(Channel.scratch)
                     continuation.resume(throwing: error)
@@ -380,9 +385,12 @@ final class EngineLoop {
             }
         case .returned(_, let code, let text, let exchange, let routingKey, let properties):
             confirms.markReturned(messageID: properties.messageID)
-            logger.debug("message returned", metadata: [
-                "amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "amqp.reply_code": "\(code)", "amqp.reply_text": "\(text)",
-            ])
+            logger.debug(
+                "message returned",
+                metadata: [
+                    "amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "amqp.reply_code": "\(code)",
+                    "amqp.reply_text": "\(text)",
+                ])
         case .consumerCancelled(_, let tag):
             // The broker cancelled a consumer (its queue was deleted). Re-establish it.
             if let id = consumerByTag.removeValue(forKey: tag) {
@@ -408,14 +416,17 @@ final class EngineLoop {
     private func deliverReply(_ delivery: InboundDelivery) {
         guard let id = shared.correlation.decode(delivery.properties.correlationID), shared.pending.resolve(id, with: delivery) else {
             shared.metrics.lateReplies.increment()
-            logger.debug("dropped a reply nobody waits for", metadata: ["amqp.correlation_id": "\(delivery.properties.correlationID ?? "-")"])
+            logger.debug(
+                "dropped a reply nobody waits for", metadata: ["amqp.correlation_id": "\(delivery.properties.correlationID ?? "-")"])
             return
         }
     }
 
     private func channelClosed(_ channel: UInt16, code: Int, text: String) {
         guard let connection else { return }
-        logger.error("the broker closed a channel", metadata: ["amqp.channel": "\(channel)", "amqp.reply_code": "\(code)", "amqp.reply_text": "\(text)"])
+        logger.error(
+            "the broker closed a channel",
+            metadata: ["amqp.channel": "\(channel)", "amqp.reply_code": "\(code)", "amqp.reply_text": "\(text)"])
         do {
             switch channel {
             case Channel.publish, Channel.scratch:

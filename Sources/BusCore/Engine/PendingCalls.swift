@@ -42,7 +42,8 @@ final class PendingCalls: Sendable {
             if state.tombstones.remove(id) != nil {
                 return (false, nil)
             }
-            state.slots[id] = Slot(continuation: continuation, deadline: deadline, sentOnGeneration: nil, description: description, timeout: timeout)
+            state.slots[id] = Slot(
+                continuation: continuation, deadline: deadline, sentOnGeneration: nil, description: description, timeout: timeout)
             let waiter = state.timerWaiter
             state.timerWaiter = nil
             return (true, waiter)

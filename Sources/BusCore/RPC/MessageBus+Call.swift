@@ -57,9 +57,10 @@ extension MessageBus {
             let reply = try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<InboundDelivery, any Error>) in
                     // Register before sending: the reply can beat this function back.
-                    guard pending.register(
-                        id: id, deadline: started + timeout, timeout: timeout, description: "\(exchange):\(routingKey)",
-                        continuation: continuation)
+                    guard
+                        pending.register(
+                            id: id, deadline: started + timeout, timeout: timeout, description: "\(exchange):\(routingKey)",
+                            continuation: continuation)
                     else { return }
                     if !engine.submit(.call(message, id: id)) {
                         pending.fail(id, with: BusError(code: .shutdown, message: "the bus is shut down"))

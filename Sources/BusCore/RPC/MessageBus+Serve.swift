@@ -38,7 +38,9 @@ extension MessageBus {
     ) async throws -> RPCServer {
         let exchange = name(of: Request.exchange)
         let key = routingKey ?? Request.method
-        return try await rawServer(exchangeNamed: exchange, routingKey: key, method: Request.method, expectedType: Request.payloadType, concurrency: concurrency) {
+        return try await rawServer(
+            exchangeNamed: exchange, routingKey: key, method: Request.method, expectedType: Request.payloadType, concurrency: concurrency
+        ) {
             body, context in
             let request: Request
             do {
@@ -68,7 +70,9 @@ extension MessageBus {
             prefetch: UInt16(clamping: max(1, concurrency)))
         let requests = try await makeSubscription(spec, decode: { $0 })
         let metrics = engine.shared.metrics.served(exchange: exchange, method: method)
-        logger.debug("serving", metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "amqp.queue": "\(requests.queueName)"])
+        logger.debug(
+            "serving",
+            metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "amqp.queue": "\(requests.queueName)"])
         return RPCServer(queueName: requests.queueName, requests: requests) { delivery in
             await self.answer(delivery, exchange: exchange, expectedType: expectedType, metrics: metrics, handler: handler)
         }
@@ -110,9 +114,11 @@ extension MessageBus {
 
     private func reply(to request: InboundDelivery, error: ErrorEvent) async {
         guard let replyTo = request.properties.replyTo, !replyTo.isEmpty else {
-            logger.warning("refused a message that expects no reply", metadata: [
-                "amqp.routing_key": "\(request.routingKey)", "error": "\(error.message)",
-            ])
+            logger.warning(
+                "refused a message that expects no reply",
+                metadata: [
+                    "amqp.routing_key": "\(request.routingKey)", "error": "\(error.message)",
+                ])
             return
         }
         var properties = replyProperties(for: request, type: WireFormat.errorType)

@@ -78,8 +78,10 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
         public mutating func next() async -> Delivery<Message>? {
             while let consumed = await base.next() {
                 let raw = consumed.delivery
-                let acknowledger = subscription.manualAck
-                    ? Acknowledger(engine: subscription.engine, token: AckToken(generation: consumed.generation, deliveryTag: raw.deliveryTag))
+                let acknowledger =
+                    subscription.manualAck
+                    ? Acknowledger(
+                        engine: subscription.engine, token: AckToken(generation: consumed.generation, deliveryTag: raw.deliveryTag))
                     : nil
                 do {
                     let message = try subscription.decode(raw)
@@ -88,10 +90,12 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
                         redelivered: raw.redelivered, body: raw.body, acknowledger: acknowledger)
                 } catch {
                     subscription.engine.shared.metrics.undecodable.increment()
-                    subscription.engine.shared.logger.warning("dropped a message that does not decode", metadata: [
-                        "amqp.exchange": "\(raw.exchange)", "amqp.routing_key": "\(raw.routingKey)",
-                        "amqp.type": "\(raw.properties.type ?? "-")", "error": "\(error)",
-                    ])
+                    subscription.engine.shared.logger.warning(
+                        "dropped a message that does not decode",
+                        metadata: [
+                            "amqp.exchange": "\(raw.exchange)", "amqp.routing_key": "\(raw.routingKey)",
+                            "amqp.type": "\(raw.properties.type ?? "-")", "error": "\(error)",
+                        ])
                     acknowledger?.send(.drop)
                 }
             }
