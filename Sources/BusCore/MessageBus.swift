@@ -144,12 +144,19 @@ public final class MessageBus: Service, Sendable {
     public func publishConfirmed<T: Encodable & Sendable>(
         _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false, mandatory: Bool = false
     ) async throws {
-        let body = try WireFormat.encode(value)
-        var properties = outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent)
-        // The message id ties a basic.return to its confirm.
-        properties.messageID = properties.messageID ?? makeMessageID()
-        let message = OutboundMessage(
-            exchange: name(of: exchange), routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
+        try await publishRawConfirmed(
+            body: try WireFormat.encode(value), toExchangeNamed: name(of: exchange), routingKey: routingKey,
+            type: type ?? payloadType(of: T.self), persistent: persistent, mandatory: mandatory)
+    }
+
+    /// ``publishConfirmed(_:to:routingKey:type:persistent:mandatory:)`` for a body as-is.
+    public func publishRawConfirmed(
+        body: [UInt8], toExchangeNamed exchange: String, routingKey: String, type: String, persistent: Bool = false,
+        mandatory: Bool = false
+    ) async throws {
+        // Every publish carries a message id; it also ties a basic.return to its confirm.
+        let properties = outboundProperties(type: type, persistent: persistent)
+        let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             if !engine.submit(.publishConfirmed(message, continuation)) {
                 continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))

@@ -37,6 +37,7 @@ final class EngineLoop {
     private var confirms = ConfirmTracker<CheckedContinuation<Void, any Error>>()
     /// Work that needs a connection, kept in order while there is none.
     private var deferred: [EngineCommand] = []
+    private var deferredForShutdown: [EngineCommand] = []
     private var lastSend = ContinuousClock.now
     private var lastReceive = ContinuousClock.now
     private var heartbeat: Duration = .zero
@@ -53,7 +54,7 @@ final class EngineLoop {
         while true {
             let (commands, stopping) = shared.inbox.drain()
             if stopping {
-                deferred.append(contentsOf: commands)
+                flush(commands)
                 shutdown()
                 return
             }
@@ -505,6 +506,33 @@ final class EngineLoop {
     }
 
     // MARK: Shutdown
+
+    /// Graceful shutdown sends what callers already handed over (publishes, acks) and waits a
+    /// little for outstanding publisher confirms; requests that need a reply are failed instead.
+    private func flush(_ commands: [EngineCommand]) {
+        for command in deferred + commands {
+            switch command {
+            case .publish, .publishConfirmed, .ack, .reject:
+                if connection != nil {
+                    execute(command)
+                } else {
+                    deferredForShutdown.append(command)
+                }
+            default:
+                deferredForShutdown.append(command)
+            }
+        }
+        deferred = deferredForShutdown
+        deferredForShutdown.removeAll()
+        let patience = ContinuousClock.now + .seconds(2)
+        while confirms.count > 0, connection != nil, ContinuousClock.now < patience {
+            pumpInbound()
+            if confirms.count > 0, let connection {
+                var descriptor = pollfd(fd: connection.socketDescriptor, events: Int16(POLLIN), revents: 0)
+                _ = poll(&descriptor, 1, 50)
+            }
+        }
+    }
 
     private func shutdown() {
         _ = lifecycle.shutdownRequested()
