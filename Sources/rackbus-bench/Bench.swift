@@ -1,0 +1,208 @@
+import ArgumentParser
+import BusCore
+import Dispatch
+import Foundation
+import Logging
+
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rackbus-bench",
+        abstract: "Measure BusCore against the broker in RACKBUS_AMQP_URL. Prints one JSON line per case.",
+        subcommands: [RPCBench.self, PublishBench.self, FanoutBench.self]
+    )
+}
+
+struct EchoCall: BusRequest {
+    typealias Reply = EchoCall
+    static let exchange = Exchange.task
+    static let method = "methods.benchEcho"
+    var sequence: Int
+    var payload: String
+}
+
+struct Stamped: Codable, Sendable {
+    var sequence: Int
+    /// Monotonic nanoseconds at publish time (same clock in every process on the machine).
+    var sentAt: UInt64
+}
+
+struct Figures {
+    var caseName: String
+    var count: Int
+    var elapsed: Duration
+    var latencies: [Duration]
+    var extra: [String: String] = [:]
+
+    func printLine() {
+        let sorted = latencies.sorted()
+        func percentile(_ p: Double) -> Double {
+            guard !sorted.isEmpty else { return 0 }
+            let index = min(sorted.count - 1, Int((Double(sorted.count) * p).rounded(.up)) - 1)
+            return milliseconds(sorted[max(0, index)])
+        }
+        let seconds = milliseconds(elapsed) / 1000
+        var fields: [(String, String)] = [
+            ("case", "\"\(caseName)\""),
+            ("rate_per_s", String(format: "%.0f", Double(count) / seconds)),
+            ("p50_ms", String(format: "%.3f", percentile(0.50))),
+            ("p99_ms", String(format: "%.3f", percentile(0.99))),
+            ("peak_rss_mb", String(format: "%.1f", peakResidentMegabytes())),
+        ]
+        for (key, value) in extra.sorted(by: { $0.key < $1.key }) { fields.append((key, value)) }
+        print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
+    }
+}
+
+func milliseconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
+}
+
+/// VmHWM: the process's peak resident set.
+func peakResidentMegabytes() -> Double {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+    for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+        let kilobytes = line.split(separator: " ").compactMap { Double($0) }.first ?? 0
+        return kilobytes / 1024
+    }
+    return 0
+}
+
+func benchConfiguration(_ name: String) throws -> BusConfiguration {
+    var configuration = try BusConfiguration.fromEnvironment()
+    // A prefix of its own, so a benchmark never mixes with a running system.
+    configuration.exchangePrefix = "bench\(UInt32.random(in: 0...UInt32.max))"
+    configuration.connectionName = name
+    return configuration
+}
+
+var benchLogger: Logger {
+    var logger = Logger(label: "rackbus.bench")
+    logger.logLevel = .warning
+    return logger
+}
+
+func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+struct RPCBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rpc", abstract: "Echo RPC: server and client in one process.")
+
+    @Option(help: "Total calls") var calls = 20_000
+    @Option(help: "Calls in flight") var concurrency = 32
+    @Option(help: "Payload bytes") var payload = 16
+
+    func run() async throws {
+        let configuration = try benchConfiguration("rackbus-bench-rpc")
+        let text = String(repeating: "x", count: payload)
+        let total = calls
+        let inFlight = concurrency
+        try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { server in
+            try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { client in
+                try await server.waitUntilConnected()
+                try await client.waitUntilConnected()
+                let echo = try await server.server(for: EchoCall.self, concurrency: 256) { request, _ in request }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { await echo.run() }
+                    // Warm up connections, JIT-free but caches and broker queues alike.
+                    for sequence in 0..<200 { _ = try await client.call(EchoCall(sequence: sequence, payload: text)) }
+                    let started = ContinuousClock.now
+                    let latencies = try await withThrowingTaskGroup(of: [Duration].self) { workers in
+                        for worker in 0..<inFlight {
+                            workers.addTask {
+                                var mine: [Duration] = []
+                                var sequence = worker
+                                while sequence < total {
+                                    let begin = ContinuousClock.now
+                                    let reply = try await client.call(EchoCall(sequence: sequence, payload: text))
+                                    mine.append(ContinuousClock.now - begin)
+                                    precondition(reply.sequence == sequence, "wrong reply")
+                                    sequence += inFlight
+                                }
+                                return mine
+                            }
+                        }
+                        var all: [Duration] = []
+                        for try await part in workers { all += part }
+                        return all
+                    }
+                    let elapsed = ContinuousClock.now - started
+                    Figures(caseName: "rpc", count: total, elapsed: elapsed, latencies: latencies, extra: ["concurrency": "\(inFlight)", "calls": "\(total)"])
+                        .printLine()
+                    echo.cancel()
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+}
+
+/// Publishes `messages` stamped messages and measures until `subscribers` buses received them all.
+func publishAndReceive(caseName: String, messages: Int, subscribers: Int) async throws {
+    let configuration = try benchConfiguration("rackbus-bench-\(caseName)")
+    try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { publisher in
+        try await publisher.waitUntilConnected()
+        var buses: [MessageBus] = []
+        var runners: [Task<Void, any Error>] = []
+        for _ in 0..<subscribers {
+            let bus = MessageBus(configuration: configuration, logger: benchLogger)
+            runners.append(Task { try await bus.run() })
+            buses.append(bus)
+        }
+        defer {
+            for bus in buses { bus.shutdown() }
+        }
+        var subscriptions: [Subscription<Stamped>] = []
+        for bus in buses {
+            subscriptions.append(try await bus.subscribe(to: .events, patterns: ["bench.#"], as: Stamped.self))
+        }
+        let started = ContinuousClock.now
+        let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
+            for subscription in subscriptions {
+                group.addTask {
+                    var mine: [Duration] = []
+                    mine.reserveCapacity(messages)
+                    for await delivery in subscription {
+                        mine.append(.nanoseconds(Int64(now() - delivery.message.sentAt)))
+                        if mine.count == messages { break }
+                    }
+                    return mine
+                }
+            }
+            for sequence in 0..<messages {
+                try await publisher.publish(Stamped(sequence: sequence, sentAt: now()), to: .events, routingKey: "bench.event.\(sequence % 16)")
+            }
+            var all: [Duration] = []
+            for try await part in group { all += part }
+            return all
+        }
+        let elapsed = ContinuousClock.now - started
+        Figures(
+            caseName: caseName, count: latencies.count, elapsed: elapsed, latencies: latencies,
+            extra: ["messages": "\(messages)", "subscribers": "\(subscribers)"]
+        ).printLine()
+        for runner in runners { runner.cancel() }
+    }
+}
+
+struct PublishBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "publish", abstract: "Publish as fast as possible to one subscriber; rate and publish-to-delivery latency.")
+
+    @Option(help: "Messages to publish") var messages = 100_000
+
+    func run() async throws {
+        try await publishAndReceive(caseName: "publish", messages: messages, subscribers: 1)
+    }
+}
+
+struct FanoutBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fanout", abstract: "Broadcast events to K subscribers; deliveries per second and latency.")
+
+    @Option(help: "Events to publish") var events = 50_000
+    @Option(help: "Subscribers (each its own connection and queue)") var subscribers = 4
+
+    func run() async throws {
+        try await publishAndReceive(caseName: "fanout", messages: events, subscribers: subscribers)
+    }
+}
