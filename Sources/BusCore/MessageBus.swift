@@ -18,7 +18,7 @@ public final class MessageBus: Service, Sendable {
     let engine: BusEngine
     private let nextSubscriptionID = Atomic<UInt64>(0)
     private let nextMessageID = Atomic<UInt64>(0)
-    private let callMetrics = Mutex<[String: CallMetrics]>([:])
+    private let callMetrics = Mutex<[MethodKey: CallMetrics]>([:])
 
     public init(configuration: BusConfiguration, logger: Logger = Logger(label: "rackbus.bus")) {
         self.configuration = configuration
@@ -164,16 +164,16 @@ public final class MessageBus: Service, Sendable {
         }
     }
 
-    func outboundProperties(type: String, persistent: Bool = false) -> MessageProperties {
+    /// The envelope of every message: JSON, its type, a message id, the sent time and the version.
+    func outboundProperties(type: String, persistent: Bool = false, sentAt: Date = Date()) -> MessageProperties {
         MessageProperties(
             contentType: jsonContentType, type: type, messageID: makeMessageID(),
-            timestamp: Int64(Date().timeIntervalSince1970), deliveryMode: persistent ? 2 : 1,
-            headers: [EnvelopeHeader.version: .int(WireFormat.envelopeVersion)])
+            timestamp: Int64(sentAt.timeIntervalSince1970), deliveryMode: persistent ? 2 : 1, appID: WireFormat.appID)
     }
 
     func makeMessageID() -> String {
         let number = nextMessageID.wrappingAdd(1, ordering: .relaxed).newValue
-        return "\(engine.shared.correlation.prefix).m\(number)"
+        return "\(engine.shared.correlation.prefix)-\(number)"
     }
 
     // MARK: Subscribing
@@ -272,7 +272,7 @@ public final class MessageBus: Service, Sendable {
     // MARK: Metrics cache
 
     func metrics(exchange: String, method: String) -> CallMetrics {
-        let key = "\(exchange)\u{0}\(method)"
+        let key = MethodKey(exchange: exchange, method: method)
         return callMetrics.withLock { cache in
             if let cached = cache[key] { return cached }
             let created = engine.shared.metrics.call(exchange: exchange, method: method)
@@ -280,6 +280,11 @@ public final class MessageBus: Service, Sendable {
             return created
         }
     }
+}
+
+struct MethodKey: Hashable {
+    var exchange: String
+    var method: String
 }
 
 /// What the broker says about a queue.

@@ -90,14 +90,17 @@ struct RPCBench: AsyncParsableCommand {
     @Option(help: "Total calls") var calls = 20_000
     @Option(help: "Calls in flight") var concurrency = 32
     @Option(help: "Payload bytes") var payload = 16
+    @Flag(help: "Serve and call on one connection instead of two") var oneConnection = false
 
     func run() async throws {
         let configuration = try benchConfiguration("rackbus-bench-rpc")
         let text = String(repeating: "x", count: payload)
         let total = calls
         let inFlight = concurrency
+        let shared = oneConnection
         try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { server in
-            try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { client in
+            try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { separateClient in
+                let client = shared ? server : separateClient
                 try await server.waitUntilConnected()
                 try await client.waitUntilConnected()
                 let echo = try await server.server(for: EchoCall.self, concurrency: 256) { request, _ in request }
@@ -126,7 +129,7 @@ struct RPCBench: AsyncParsableCommand {
                         return all
                     }
                     let elapsed = ContinuousClock.now - started
-                    Figures(caseName: "rpc", count: total, elapsed: elapsed, latencies: latencies, extra: ["concurrency": "\(inFlight)", "calls": "\(total)"])
+                    Figures(caseName: "rpc", count: total, elapsed: elapsed, latencies: latencies, extra: ["concurrency": "\(inFlight)", "calls": "\(total)", "connections": shared ? "1" : "2"])
                         .printLine()
                     echo.cancel()
                     group.cancelAll()

@@ -71,8 +71,7 @@ final class AMQPConnection {
         _ = amqp_set_rpc_timeout(state, &methodTimeout)
 
         let heartbeatSeconds = Int32(clamping: configuration.heartbeat.components.seconds)
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         let capabilities = arena.table([
             ("consumer_cancel_notify", .bool(true)),
             ("connection.blocked", .bool(true)),
@@ -106,6 +105,13 @@ final class AMQPConnection {
         amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0
     }
 
+    /// While corked, the kernel holds small writes and sends them together when uncorked: a
+    /// batch of publishes and acks leaves in a few segments instead of one each.
+    func setCorked(_ corked: Bool) {
+        var value: Int32 = corked ? 1 : 0
+        _ = setsockopt(amqp_get_sockfd(state), Int32(IPPROTO_TCP), 3 /* TCP_CORK */, &value, socklen_t(MemoryLayout<Int32>.size))
+    }
+
     /// The heartbeat the broker and client agreed on, in seconds (0 = off).
     var negotiatedHeartbeat: Int { Int(amqp_get_heartbeat(state)) }
 
@@ -136,8 +142,7 @@ final class AMQPConnection {
         channel: UInt16, name: String, passive: Bool, durable: Bool, exclusive: Bool, autoDelete: Bool,
         arguments: [String: HeaderValue]
     ) throws -> (name: String, messages: UInt32, consumers: UInt32) {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         let table = arena.table(arguments.map { ($0.key, $0.value) })
         let ok = amqp_queue_declare(
             state, channel, arena.bytes(name), passive ? 1 : 0, durable ? 1 : 0, exclusive ? 1 : 0, autoDelete ? 1 : 0, table)
@@ -157,8 +162,7 @@ final class AMQPConnection {
     }
 
     func bindQueue(channel: UInt16, queue: String, exchange: String, routingKey: String) throws {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         amqp_queue_bind(state, channel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_empty_table)
         try check(amqp_get_rpc_reply(state), channel: channel, "queue.bind \(queue) to \(exchange) with '\(routingKey)'")
     }
@@ -169,8 +173,7 @@ final class AMQPConnection {
     }
 
     func consume(channel: UInt16, queue: String, consumerTag: String, noAck: Bool, exclusive: Bool) throws -> String {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         let ok = amqp_basic_consume(
             state, channel, arena.bytes(queue), arena.bytes(consumerTag), 0, noAck ? 1 : 0, exclusive ? 1 : 0, amqp_empty_table)
         try check(amqp_get_rpc_reply(state), channel: channel, "basic.consume \(queue)")
@@ -197,8 +200,7 @@ final class AMQPConnection {
     func publish(
         channel: UInt16, exchange: String, routingKey: String, mandatory: Bool, properties: MessageProperties, body: [UInt8]
     ) throws {
-        let arena = CArena()
-        defer { arena.free() }
+        var arena = CArena()
         var cProperties = arena.properties(properties)
         let status = body.withUnsafeBytes { raw -> Int32 in
             let bodyBytes = amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress))
@@ -408,30 +410,48 @@ struct InboundDelivery: Sendable {
 
 /// Holds C copies of Swift strings and tables for the duration of one call; rabbitmq-c only
 /// borrows `amqp_bytes_t`, so every pointer must outlive the call and be freed after it.
-private final class CArena {
-    private var allocations: [UnsafeMutableRawPointer] = []
+/// A bump allocator over one block (a publish usually needs a single malloc), freed on `deinit`.
+private struct CArena: ~Copyable {
+    private var block: UnsafeMutableRawPointer
+    private var capacity: Int
+    private var used = 0
+    private var overflow: [UnsafeMutableRawPointer] = []
 
-    func free() {
-        for pointer in allocations { Glibc.free(pointer) }
-        allocations.removeAll()
+    init(capacity: Int = 1024) {
+        self.capacity = capacity
+        self.block = malloc(capacity)!
     }
 
-    func bytes(_ string: String) -> amqp_bytes_t {
+    deinit {
+        Glibc.free(block)
+        for pointer in overflow { Glibc.free(pointer) }
+    }
+
+    private mutating func allocate(_ count: Int) -> UnsafeMutableRawPointer {
+        let aligned = (count + 15) & ~15
+        if used + aligned <= capacity {
+            defer { used += aligned }
+            return block + used
+        }
+        let pointer = malloc(max(count, 1))!
+        overflow.append(pointer)
+        return pointer
+    }
+
+    mutating func bytes(_ string: String) -> amqp_bytes_t {
         var copy = string
         return copy.withUTF8 { buffer in
             guard let base = buffer.baseAddress, buffer.count > 0 else { return amqp_bytes_t(len: 0, bytes: nil) }
-            let pointer = malloc(buffer.count)!
-            allocations.append(pointer)
+            let pointer = allocate(buffer.count)
             pointer.copyMemory(from: base, byteCount: buffer.count)
             return amqp_bytes_t(len: buffer.count, bytes: pointer)
         }
     }
 
-    func table(_ entries: [(String, HeaderValue)], extra: [(String, amqp_field_value_t)] = []) -> amqp_table_t {
+    mutating func table(_ entries: [(String, HeaderValue)], extra: [(String, amqp_field_value_t)] = []) -> amqp_table_t {
         let total = entries.count + extra.count
         guard total > 0 else { return amqp_empty_table }
-        let raw = malloc(MemoryLayout<amqp_table_entry_t>.stride * total)!
-        allocations.append(raw)
+        let raw = allocate(MemoryLayout<amqp_table_entry_t>.stride * total)
         let pointer = raw.bindMemory(to: amqp_table_entry_t.self, capacity: total)
         for (index, (key, value)) in entries.enumerated() {
             pointer[index] = amqp_table_entry_t(key: bytes(key), value: field(value))
@@ -442,7 +462,7 @@ private final class CArena {
         return amqp_table_t(num_entries: Int32(total), entries: pointer)
     }
 
-    private func field(_ value: HeaderValue) -> amqp_field_value_t {
+    private mutating func field(_ value: HeaderValue) -> amqp_field_value_t {
         var field = amqp_field_value_t()
         switch value {
         case .string(let text):
@@ -461,7 +481,7 @@ private final class CArena {
         return field
     }
 
-    func properties(_ properties: MessageProperties) -> amqp_basic_properties_t {
+    mutating func properties(_ properties: MessageProperties) -> amqp_basic_properties_t {
         var result = amqp_basic_properties_t()
         var flags: amqp_flags_t = 0
         if let value = properties.contentType {

@@ -18,8 +18,8 @@ final class EngineShared: Sendable {
         self.logger = logger
         self.inbox = EngineInbox(highWater: configuration.maxBufferedOperations)
         var generator = SystemRandomNumberGenerator()
-        self.correlation = CorrelationIDCodec(
-            prefix: "\(ProcessInfo.processInfo.processIdentifier)-\(EngineLoop.randomSuffix(using: &generator))")
+        // Six random characters keep ids short enough for Swift's inline small strings.
+        self.correlation = CorrelationIDCodec(prefix: String(EngineLoop.randomSuffix(using: &generator).prefix(6)))
         self.metrics = BusMetrics()
     }
 

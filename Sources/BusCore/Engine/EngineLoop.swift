@@ -61,9 +61,12 @@ final class EngineLoop {
             if case .connect(let attempt) = lifecycle.tick(now: .now) {
                 connect(attempt: attempt)
             }
+            let corked = commands.count > 1 ? connection : nil
+            corked?.setCorked(true)
             for command in commands {
                 execute(command)
             }
+            corked?.setCorked(false)
             if connection != nil {
                 pumpInbound()
                 serviceHeartbeats()
@@ -154,7 +157,7 @@ final class EngineLoop {
         let declared = try connection.declareQueue(
             channel: Channel.scratch, name: name, passive: false, durable: false, exclusive: true, autoDelete: true, arguments: [:])
         replyConsumerTag = try connection.consume(
-            channel: Channel.consume, queue: declared.name, consumerTag: "", noAck: true, exclusive: true)
+            channel: Channel.consume, queue: declared.name, consumerTag: Self.replyConsumerTag, noAck: true, exclusive: true)
         replyQueue = declared.name
     }
 
@@ -182,7 +185,7 @@ final class EngineLoop {
                 try connection.setPrefetch(channel: Channel.consume, count: prefetch)
             }
             let tag = try connection.consume(
-                channel: Channel.consume, queue: queueName, consumerTag: "", noAck: consumer.spec.prefetch == nil, exclusive: false)
+                channel: Channel.consume, queue: queueName, consumerTag: "c\(id)", noAck: consumer.spec.prefetch == nil, exclusive: false)
             consumer.consumerTag = tag
             consumer.queueName = queueName
             consumerByTag[tag] = id
@@ -240,9 +243,9 @@ final class EngineLoop {
                     mandatory: message.mandatory, properties: message.properties, body: message.body)
                 lastSend = .now
             case .call(var message, let id):
-                guard shared.pending.isWaiting(id) else { return }
+                // A call that timed out or was cancelled while it waited is not sent at all.
+                guard shared.pending.markSent(id, generation: lifecycle.currentGeneration) else { return }
                 message.properties.replyTo = replyQueue
-                shared.pending.markSent(id, generation: lifecycle.currentGeneration)
                 try connection.publish(
                     channel: Channel.publish, exchange: message.exchange, routingKey: message.routingKey,
                     mandatory: false, properties: message.properties, body: message.body)
@@ -568,6 +571,9 @@ final class EngineLoop {
         shared.pending.failAll { _ in closed }
         logger.debug("bus I/O thread stopped")
     }
+
+    /// Our own short consumer tags (the broker's are 31 characters) keep the per-delivery lookup cheap.
+    static let replyConsumerTag = "r"
 
     static func randomSuffix(using generator: inout SystemRandomNumberGenerator) -> String {
         let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789")

@@ -60,9 +60,12 @@ final class PendingCalls: Sendable {
         state.withLock { $0.slots[id] != nil }
     }
 
-    func markSent(_ id: UInt64, generation: UInt64) {
+    /// Records that the request goes out on `generation`; `false` if nobody waits for it any more.
+    func markSent(_ id: UInt64, generation: UInt64) -> Bool {
         state.withLock { state in
-            state.slots[id]?.sentOnGeneration = generation
+            guard state.slots[id] != nil else { return false }
+            state.slots[id]!.sentOnGeneration = generation
+            return true
         }
     }
 

@@ -64,8 +64,6 @@ public enum HeaderValue: Sendable, Hashable {
 public enum EnvelopeHeader {
     /// Absolute deadline of a request, milliseconds since 1970. Servers drop requests past it.
     public static let deadline = "x-deadline"
-    /// Envelope version, so that later changes can be told apart on the wire.
-    public static let version = "x-rackbus-version"
     /// HTTP-like status of a reply: 200 with a value, 204 without one, the ErrorEvent's status on failure.
     public static let status = "x-status"
 }

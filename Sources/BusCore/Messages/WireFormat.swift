@@ -7,12 +7,18 @@ public enum WireFormat {
     public static let resultType = "Result"
     /// The AMQP `type` of an error reply.
     public static let errorType = "ErrorEvent"
-    /// The version stamped in ``EnvelopeHeader/version``.
-    public static let envelopeVersion: Int64 = 1
+    /// The AMQP `app_id` of everything RackBus sends: the sender and the envelope's version,
+    /// so that later envelope changes can be told apart on the wire.
+    public static let appID = "rackbus/1"
+
+    // Coders are stateless between calls and safe to share; building one per message showed up
+    // in profiles.
+    private static let encoder = JSONEncoder()
+    private static let decoder = JSONDecoder()
 
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         do {
-            return Array(try JSONEncoder().encode(value))
+            return Array(try encoder.encode(value))
         } catch {
             throw BusError(code: .encoding, message: "cannot encode \(T.self): \(error)")
         }
@@ -20,7 +26,7 @@ public enum WireFormat {
 
     public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws -> T {
         do {
-            return try JSONDecoder().decode(T.self, from: Data(body))
+            return try decoder.decode(T.self, from: Data(body))
         } catch {
             throw BusError(code: .decoding, message: "cannot decode \(T.self): \(describe(error))")
         }

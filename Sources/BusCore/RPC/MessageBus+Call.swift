@@ -47,10 +47,11 @@ extension MessageBus {
         let pending = engine.shared.pending
         let id = pending.makeID()
         let timeoutMilliseconds = max(1, Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
-        var properties = outboundProperties(type: type)
+        let sentAt = Date()
+        var properties = outboundProperties(type: type, sentAt: sentAt)
         properties.correlationID = engine.shared.correlation.encode(id)
         properties.expiration = String(timeoutMilliseconds)
-        properties.headers[EnvelopeHeader.deadline] = .int(Int64(Date().timeIntervalSince1970 * 1000) + timeoutMilliseconds)
+        properties.headers = [EnvelopeHeader.deadline: .int(Int64(sentAt.timeIntervalSince1970 * 1000) + timeoutMilliseconds)]
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body)
         let engine = self.engine
         do {
