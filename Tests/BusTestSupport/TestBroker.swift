@@ -78,23 +78,27 @@ public enum TestBroker {
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
             Thread {
                 do {
+                    // Output goes to a file, not a pipe: Foundation's pipe reads trap on EINTR,
+                    // which the SIGCHLD of a finishing child can cause.
+                    let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-run-\(UUID().uuidString).out")
+                    _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
+                    defer { try? FileManager.default.removeItem(at: outputURL) }
+                    let output = try FileHandle(forWritingTo: outputURL)
                     let process = Process()
                     process.executableURL = URL(fileURLWithPath: executable)
                     process.arguments = arguments
                     process.environment = environment
-                    let output = Pipe()
                     process.standardOutput = output
                     process.standardError = output
                     try process.run()
-                    let data = output.fileHandleForReading.readDataToEndOfFile()
                     process.waitUntilExit()
-                    let text = String(decoding: data, as: UTF8.self)
+                    try? output.close()
+                    let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
                     if process.terminationStatus == 0 {
                         continuation.resume(returning: text)
                     } else {
                         continuation.resume(
-                            throwing: TestFailure(
-                                "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
+                            throwing: TestFailure("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
                     }
                 } catch {
                     continuation.resume(throwing: error)
