@@ -193,7 +193,7 @@ public final class MessageBus: Service, Sendable {
         let base = "\(exchange):\(patterns.joined(separator: ","))"
         return try await makeSubscription(
             ConsumerSpec(queue: .exclusive(base: base), bindings: patterns.map { Binding(exchange: exchange, pattern: $0) }, prefetch: nil),
-            decode: { try WireFormat.decode(T.self, from: $0.body) })
+            decode: Self.jsonDecoding(T.self))
     }
 
     /// Like ``subscribe(to:patterns:as:)`` but yields bodies undecoded (`Delivery<[UInt8]>`).
@@ -214,7 +214,13 @@ public final class MessageBus: Service, Sendable {
             queue: .shared(name: queue, durable: true, autoDelete: false, arguments: [:]),
             bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) },
             prefetch: UInt16(clamping: max(1, prefetch)))
-        return try await makeSubscription(spec, decode: { try WireFormat.decode(T.self, from: $0.body) })
+        return try await makeSubscription(spec, decode: Self.jsonDecoding(T.self))
+    }
+
+    /// Decodes bodies with a decoder of the subscription's own (see ``WireFormat/encode(_:)``).
+    static func jsonDecoding<T: Decodable & Sendable>(_ type: T.Type) -> @Sendable (InboundDelivery) throws -> T {
+        let decoder = SubscriptionDecoder()
+        return { try WireFormat.decode(T.self, from: $0.body, using: decoder.decoder) }
     }
 
     func makeSubscription<T: Sendable>(
@@ -280,6 +286,11 @@ public final class MessageBus: Service, Sendable {
             return created
         }
     }
+}
+
+/// A subscription's JSON decoder: used by one iterating task at a time.
+final class SubscriptionDecoder: Sendable {
+    let decoder = JSONDecoder()
 }
 
 struct MethodKey: Hashable {

@@ -92,10 +92,12 @@ final class EngineInbox: Sendable {
         }
     }
 
-    func finishedSleeping() {
-        var scratch = [UInt8](repeating: 0, count: 64)
-        while read(wakeReader, &scratch, scratch.count) > 0 {}
+    /// Called after `poll()`; `woken` says whether the pipe was readable.
+    func finishedSleeping(woken: Bool) {
         state.withLock { $0.sleeping = false }
+        guard woken else { return }
+        var scratch: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        while read(wakeReader, &scratch, MemoryLayout.size(ofValue: scratch)) > 0 {}
     }
 
     /// Stops intake and wakes the thread so that it shuts down. Commands still queued are

@@ -351,6 +351,7 @@ final class EngineLoop {
     /// Reads up to a bounded number of events, so that queued commands are never starved.
     private func pumpInbound() {
         var budget = 512
+        defer { if budget < 512 { lastReceive = .now } }
         while budget > 0, let connection {
             budget -= 1
             let event: InboundEvent?
@@ -363,7 +364,6 @@ final class EngineLoop {
                 return
             }
             guard let event else { return }
-            lastReceive = .now
             handle(event)
         }
     }
@@ -488,7 +488,6 @@ final class EngineLoop {
     private func waitForWork() {
         if let connection, connection.hasBufferedInput { return }
         guard shared.inbox.prepareToSleep() else { return }
-        defer { shared.inbox.finishedSleeping() }
 
         var timeout = Duration.seconds(1)
         if connection != nil, heartbeat > .zero {
@@ -503,6 +502,7 @@ final class EngineLoop {
         }
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         _ = poll(&descriptors, nfds_t(descriptors.count), milliseconds)
+        shared.inbox.finishedSleeping(woken: descriptors[0].revents != 0)
         if descriptors.count > 1, descriptors[1].revents != 0 {
             lastReceive = .now
         }

@@ -11,20 +11,18 @@ public enum WireFormat {
     /// so that later envelope changes can be told apart on the wire.
     public static let appID = "rackbus/1"
 
-    // Coders are stateless between calls and safe to share; building one per message showed up
-    // in profiles.
-    private static let encoder = JSONEncoder()
-    private static let decoder = JSONDecoder()
-
+    // A coder guards its options with a lock on every call, so one shared instance becomes a
+    // point of contention between threads; a fresh one per message is cheaper. Subscriptions
+    // keep one each (they decode on one task at a time).
     public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
         do {
-            return Array(try encoder.encode(value))
+            return Array(try JSONEncoder().encode(value))
         } catch {
             throw BusError(code: .encoding, message: "cannot encode \(T.self): \(error)")
         }
     }
 
-    public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8]) throws -> T {
+    public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8], using decoder: JSONDecoder = JSONDecoder()) throws -> T {
         do {
             return try decoder.decode(T.self, from: Data(body))
         } catch {
