@@ -227,17 +227,15 @@ public final class MessageBus: Service, Sendable {
         _ spec: ConsumerSpec, decode: @escaping @Sendable (InboundDelivery) throws -> T
     ) async throws -> Subscription<T> {
         let id = nextSubscriptionID.wrappingAdd(1, ordering: .relaxed).newValue
-        let (stream, continuation) = AsyncStream<ConsumedDelivery>.makeStream()
         let engine = self.engine
-        continuation.onTermination = { _ in
-            engine.submit(.unsubscribe(id: id))
-        }
+        let queue = DeliveryQueue { engine.submit(.unsubscribe(id: id)) }
+        let handle = SubscriptionHandle(queue: queue)
         let queueName = try await withCheckedThrowingContinuation { (ready: CheckedContinuation<String, any Error>) in
-            if !engine.submit(.subscribe(id: id, spec, continuation, ready: ready)) {
+            if !engine.submit(.subscribe(id: id, spec, queue, ready: ready)) {
                 ready.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
             }
         }
-        return Subscription(queueName: queueName, stream: stream, engine: engine, id: id, manualAck: spec.prefetch != nil, decode: decode)
+        return Subscription(queueName: queueName, handle: handle, engine: engine, manualAck: spec.prefetch != nil, decode: decode)
     }
 
     // MARK: Administration

@@ -84,6 +84,18 @@ var benchLogger: Logger {
 
 func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
+/// Reads `sentAt` out of a `Stamped` body without a JSON decoder (raw mode measures the bus alone).
+func sentAt(in body: [UInt8]) -> UInt64 {
+    let key = Array("\"sentAt\":".utf8)
+    guard let start = body.indices.first(where: { body[$0...].starts(with: key) }) else { return now() }
+    var value: UInt64 = 0
+    for byte in body[(start + key.count)...] {
+        guard byte >= 48, byte <= 57 else { break }
+        value = value * 10 + UInt64(byte - 48)
+    }
+    return value
+}
+
 struct RPCBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rpc", abstract: "Echo RPC: server and client in one process.")
 
@@ -91,6 +103,7 @@ struct RPCBench: AsyncParsableCommand {
     @Option(help: "Calls in flight") var concurrency = 32
     @Option(help: "Payload bytes") var payload = 16
     @Flag(help: "Serve and call on one connection instead of two") var oneConnection = false
+    @Flag(help: "Bytes in, bytes out (callRaw and rawServer): the bus without JSON coding") var raw = false
 
     func run() async throws {
         let configuration = try benchConfiguration("rackbus-bench-rpc")
@@ -103,11 +116,27 @@ struct RPCBench: AsyncParsableCommand {
                 let client = shared ? server : separateClient
                 try await server.waitUntilConnected()
                 try await client.waitUntilConnected()
-                let echo = try await server.server(for: EchoCall.self, concurrency: 256) { request, _ in request }
+                let rawMode = raw
+                let echo =
+                    rawMode
+                    ? try await server.rawServer(
+                        exchangeNamed: server.name(of: EchoCall.exchange), routingKey: EchoCall.method, concurrency: 256
+                    ) {
+                        body, _ in ServedReply(body: body)
+                    }
+                    : try await server.server(for: EchoCall.self, concurrency: 256) { request, _ in request }
+                let rawBody = try WireFormat.encode(EchoCall(sequence: 0, payload: text))
+                let exchange = client.name(of: EchoCall.exchange)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { await echo.run() }
                     // Warm up connections, JIT-free but caches and broker queues alike.
-                    for sequence in 0..<200 { _ = try await client.call(EchoCall(sequence: sequence, payload: text)) }
+                    for sequence in 0..<200 {
+                        if rawMode {
+                            _ = try await client.callRaw(exchangeNamed: exchange, routingKey: EchoCall.method, body: rawBody)
+                        } else {
+                            _ = try await client.call(EchoCall(sequence: sequence, payload: text))
+                        }
+                    }
                     let started = ContinuousClock.now
                     let latencies = try await withThrowingTaskGroup(of: [Duration].self) { workers in
                         for worker in 0..<inFlight {
@@ -116,9 +145,15 @@ struct RPCBench: AsyncParsableCommand {
                                 var sequence = worker
                                 while sequence < total {
                                     let begin = ContinuousClock.now
-                                    let reply = try await client.call(EchoCall(sequence: sequence, payload: text))
+                                    if rawMode {
+                                        let reply = try await client.callRaw(
+                                            exchangeNamed: exchange, routingKey: EchoCall.method, body: rawBody)
+                                        precondition(reply.body == rawBody, "wrong reply")
+                                    } else {
+                                        let reply = try await client.call(EchoCall(sequence: sequence, payload: text))
+                                        precondition(reply.sequence == sequence, "wrong reply")
+                                    }
                                     mine.append(ContinuousClock.now - begin)
-                                    precondition(reply.sequence == sequence, "wrong reply")
                                     sequence += inFlight
                                 }
                                 return mine
@@ -129,8 +164,11 @@ struct RPCBench: AsyncParsableCommand {
                         return all
                     }
                     let elapsed = ContinuousClock.now - started
-                    Figures(caseName: "rpc", count: total, elapsed: elapsed, latencies: latencies, extra: ["concurrency": "\(inFlight)", "calls": "\(total)", "connections": shared ? "1" : "2"])
-                        .printLine()
+                    Figures(
+                        caseName: rawMode ? "rpc-raw" : "rpc", count: total, elapsed: elapsed, latencies: latencies,
+                        extra: ["concurrency": "\(inFlight)", "calls": "\(total)", "connections": shared ? "1" : "2"]
+                    )
+                    .printLine()
                     echo.cancel()
                     group.cancelAll()
                 }
@@ -140,7 +178,7 @@ struct RPCBench: AsyncParsableCommand {
 }
 
 /// Publishes `messages` stamped messages and measures until `subscribers` buses received them all.
-func publishAndReceive(caseName: String, messages: Int, subscribers: Int) async throws {
+func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: Bool) async throws {
     let configuration = try benchConfiguration("rackbus-bench-\(caseName)")
     try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { publisher in
         try await publisher.waitUntilConnected()
@@ -155,11 +193,27 @@ func publishAndReceive(caseName: String, messages: Int, subscribers: Int) async 
             for bus in buses { bus.shutdown() }
         }
         var subscriptions: [Subscription<Stamped>] = []
+        var rawSubscriptions: [Subscription<[UInt8]>] = []
         for bus in buses {
-            subscriptions.append(try await bus.subscribe(to: .events, patterns: ["bench.#"], as: Stamped.self))
+            if raw {
+                rawSubscriptions.append(try await bus.subscribeRaw(toExchangeNamed: bus.name(of: .events), patterns: ["bench.#"]))
+            } else {
+                subscriptions.append(try await bus.subscribe(to: .events, patterns: ["bench.#"], as: Stamped.self))
+            }
         }
         let started = ContinuousClock.now
         let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
+            for subscription in rawSubscriptions {
+                group.addTask {
+                    var mine: [Duration] = []
+                    mine.reserveCapacity(messages)
+                    for await delivery in subscription {
+                        mine.append(.nanoseconds(Int64(now() - sentAt(in: delivery.message))))
+                        if mine.count == messages { break }
+                    }
+                    return mine
+                }
+            }
             for subscription in subscriptions {
                 group.addTask {
                     var mine: [Duration] = []
@@ -172,7 +226,8 @@ func publishAndReceive(caseName: String, messages: Int, subscribers: Int) async 
                 }
             }
             for sequence in 0..<messages {
-                try await publisher.publish(Stamped(sequence: sequence, sentAt: now()), to: .events, routingKey: "bench.event.\(sequence % 16)")
+                try await publisher.publish(
+                    Stamped(sequence: sequence, sentAt: now()), to: .events, routingKey: "bench.event.\(sequence % 16)")
             }
             var all: [Duration] = []
             for try await part in group { all += part }
@@ -180,7 +235,7 @@ func publishAndReceive(caseName: String, messages: Int, subscribers: Int) async 
         }
         let elapsed = ContinuousClock.now - started
         Figures(
-            caseName: caseName, count: latencies.count, elapsed: elapsed, latencies: latencies,
+            caseName: raw ? "\(caseName)-raw" : caseName, count: latencies.count, elapsed: elapsed, latencies: latencies,
             extra: ["messages": "\(messages)", "subscribers": "\(subscribers)"]
         ).printLine()
         for runner in runners { runner.cancel() }
@@ -192,9 +247,10 @@ struct PublishBench: AsyncParsableCommand {
         commandName: "publish", abstract: "Publish as fast as possible to one subscriber; rate and publish-to-delivery latency.")
 
     @Option(help: "Messages to publish") var messages = 100_000
+    @Flag(help: "Receive bytes (no JSON decoding on the subscriber)") var raw = false
 
     func run() async throws {
-        try await publishAndReceive(caseName: "publish", messages: messages, subscribers: 1)
+        try await publishAndReceive(caseName: "publish", messages: messages, subscribers: 1, raw: raw)
     }
 }
 
@@ -204,8 +260,9 @@ struct FanoutBench: AsyncParsableCommand {
 
     @Option(help: "Events to publish") var events = 50_000
     @Option(help: "Subscribers (each its own connection and queue)") var subscribers = 4
+    @Flag(help: "Receive bytes (no JSON decoding on the subscribers)") var raw = false
 
     func run() async throws {
-        try await publishAndReceive(caseName: "fanout", messages: events, subscribers: subscribers)
+        try await publishAndReceive(caseName: "fanout", messages: events, subscribers: subscribers, raw: raw)
     }
 }

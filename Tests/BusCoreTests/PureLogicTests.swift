@@ -294,3 +294,46 @@ struct WireFormatTests {
         #expect(value["a"] == [1, 2.5, true, nil, "s"])
     }
 }
+
+@Suite("Ack coalescing")
+struct AckCoalescerTests {
+    func frames(_ list: [(tag: UInt64, multiple: Bool)]) -> [String] {
+        list.map { "\($0.tag)\($0.multiple ? "+" : "")" }
+    }
+
+    @Test func contiguousAcksBecomeOneMultipleAck() {
+        var acks = AckCoalescer()
+        for tag in UInt64(1)...5 { acks.delivered(tag) }
+        #expect(frames(acks.acknowledge([3, 1, 2])) == ["3+"])
+        #expect(acks.outstandingCount == 2)
+        #expect(frames(acks.acknowledge([4, 5])) == ["5+"])
+        #expect(acks.outstandingCount == 0)
+    }
+
+    @Test func neverAcknowledgesAnUnackedDeliveryBelow() {
+        var acks = AckCoalescer()
+        for tag in UInt64(1)...5 { acks.delivered(tag) }
+        // 1 is still being handled: 2 and 4 go out singly.
+        #expect(frames(acks.acknowledge([4, 2])) == ["2", "4"])
+        // Once 1 is acked it goes out alone: 3 is still open.
+        #expect(frames(acks.acknowledge([1])) == ["1+"])
+        #expect(frames(acks.acknowledge([3])) == ["3+"])
+        #expect(frames(acks.acknowledge([5])) == ["5+"])
+    }
+
+    @Test func rejectsCountAsSettled() {
+        var acks = AckCoalescer()
+        for tag in UInt64(1)...3 { acks.delivered(tag) }
+        acks.settledIndividually(1)
+        #expect(frames(acks.acknowledge([2, 3])) == ["3+"])
+        #expect(acks.outstandingCount == 0)
+    }
+
+    @Test func resetStartsOver() {
+        var acks = AckCoalescer()
+        acks.delivered(1)
+        acks.reset()
+        acks.delivered(1)
+        #expect(frames(acks.acknowledge([1])) == ["1+"])
+    }
+}

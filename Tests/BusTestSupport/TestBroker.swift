@@ -98,7 +98,8 @@ public enum TestBroker {
                         continuation.resume(returning: text)
                     } else {
                         continuation.resume(
-                            throwing: TestFailure("\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
+                            throwing: TestFailure(
+                                "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
                     }
                 } catch {
                     continuation.resume(throwing: error)

@@ -105,13 +105,6 @@ final class AMQPConnection {
         amqp_frames_enqueued(state) != 0 || amqp_data_in_buffer(state) != 0
     }
 
-    /// While corked, the kernel holds small writes and sends them together when uncorked: a
-    /// batch of publishes and acks leaves in a few segments instead of one each.
-    func setCorked(_ corked: Bool) {
-        var value: Int32 = corked ? 1 : 0
-        _ = setsockopt(amqp_get_sockfd(state), Int32(IPPROTO_TCP), 3 /* TCP_CORK */, &value, socklen_t(MemoryLayout<Int32>.size))
-    }
-
     /// The heartbeat the broker and client agreed on, in seconds (0 = off).
     var negotiatedHeartbeat: Int { Int(amqp_get_heartbeat(state)) }
 

@@ -48,7 +48,7 @@ enum EngineCommand: Sendable {
     /// An RPC request; the loop fills in `reply_to` with the current reply queue.
     case call(OutboundMessage, id: UInt64)
     case subscribe(
-        id: UInt64, ConsumerSpec, AsyncStream<ConsumedDelivery>.Continuation, ready: CheckedContinuation<String, any Error>)
+        id: UInt64, ConsumerSpec, DeliveryQueue, ready: CheckedContinuation<String, any Error>)
     case unsubscribe(id: UInt64)
     case ack(AckToken)
     case reject(AckToken, requeue: Bool)

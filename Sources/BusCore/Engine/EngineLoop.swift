@@ -19,7 +19,7 @@ final class EngineLoop {
 
     private struct Consumer {
         var spec: ConsumerSpec
-        var sink: AsyncStream<ConsumedDelivery>.Continuation?
+        var sink: DeliveryQueue?
         var ready: CheckedContinuation<String, any Error>?
         var consumerTag: String?
         var queueName: String?
@@ -35,6 +35,9 @@ final class EngineLoop {
     private var replyQueue: String?
     private var replyConsumerTag: String?
     private var confirms = ConfirmTracker<CheckedContinuation<Void, any Error>>()
+    /// Acks of this turn, sent together (coalesced) once the turn's commands have run.
+    private var acks = AckCoalescer()
+    private var pendingAcks: [UInt64] = []
     /// Work that needs a connection, kept in order while there is none.
     private var deferred: [EngineCommand] = []
     private var deferredForShutdown: [EngineCommand] = []
@@ -61,12 +64,10 @@ final class EngineLoop {
             if case .connect(let attempt) = lifecycle.tick(now: .now) {
                 connect(attempt: attempt)
             }
-            let corked = commands.count > 1 ? connection : nil
-            corked?.setCorked(true)
             for command in commands {
                 execute(command)
             }
-            corked?.setCorked(false)
+            flushAcks()
             if connection != nil {
                 pumpInbound()
                 serviceHeartbeats()
@@ -251,10 +252,10 @@ final class EngineLoop {
                     mandatory: false, properties: message.properties, body: message.body)
                 lastSend = .now
             case .ack(let token):
-                try connection.ack(channel: Channel.consume, deliveryTag: token.deliveryTag, multiple: false)
-                lastSend = .now
+                pendingAcks.append(token.deliveryTag)
             case .reject(let token, let requeue):
                 try connection.reject(channel: Channel.consume, deliveryTag: token.deliveryTag, requeue: requeue)
+                acks.settledIndividually(token.deliveryTag)
                 lastSend = .now
             case .checkExchange(let name, let continuation):
                 do {
@@ -373,7 +374,10 @@ final class EngineLoop {
         case .delivery(let delivery):
             if delivery.consumerTag == replyConsumerTag {
                 deliverReply(delivery)
-            } else if let id = consumerByTag[delivery.consumerTag], let sink = consumers[id]?.sink {
+            } else if let id = consumerByTag[delivery.consumerTag], let consumer = consumers[id], let sink = consumer.sink {
+                if consumer.spec.prefetch != nil {
+                    acks.delivered(delivery.deliveryTag)
+                }
                 sink.yield(ConsumedDelivery(delivery: delivery, generation: lifecycle.currentGeneration))
             }
         case .publishAck(let channel, let tag, let multiple) where channel == Channel.confirm:
@@ -426,6 +430,21 @@ final class EngineLoop {
         }
     }
 
+    /// Sends this turn's acks, one `multiple` ack covering every contiguous one where possible.
+    private func flushAcks() {
+        guard !pendingAcks.isEmpty else { return }
+        defer { pendingAcks.removeAll(keepingCapacity: true) }
+        guard let connection else { return }
+        do {
+            for frame in acks.acknowledge(pendingAcks) {
+                try connection.ack(channel: Channel.consume, deliveryTag: frame.tag, multiple: frame.multiple)
+            }
+            lastSend = .now
+        } catch let error as BusError {
+            connectionLost(error)
+        } catch {}
+    }
+
     private func channelClosed(_ channel: UInt16, code: Int, text: String) {
         guard let connection else { return }
         logger.error(
@@ -456,6 +475,8 @@ final class EngineLoop {
         replyQueue = nil
         replyConsumerTag = nil
         consumerByTag.removeAll()
+        acks.reset()
+        pendingAcks.removeAll()
         for id in consumers.keys { consumers[id]?.consumerTag = nil }
         shared.setDisconnected()
         logger.warning("lost the broker connection; reconnecting", metadata: ["error": "\(error.message)"])
@@ -525,6 +546,7 @@ final class EngineLoop {
                 deferredForShutdown.append(command)
             }
         }
+        flushAcks()
         deferred = deferredForShutdown
         deferredForShutdown.removeAll()
         let patience = ContinuousClock.now + .seconds(2)

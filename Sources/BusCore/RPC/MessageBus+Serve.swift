@@ -1,5 +1,20 @@
 import Foundation
 
+/// A reply body as a raw server hands it back.
+public struct ServedReply: Sendable {
+    public var body: [UInt8]
+    /// The AMQP `type` (RackHD's class name; `Result` for `{"value": …}` bodies).
+    public var type: String
+    /// `false` sends status 204 (no content) instead of 200.
+    public var hasValue: Bool
+
+    public init(body: [UInt8], type: String = WireFormat.resultType, hasValue: Bool = true) {
+        self.body = body
+        self.type = type
+        self.hasValue = hasValue
+    }
+}
+
 /// What a handler knows about the request besides its body.
 public struct RequestContext: Sendable {
     public let exchange: String
@@ -54,16 +69,14 @@ extension MessageBus {
         }
     }
 
-    struct ServedReply: Sendable {
-        var body: [UInt8]
-        var type: String
-        var hasValue: Bool
-    }
-
-    func rawServer(
-        exchangeNamed exchange: String, routingKey: String, method: String, expectedType: String, concurrency: Int,
-        handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
+    /// A server for any routing key that gets request bodies as bytes and answers with bytes
+    /// (bridges, proxies, tools). It applies the same deadline, content-type and `expectedType`
+    /// checks as a typed server; errors it throws become ErrorEvents.
+    public func rawServer(
+        exchangeNamed exchange: String, routingKey: String, method: String? = nil, expectedType: String = "Object",
+        concurrency: Int = 64, handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
     ) async throws -> RPCServer {
+        let method = method ?? routingKey
         let spec = ConsumerSpec(
             queue: .shared(name: "\(exchange):\(routingKey)", durable: false, autoDelete: true, arguments: [:]),
             bindings: [Binding(exchange: exchange, pattern: routingKey)],

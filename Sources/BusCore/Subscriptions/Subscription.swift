@@ -57,26 +57,41 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
 
     /// The queue behind the subscription (for exclusive queues, the name on the current connection).
     public let queueName: String
-    let stream: AsyncStream<ConsumedDelivery>
+    let handle: SubscriptionHandle
     let engine: BusEngine
-    let id: UInt64
     let manualAck: Bool
     let decode: @Sendable (InboundDelivery) throws -> Message
 
     public func cancel() {
-        engine.submit(.unsubscribe(id: id))
+        handle.queue.consumerGone()
     }
 
     public func makeAsyncIterator() -> Iterator {
-        Iterator(base: stream.makeAsyncIterator(), subscription: self)
+        Iterator(subscription: self)
     }
 
     public struct Iterator: AsyncIteratorProtocol {
-        var base: AsyncStream<ConsumedDelivery>.Iterator
         let subscription: Subscription
+        /// Deliveries taken from the queue in one go, consumed from `next`.
+        private var batch: [ConsumedDelivery] = []
+        private var position = 0
+
+        init(subscription: Subscription) {
+            self.subscription = subscription
+        }
+
+        private mutating func nextConsumed() async -> ConsumedDelivery? {
+            if position == batch.count {
+                batch = await subscription.handle.queue.takeAll()
+                position = 0
+                if batch.isEmpty { return nil }
+            }
+            defer { position += 1 }
+            return batch[position]
+        }
 
         public mutating func next() async -> Delivery<Message>? {
-            while let consumed = await base.next() {
+            while let consumed = await nextConsumed() {
                 let raw = consumed.delivery
                 let acknowledger =
                     subscription.manualAck
