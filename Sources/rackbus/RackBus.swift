@@ -21,8 +21,8 @@ struct BusOptions: ParsableArguments {
     @Option(name: .long, help: "Exchange name prefix. Default: $RACKBUS_EXCHANGE_PREFIX, else 'on'")
     var prefix: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical")
-    var logLevel: Logger.Level = .warning
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default: info for up, warning otherwise)")
+    var logLevel: Logger.Level?
 
     func busConfiguration(connectionName: String) throws -> BusConfiguration {
         let environment = ProcessInfo.processInfo.environment
@@ -37,8 +37,8 @@ struct BusOptions: ParsableArguments {
         return configuration
     }
 
-    func bootstrapLogging() {
-        let level = logLevel
+    func bootstrapLogging(default defaultLevel: Logger.Level = .warning) {
+        let level = logLevel ?? defaultLevel
         LoggingSystem.bootstrap { label in
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level

@@ -11,9 +11,8 @@ struct Up: AsyncParsableCommand {
     @OptionGroup var bus: BusOptions
 
     func run() async throws {
-        bus.bootstrapLogging()
-        var logger = Logger(label: "rackbus.up")
-        logger.logLevel = bus.logLevel
+        bus.bootstrapLogging(default: .info)
+        let logger = Logger(label: "rackbus.up")
         let configuration = try bus.busConfiguration(connectionName: "rackbus-up")
         let messageBus = MessageBus(configuration: configuration, logger: Logger(label: "rackbus.bus"))
         let readiness = Readiness(bus: messageBus, logger: logger)
