@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "BusCore", targets: ["BusCore"]),
+        .library(name: "DHCPService", targets: ["DHCPService"]),
         .executable(name: "rackbus", targets: ["rackbus"]),
         .executable(name: "rackbus-bench", targets: ["rackbus-bench"]),
     ],
@@ -14,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(
@@ -30,10 +32,21 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "DHCPService",
+            dependencies: [
+                "BusCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "rackbus",
             dependencies: [
                 "BusCore",
+                "DHCPService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -43,6 +56,7 @@ let package = Package(
             name: "rackbus-bench",
             dependencies: [
                 "BusCore",
+                "DHCPService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -57,6 +71,14 @@ let package = Package(
             dependencies: [
                 "BusCore",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ]
+        ),
+        .testTarget(
+            name: "DHCPServiceTests",
+            dependencies: [
+                "DHCPService",
+                "BusCore",
+                "BusTestSupport",
             ]
         ),
         .testTarget(

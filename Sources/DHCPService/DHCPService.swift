@@ -1,0 +1,117 @@
+import BusCore
+import Foundation
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// The body of `dhcp.bind.success.<nodeId>` on `on.events`.
+public struct DHCPBindEvent: Codable, Sendable, Equatable {
+    public var mac: String
+    public var ip: String
+    public var hostname: String?
+    /// The node id in the routing key: the MAC in lowercase hex without separators.
+    public var nodeId: String
+    /// Epoch milliseconds, like RackHD's lease fields.
+    public var boundAt: Int64
+    public var leaseExpiresAt: Int64
+    public var leaseSeconds: UInt32
+
+    public init(_ lease: Lease) {
+        mac = lease.mac.description
+        ip = lease.ip.description
+        hostname = lease.hostname
+        nodeId = lease.nodeID
+        boundAt = Int64(((lease.boundAt ?? Date()).timeIntervalSince1970 * 1000).rounded())
+        leaseExpiresAt = Int64((lease.expiresAt.timeIntervalSince1970 * 1000).rounded())
+        leaseSeconds = lease.leaseSeconds
+    }
+
+    public static func routingKey(nodeID: String) -> String { "dhcp.bind.success.\(nodeID)" }
+}
+
+/// DHCPService: the lease table, its nine RPCs on `on.dhcp`, and (when an interface is
+/// configured) a DHCPv4 server on UDP 67 that hands out addresses from it. A `Service`: put it
+/// after the `MessageBus` in a `ServiceGroup`.
+public final class DHCPService: Service, Sendable {
+    public let configuration: DHCPConfiguration
+    private let bus: MessageBus
+    private let logger: Logger
+    private let malformed = Counter(label: "rackbus_dhcp_malformed_packets_total")
+    private let answered = Counter(label: "rackbus_dhcp_replies_total")
+
+    public init(bus: MessageBus, configuration: DHCPConfiguration, logger: Logger = Logger(label: "rackbus.dhcp")) {
+        self.bus = bus
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let bus = self.bus
+        let logger = self.logger
+        let table = try await LeaseTable.open(configuration: configuration, logger: logger) { lease in
+            do {
+                try await bus.publish(DHCPBindEvent(lease), to: .events, routingKey: DHCPBindEvent.routingKey(nodeID: lease.nodeID))
+            } catch {
+                logger.warning("could not publish a bind event", metadata: ["dhcp.mac": "\(lease.mac)", "error": "\(error)"])
+            }
+        }
+        let servers = try await LeaseRPCHandlers(table: table, offerHoldSeconds: Int(configuration.offerHoldSeconds)).servers(on: bus)
+        let receiver: DHCPReceiver?
+        let socket: DHCPSocket?
+        if let interface = configuration.interface {
+            let opened = try DHCPSocket(interface: interface, address: configuration.listenAddress, port: configuration.serverPort)
+            socket = opened
+            receiver = DHCPReceiver(socket: opened)
+            logger.notice(
+                "serving DHCP",
+                metadata: [
+                    "dhcp.interface": "\(interface)", "dhcp.pool": "\(configuration.pool.first)-\(configuration.pool.last)",
+                    "dhcp.server": "\(configuration.pool.serverAddress)",
+                ])
+        } else {
+            socket = nil
+            receiver = nil
+            logger.notice("lease RPCs only: set an interface to serve DHCP", metadata: ["dhcp.pool": "\(configuration.pool.first)-\(configuration.pool.last)"])
+        }
+        await withDiscardingTaskGroup { group in
+            for server in servers {
+                group.addTask { await server.run() }
+            }
+            if let receiver, let socket {
+                receiver.start()
+                group.addTask { await self.serve(receiver.datagrams, socket: socket, table: table) }
+            }
+            group.addTask {
+                // Expired leases leave the table (and the store) at least once a minute.
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(30))
+                    await table.purgeExpired()
+                }
+            }
+            try? await gracefulShutdown()
+            receiver?.stop()
+            group.cancelAll()
+        }
+    }
+
+    private func serve(_ datagrams: AsyncStream<[UInt8]>, socket: DHCPSocket, table: LeaseTable) async {
+        for await datagram in datagrams {
+            let request: DHCPPacket
+            do {
+                request = try DHCPPacket.parse(datagram)
+            } catch {
+                // Counted and dropped; one bad packet never stops the server.
+                malformed.increment()
+                logger.debug("dropped a malformed DHCP packet", metadata: ["dhcp.bytes": "\(datagram.count)", "error": "\(error)"])
+                continue
+            }
+            guard let reply = await table.handle(request) else { continue }
+            let destination = DHCPReplies.destination(of: reply, for: request, configuration: configuration)
+            if socket.send(reply.serialize(), to: destination.address, port: destination.port) {
+                answered.increment()
+            } else {
+                logger.warning("could not send a DHCP reply", metadata: ["dhcp.to": "\(destination.address)", "error": "\(DHCPSocket.errorText())"])
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import GRDB
+
+/// Bound leases and pins in SQLite (GRDB), so they survive a restart. Offers are not stored:
+/// they are reservations of seconds, and a REQUEST after a restart is checked against what is.
+///
+/// Every call runs on GRDB's own serial queue; callers suspend, they never block the
+/// cooperative pool.
+final class LeaseStore: Sendable {
+    private let database: DatabaseQueue
+
+    private init(database: DatabaseQueue) {
+        self.database = database
+    }
+
+    /// Opens (creating if needed) the store at `path`; `:memory:` gives a private in-memory store.
+    static func open(path: String) async throws -> LeaseStore {
+        // Opening SQLite blocks; do it on a thread of its own.
+        let database = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<DatabaseQueue, any Error>) in
+            Thread {
+                do {
+                    if path != ":memory:" {
+                        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+                        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                    }
+                    var configuration = Configuration()
+                    configuration.prepareDatabase { db in
+                        if db.configuration.readonly == false, path != ":memory:" {
+                            try db.execute(sql: "PRAGMA journal_mode = WAL")
+                            // WAL with NORMAL survives process crashes, which is the restart case.
+                            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                        }
+                    }
+                    let queue = path == ":memory:" ? try DatabaseQueue(configuration: configuration) : try DatabaseQueue(path: path, configuration: configuration)
+                    try Self.migrator.migrate(queue)
+                    continuation.resume(returning: queue)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }.start()
+        }
+        return LeaseStore(database: database)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: leases and pins") { db in
+            try db.create(table: "lease") { table in
+                table.primaryKey("mac", .text)
+                table.column("ip", .text).notNull().unique()
+                table.column("hostname", .text)
+                table.column("boundAt", .double).notNull()
+                table.column("expiresAt", .double).notNull()
+                table.column("leaseSeconds", .integer).notNull()
+            }
+            try db.create(table: "pin") { table in
+                table.primaryKey("mac", .text)
+                table.column("ip", .text).notNull().unique()
+            }
+        }
+        return migrator
+    }
+
+    func load() async throws -> (leases: [Lease], pins: [(MACAddress, IPv4Address)]) {
+        try await database.read { db in
+            var leases: [Lease] = []
+            for row in try Row.fetchAll(db, sql: "SELECT mac, ip, hostname, boundAt, expiresAt, leaseSeconds FROM lease") {
+                // Rows this version cannot read are skipped, not fatal.
+                guard let mac = MACAddress(row["mac"] as String), let ip = IPv4Address(row["ip"] as String) else { continue }
+                leases.append(
+                    Lease(
+                        mac: mac, ip: ip, state: .bound, hostname: row["hostname"], boundAt: Date(timeIntervalSince1970: row["boundAt"]),
+                        expiresAt: Date(timeIntervalSince1970: row["expiresAt"]), leaseSeconds: UInt32(clamping: row["leaseSeconds"] as Int64)))
+            }
+            var pins: [(MACAddress, IPv4Address)] = []
+            for row in try Row.fetchAll(db, sql: "SELECT mac, ip FROM pin") {
+                guard let mac = MACAddress(row["mac"] as String), let ip = IPv4Address(row["ip"] as String) else { continue }
+                pins.append((mac, ip))
+            }
+            return (leases, pins)
+        }
+    }
+
+    /// Stores a bound lease, displacing any stale row that still names its address.
+    func saveBound(_ lease: Lease) async throws {
+        try await saveBound([lease])
+    }
+
+    func saveBound(_ leases: [Lease]) async throws {
+        try await database.write { db in
+            for lease in leases {
+                try db.execute(sql: "DELETE FROM lease WHERE ip = ? AND mac != ?", arguments: [lease.ip.description, lease.mac.description])
+                try db.execute(
+                    sql: """
+                        INSERT INTO lease (mac, ip, hostname, boundAt, expiresAt, leaseSeconds) VALUES (?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(mac) DO UPDATE SET ip = excluded.ip, hostname = excluded.hostname, boundAt = excluded.boundAt,
+                            expiresAt = excluded.expiresAt, leaseSeconds = excluded.leaseSeconds
+                        """,
+                    arguments: [
+                        lease.mac.description, lease.ip.description, lease.hostname,
+                        (lease.boundAt ?? Date()).timeIntervalSince1970, lease.expiresAt.timeIntervalSince1970, Int64(lease.leaseSeconds),
+                    ])
+            }
+        }
+    }
+
+    func deleteLeases(_ macs: [MACAddress]) async throws {
+        guard !macs.isEmpty else { return }
+        try await database.write { db in
+            for mac in macs {
+                try db.execute(sql: "DELETE FROM lease WHERE mac = ?", arguments: [mac.description])
+            }
+        }
+    }
+
+    func savePin(mac: MACAddress, ip: IPv4Address) async throws {
+        try await database.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO pin (mac, ip) VALUES (?, ?)", arguments: [mac.description, ip.description])
+        }
+    }
+
+    func deletePin(mac: MACAddress) async throws {
+        try await database.write { db in
+            try db.execute(sql: "DELETE FROM pin WHERE mac = ?", arguments: [mac.description])
+        }
+    }
+}
