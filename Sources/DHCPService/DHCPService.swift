@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import Metrics
 import ServiceLifecycle
+import Synchronization
 
 /// The body of `dhcp.bind.success.<nodeId>` on `on.events`.
 public struct DHCPBindEvent: Codable, Sendable, Equatable {
@@ -38,6 +39,8 @@ public final class DHCPService: Service, Sendable {
     private let logger: Logger
     private let malformed = Counter(label: "rackbus_dhcp_malformed_packets_total")
     private let answered = Counter(label: "rackbus_dhcp_replies_total")
+    private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let tableBox = Mutex<LeaseTable?>(nil)
 
     public init(bus: MessageBus, configuration: DHCPConfiguration, logger: Logger = Logger(label: "rackbus.dhcp")) {
         self.bus = bus
@@ -55,6 +58,7 @@ public final class DHCPService: Service, Sendable {
                 logger.warning("could not publish a bind event", metadata: ["dhcp.mac": "\(lease.mac)", "error": "\(error)"])
             }
         }
+        tableBox.withLock { $0 = table }
         let servers = try await LeaseRPCHandlers(table: table, offerHoldSeconds: Int(configuration.offerHoldSeconds)).servers(on: bus)
         let receiver: DHCPReceiver?
         let socket: DHCPSocket?
@@ -73,6 +77,7 @@ public final class DHCPService: Service, Sendable {
             receiver = nil
             logger.notice("lease RPCs only: set an interface to serve DHCP", metadata: ["dhcp.pool": "\(configuration.pool.first)-\(configuration.pool.last)"])
         }
+        markReady()
         await withDiscardingTaskGroup { group in
             for server in servers {
                 group.addTask { await server.run() }
@@ -92,6 +97,30 @@ public final class DHCPService: Service, Sendable {
             receiver?.stop()
             group.cancelAll()
         }
+    }
+
+    /// Returns once the lease table is loaded, the RPCs are consuming and the UDP socket is bound.
+    public func waitUntilReady() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = readiness.withLock { state -> Bool in
+                if state.ready { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    /// The lease table, once `run()` has loaded it (for tools and benchmarks in the same process).
+    public var leaseTable: LeaseTable? { tableBox.withLock { $0 } }
+
+    private func markReady() {
+        let waiters = readiness.withLock { state in
+            state.ready = true
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     private func serve(_ datagrams: AsyncStream<[UInt8]>, socket: DHCPSocket, table: LeaseTable) async {

@@ -1,0 +1,61 @@
+#!/usr/bin/env python3
+"""Calls the nine on.dhcp lease RPCs the way a RackHD service would, with pika.
+
+Usage: pika_dhcp_client.py AMQP_URL EXCHANGE_PREFIX
+
+Each request is `{"value": ...}` with the AMQP type RackHD's protocol module sets (IpAddress,
+MacAddress or Object) and a fresh reply queue per call. Expects leases 02:00:00:00:04:01 ->
+10.44.0.11 and 02:00:00:00:04:02 -> 10.44.0.12 in a pool 10.44.0.10-20. Prints one JSON object:
+{method: {type, content_type, body}}.
+"""
+import json
+import sys
+import uuid
+
+import pika
+
+
+def call(channel, exchange, method, value, payload_type):
+    reply_queue = channel.queue_declare(
+        queue=f"{exchange}:{method}.request:{uuid.uuid4().hex[:7]}", exclusive=True, auto_delete=True
+    ).method.queue
+    channel.basic_publish(
+        exchange=exchange,
+        routing_key=f"methods.{method}",
+        properties=pika.BasicProperties(content_type="application/json", type=payload_type, reply_to=reply_queue),
+        body=json.dumps({"value": value} if value is not None else {}),
+    )
+    for frame, properties, body in channel.consume(reply_queue, auto_ack=True, inactivity_timeout=15):
+        channel.cancel()
+        if frame is None:
+            raise RuntimeError(f"no reply to {method}")
+        return {"type": properties.type, "content_type": properties.content_type, "body": json.loads(body)}
+
+
+def main():
+    url, prefix = sys.argv[1], sys.argv[2]
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    dhcp = f"{prefix}.dhcp"
+    replies = {
+        "lookupIpLease": call(channel, dhcp, "lookupIpLease", "10.44.0.11", "IpAddress"),
+        "ipInRange": call(channel, dhcp, "ipInRange", "10.44.0.15", "IpAddress"),
+        "peekLeaseTable": call(channel, dhcp, "peekLeaseTable", None, "Object"),
+        "pinMac": call(channel, dhcp, "pinMac", "02:00:00:00:04:01", "MacAddress"),
+        "unpinMac": call(channel, dhcp, "unpinMac", "02:00:00:00:04:01", "MacAddress"),
+        "pinIp": call(channel, dhcp, "pinIp", {"mac": "02:00:00:00:04:09", "ip": "10.44.0.19"}, "Object"),
+        "unpinIp": call(channel, dhcp, "unpinIp", "10.44.0.19", "IpAddress"),
+        "removeLease": call(channel, dhcp, "removeLease", "02:00:00:00:04:01", "MacAddress"),
+        "removeLeaseByIp": call(channel, dhcp, "removeLeaseByIp", "10.44.0.12", "IpAddress"),
+        "badMac": call(channel, dhcp, "removeLease", "not-a-mac", "MacAddress"),
+    }
+    connection.close()
+    print(json.dumps(replies))
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except Exception as error:  # report, never hang the test
+        print(json.dumps({"error": repr(error)}))
+        sys.exit(1)
