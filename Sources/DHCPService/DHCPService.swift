@@ -100,14 +100,23 @@ public final class DHCPService: Service, Sendable {
     }
 
     /// Returns once the lease table is loaded, the RPCs are consuming and the UDP socket is bound.
+    /// Also returns when the waiting task is cancelled.
     public func waitUntilReady() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = readiness.withLock { state -> Bool in
-                if state.ready { return true }
-                state.waiters.append(continuation)
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = readiness.withLock { state -> Bool in
+                    if state.ready || Task.isCancelled { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            let waiters = readiness.withLock { state in
+                defer { state.waiters.removeAll() }
+                return state.waiters
+            }
+            for waiter in waiters { waiter.resume() }
         }
     }
 
