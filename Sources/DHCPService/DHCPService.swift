@@ -38,6 +38,7 @@ public final class DHCPService: Service, Sendable {
     private let bus: MessageBus
     private let logger: Logger
     private let malformed = Counter(label: "rackbus_dhcp_malformed_packets_total")
+    private let malformedCount = Atomic<Int>(0)
     private let answered = Counter(label: "rackbus_dhcp_replies_total")
     private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
     private let tableBox = Mutex<LeaseTable?>(nil)
@@ -75,7 +76,9 @@ public final class DHCPService: Service, Sendable {
         } else {
             socket = nil
             receiver = nil
-            logger.notice("lease RPCs only: set an interface to serve DHCP", metadata: ["dhcp.pool": "\(configuration.pool.first)-\(configuration.pool.last)"])
+            logger.notice(
+                "lease RPCs only: set an interface to serve DHCP",
+                metadata: ["dhcp.pool": "\(configuration.pool.first)-\(configuration.pool.last)"])
         }
         markReady()
         await withDiscardingTaskGroup { group in
@@ -120,6 +123,9 @@ public final class DHCPService: Service, Sendable {
         }
     }
 
+    /// Packets dropped because they did not parse, since start.
+    public var malformedPackets: Int { malformedCount.load(ordering: .relaxed) }
+
     /// The lease table, once `run()` has loaded it (for tools and benchmarks in the same process).
     public var leaseTable: LeaseTable? { tableBox.withLock { $0 } }
 
@@ -140,6 +146,7 @@ public final class DHCPService: Service, Sendable {
             } catch {
                 // Counted and dropped; one bad packet never stops the server.
                 malformed.increment()
+                malformedCount.add(1, ordering: .relaxed)
                 logger.debug("dropped a malformed DHCP packet", metadata: ["dhcp.bytes": "\(datagram.count)", "error": "\(error)"])
                 continue
             }
@@ -148,7 +155,8 @@ public final class DHCPService: Service, Sendable {
             if socket.send(reply.serialize(), to: destination.address, port: destination.port) {
                 answered.increment()
             } else {
-                logger.warning("could not send a DHCP reply", metadata: ["dhcp.to": "\(destination.address)", "error": "\(DHCPSocket.errorText())"])
+                logger.warning(
+                    "could not send a DHCP reply", metadata: ["dhcp.to": "\(destination.address)", "error": "\(DHCPSocket.errorText())"])
             }
         }
     }

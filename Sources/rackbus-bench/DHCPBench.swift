@@ -47,7 +47,8 @@ struct LeaseRPCBench: AsyncParsableCommand {
             let table = service.leaseTable!
             let seeded = (0..<count).map { index in
                 Lease(
-                    mac: benchMAC(index), ip: benchPool.first.advanced(by: index)!, state: .bound, expiresAt: Date() + 3600, leaseSeconds: 3600)
+                    mac: benchMAC(index), ip: benchPool.first.advanced(by: index)!, state: .bound, expiresAt: Date() + 3600,
+                    leaseSeconds: 3600)
             }
             try await table.importBound(seeded)
             // Calls from a separate connection, as another service would make them.
@@ -160,7 +161,8 @@ final class RelayLoadGenerator: Sendable {
         func discover() {
             let index = next
             next += 1
-            var packet = DHCPPacket(op: 1, htype: 1, hlen: 6, xid: UInt32(index + 1), giaddr: IPv4Address("127.0.0.2")!, chaddr: benchMAC(index).bytes)
+            var packet = DHCPPacket(
+                op: 1, htype: 1, hlen: 6, xid: UInt32(index + 1), giaddr: IPv4Address("127.0.0.2")!, chaddr: benchMAC(index).bytes)
             packet.setMessageType(.discover)
             started[packet.xid] = .now
             send(packet)

@@ -8,7 +8,9 @@ import Testing
 /// A real DHCP client (busybox udhcpc) in a network namespace, against the real server.
 @Suite("DHCP with a real client in a network namespace", .serialized, .timeLimit(.minutes(3)))
 struct DHCPClientTests {
-    func configuration(_ namespace: NetworkNamespace, subnet: Int, first: Int = 100, last: Int = 120, database: String = ":memory:") -> DHCPConfiguration {
+    func configuration(_ namespace: NetworkNamespace, subnet: Int, first: Int = 100, last: Int = 120, database: String = ":memory:")
+        -> DHCPConfiguration
+    {
         DHCPConfiguration(
             interface: namespace.hostInterface,
             pool: LeasePool(

@@ -44,11 +44,13 @@ struct LeaseRPCTests {
             let found = try await bus.call(LookupIpLease(ip: "10.44.0.11"))
             #expect(found.mac == "02:00:00:00:01:01")
             let raw = try await bus.callRaw(
-                exchangeNamed: bus.name(of: .dhcp), routingKey: LookupIpLease.method, body: Array(#"{"value":"10.44.0.11"}"#.utf8), type: "IpAddress")
+                exchangeNamed: bus.name(of: .dhcp), routingKey: LookupIpLease.method, body: Array(#"{"value":"10.44.0.11"}"#.utf8),
+                type: "IpAddress")
             #expect(raw.type == "MacAddress", "RackHD replies MacAddress when it finds a lease")
             #expect(String(decoding: raw.body, as: UTF8.self) == #"{"value":"02:00:00:00:01:01"}"#)
             let missing = try await bus.callRaw(
-                exchangeNamed: bus.name(of: .dhcp), routingKey: LookupIpLease.method, body: Array(#"{"value":"10.44.0.12"}"#.utf8), type: "IpAddress")
+                exchangeNamed: bus.name(of: .dhcp), routingKey: LookupIpLease.method, body: Array(#"{"value":"10.44.0.12"}"#.utf8),
+                type: "IpAddress")
             #expect(missing.type == "Result")
             #expect(String(decoding: missing.body, as: UTF8.self) == #"{"value":{}}"#)
 
@@ -73,7 +75,8 @@ struct LeaseRPCTests {
             let byIP = try await bus.call(RemoveLeaseByIp(ip: "10.44.0.12"))
             #expect(byIP.lease?.mac == "02:00:00:00:02:02")
             let unknown = try await bus.callRaw(
-                exchangeNamed: bus.name(of: .dhcp), routingKey: RemoveLease.method, body: Array(#"{"value":"02:00:00:00:02:01"}"#.utf8), type: "MacAddress")
+                exchangeNamed: bus.name(of: .dhcp), routingKey: RemoveLease.method, body: Array(#"{"value":"02:00:00:00:02:01"}"#.utf8),
+                type: "MacAddress")
             #expect(String(decoding: unknown.body, as: UTF8.self) == #"{"value":{}}"#)
             #expect(try await bus.call(PeekLeaseTable()).leases.isEmpty)
         }
@@ -85,7 +88,9 @@ struct LeaseRPCTests {
             try await service.leaseTable!.importBound([lease("02:00:00:00:03:01", "10.44.0.11")])
             let pinned = try await bus.call(PinMac(mac: "02:00:00:00:03:01"))
             #expect(pinned.ipAddress == "10.44.0.11")
-            #expect(try await bus.call(PinIp(mac: "02:00:00:00:03:02", ip: "10.44.0.15")) == PinIp.Pin(mac: "02:00:00:00:03:02", ip: "10.44.0.15"))
+            #expect(
+                try await bus.call(PinIp(mac: "02:00:00:00:03:02", ip: "10.44.0.15"))
+                    == PinIp.Pin(mac: "02:00:00:00:03:02", ip: "10.44.0.15"))
             let table = try await bus.call(PeekLeaseTable())
             #expect(table.pinned == ["02:00:00:00:03:01": "10.44.0.11", "02:00:00:00:03:02": "10.44.0.15"])
 
@@ -121,12 +126,14 @@ struct LeaseRPCTests {
             }
             // A number where RackHD expects a string, and a wrong AMQP type.
             let wrongShape = await #expect(throws: BusError.self) {
-                _ = try await bus.callRaw(exchangeNamed: bus.name(of: .dhcp), routingKey: IpInRange.method, body: Array(#"{"value":5}"#.utf8), type: "IpAddress")
+                _ = try await bus.callRaw(
+                    exchangeNamed: bus.name(of: .dhcp), routingKey: IpInRange.method, body: Array(#"{"value":5}"#.utf8), type: "IpAddress")
             }
             #expect(wrongShape?.status == 400)
             let wrongType = await #expect(throws: BusError.self) {
                 _ = try await bus.callRaw(
-                    exchangeNamed: bus.name(of: .dhcp), routingKey: IpInRange.method, body: Array(#"{"value":"10.44.0.11"}"#.utf8), type: "MacAddress")
+                    exchangeNamed: bus.name(of: .dhcp), routingKey: IpInRange.method, body: Array(#"{"value":"10.44.0.11"}"#.utf8),
+                    type: "MacAddress")
             }
             #expect(wrongType?.status == 400)
             let stillServing = try await bus.call(IpInRange(ip: "10.44.0.11"))
@@ -153,7 +160,9 @@ struct LeaseRPCTests {
             #expect(replies["removeLeaseByIp"]?["body"]?["value"]?["mac"] == "02:00:00:00:04:02")
             #expect(replies["badMac"]?["type"] == "ErrorEvent")
             #expect(replies["badMac"]?["body"]?["status"] == 400)
-            for name in ["lookupIpLease", "ipInRange", "peekLeaseTable", "removeLease", "removeLeaseByIp", "pinMac", "unpinMac", "pinIp", "unpinIp"] {
+            for name in [
+                "lookupIpLease", "ipInRange", "peekLeaseTable", "removeLease", "removeLeaseByIp", "pinMac", "unpinMac", "pinIp", "unpinIp",
+            ] {
                 #expect(replies[name]?["content_type"] == "application/json", "\(name)")
             }
         }

@@ -71,7 +71,9 @@ struct LeaseStateTests {
     }
 
     @Test func expiredOffersFreeTheirAddress() {
-        var state = LeaseState(pool: LeasePool(first: pool.first, last: pool.first, subnetMask: pool.subnetMask, serverAddress: pool.serverAddress), leaseSeconds: 600)
+        var state = LeaseState(
+            pool: LeasePool(first: pool.first, last: pool.first, subnetMask: pool.subnetMask, serverAddress: pool.serverAddress),
+            leaseSeconds: 600)
         #expect(state.offer(to: a, requested: nil, hostname: nil, at: now) != nil)
         #expect(state.offer(to: b, requested: nil, hostname: nil, at: now + 10) == nil, "a's offer still holds the only address")
         #expect(state.offer(to: b, requested: nil, hostname: nil, at: now + 31)?.ip == pool.first)

@@ -69,7 +69,9 @@ public struct DHCPConfiguration: Sendable, Equatable {
 
     /// Reads the `RACKBUS_DHCP_*` variables over `base`. Invalid values are refused with a message
     /// naming the variable.
-    public static func fromEnvironment(_ environment: [String: String], base: DHCPConfiguration = DHCPConfiguration()) throws(DHCPConfigurationError) -> DHCPConfiguration {
+    public static func fromEnvironment(_ environment: [String: String], base: DHCPConfiguration = DHCPConfiguration())
+        throws(DHCPConfigurationError) -> DHCPConfiguration
+    {
         var configuration = base
         func address(_ key: String) throws(DHCPConfigurationError) -> IPv4Address? {
             guard let text = environment[key], !text.isEmpty else { return nil }
@@ -101,7 +103,9 @@ public struct DHCPConfiguration: Sendable, Equatable {
         if let dns = try addresses(Key.dns) { configuration.dnsServers = dns }
         if let domain = environment[Key.domain], !domain.isEmpty { configuration.domainName = domain }
         if let text = environment[Key.leaseSeconds], !text.isEmpty {
-            guard let seconds = UInt32(text), seconds >= 60 else { throw DHCPConfigurationError("\(Key.leaseSeconds)=\(text) must be at least 60") }
+            guard let seconds = UInt32(text), seconds >= 60 else {
+                throw DHCPConfigurationError("\(Key.leaseSeconds)=\(text) must be at least 60")
+            }
             configuration.leaseSeconds = seconds
         }
         if let next = try address(Key.nextServer) { configuration.nextServer = next }

@@ -53,7 +53,9 @@ enum DHCPReplies {
 
     /// Where a reply goes: through the relay if there is one, to the client's address when it
     /// has one (renewing, informing), otherwise broadcast on the segment.
-    static func destination(of reply: DHCPPacket, for request: DHCPPacket, configuration: DHCPConfiguration) -> (address: IPv4Address, port: UInt16) {
+    static func destination(of reply: DHCPPacket, for request: DHCPPacket, configuration: DHCPConfiguration) -> (
+        address: IPv4Address, port: UInt16
+    ) {
         if request.giaddr != .zero {
             return (request.giaddr, configuration.serverPort)
         }

@@ -55,7 +55,9 @@ public struct Lease: Sendable, Equatable {
     /// The lease time granted, in seconds (0 while only offered).
     public var leaseSeconds: UInt32
 
-    public init(mac: MACAddress, ip: IPv4Address, state: State, hostname: String? = nil, boundAt: Date? = nil, expiresAt: Date, leaseSeconds: UInt32) {
+    public init(
+        mac: MACAddress, ip: IPv4Address, state: State, hostname: String? = nil, boundAt: Date? = nil, expiresAt: Date, leaseSeconds: UInt32
+    ) {
         self.mac = mac
         self.ip = ip
         self.state = state

@@ -92,7 +92,8 @@ struct LeaseState: Sendable {
             return existing
         }
         let lease = Lease(
-            mac: mac, ip: address, state: .offered, hostname: hostname ?? leases[mac]?.hostname, expiresAt: now + offerHold, leaseSeconds: 0)
+            mac: mac, ip: address, state: .offered, hostname: hostname ?? leases[mac]?.hostname, expiresAt: now + offerHold, leaseSeconds: 0
+        )
         store(lease)
         return lease
     }
@@ -175,13 +176,18 @@ struct LeaseState: Sendable {
             throw .badRequest("\(ip) is outside the DHCP pool \(pool.first)-\(pool.last).")
         }
         if let owner = pinnedIPs[ip], owner != mac {
-            throw .conflict("\(ip) is already pinned to \(owner).", context: ["mac": .string(owner.description), "ip": .string(ip.description)])
+            throw .conflict(
+                "\(ip) is already pinned to \(owner).", context: ["mac": .string(owner.description), "ip": .string(ip.description)])
         }
         if let existing = pins[mac], existing != ip {
-            throw .conflict("\(mac) is already pinned to \(existing); unpin it first.", context: ["mac": .string(mac.description), "ip": .string(existing.description)])
+            throw .conflict(
+                "\(mac) is already pinned to \(existing); unpin it first.",
+                context: ["mac": .string(mac.description), "ip": .string(existing.description)])
         }
         if let holder = holder(of: ip, at: now), holder != mac {
-            throw .conflict("\(ip) is leased to \(holder); remove that lease first.", context: ["mac": .string(holder.description), "ip": .string(ip.description)])
+            throw .conflict(
+                "\(ip) is leased to \(holder); remove that lease first.",
+                context: ["mac": .string(holder.description), "ip": .string(ip.description)])
         }
         pins[mac] = ip
         pinnedIPs[ip] = mac

@@ -12,7 +12,10 @@ public actor LeaseTable {
     private let logger: Logger
     private let onBind: @Sendable (Lease) async -> Void
 
-    private init(configuration: DHCPConfiguration, state: LeaseState, store: LeaseStore, logger: Logger, onBind: @escaping @Sendable (Lease) async -> Void) {
+    private init(
+        configuration: DHCPConfiguration, state: LeaseState, store: LeaseStore, logger: Logger,
+        onBind: @escaping @Sendable (Lease) async -> Void
+    ) {
         self.configuration = configuration
         self.state = state
         self.store = store
@@ -33,7 +36,10 @@ public actor LeaseTable {
         state.restore(leases: saved.leases, pins: saved.pins, at: Date())
         logger.info(
             "lease table loaded",
-            metadata: ["dhcp.leases": "\(state.liveLeaseCount)", "dhcp.pins": "\(state.pins.count)", "dhcp.database": "\(configuration.databasePath)"])
+            metadata: [
+                "dhcp.leases": "\(state.liveLeaseCount)", "dhcp.pins": "\(state.pins.count)",
+                "dhcp.database": "\(configuration.databasePath)",
+            ])
         return LeaseTable(configuration: configuration, state: state, store: store, logger: logger, onBind: onBind)
     }
 
@@ -106,7 +112,8 @@ public actor LeaseTable {
                 return nil
             }
             if isNew {
-                logger.info("lease bound", metadata: ["dhcp.mac": "\(mac)", "dhcp.ip": "\(lease.ip)", "dhcp.hostname": "\(lease.hostname ?? "-")"])
+                logger.info(
+                    "lease bound", metadata: ["dhcp.mac": "\(mac)", "dhcp.ip": "\(lease.ip)", "dhcp.hostname": "\(lease.hostname ?? "-")"])
                 await onBind(lease)
             }
             return DHCPReplies.ack(to: request, lease: lease, configuration: configuration)

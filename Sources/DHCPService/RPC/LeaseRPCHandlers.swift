@@ -58,14 +58,17 @@ struct LeaseRPCHandlers: Sendable {
 
     static func ip(_ text: String) throws(ErrorEvent) -> IPv4Address {
         guard let ip = IPv4Address(text) else {
-            throw .badRequest("Invalid IP address '\(text)': expected a dotted IPv4 address such as 172.31.128.10.", context: ["value": .string(text)])
+            throw .badRequest(
+                "Invalid IP address '\(text)': expected a dotted IPv4 address such as 172.31.128.10.", context: ["value": .string(text)])
         }
         return ip
     }
 
     static func mac(_ text: String) throws(ErrorEvent) -> MACAddress {
         guard let mac = MACAddress(text) else {
-            throw .badRequest("Invalid MAC address '\(text)': expected six colon-separated hex pairs such as 00:11:22:aa:bb:cc.", context: ["value": .string(text)])
+            throw .badRequest(
+                "Invalid MAC address '\(text)': expected six colon-separated hex pairs such as 00:11:22:aa:bb:cc.",
+                context: ["value": .string(text)])
         }
         return mac
     }

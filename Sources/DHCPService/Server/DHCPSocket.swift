@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Synchronization
 
@@ -109,5 +110,3 @@ final class DHCPReceiver: Sendable {
         stopped.store(true, ordering: .relaxed)
     }
 }
-
-import Foundation

@@ -31,7 +31,9 @@ final class LeaseStore: Sendable {
                             try db.execute(sql: "PRAGMA synchronous = NORMAL")
                         }
                     }
-                    let queue = path == ":memory:" ? try DatabaseQueue(configuration: configuration) : try DatabaseQueue(path: path, configuration: configuration)
+                    let queue =
+                        path == ":memory:"
+                        ? try DatabaseQueue(configuration: configuration) : try DatabaseQueue(path: path, configuration: configuration)
                     try Self.migrator.migrate(queue)
                     continuation.resume(returning: queue)
                 } catch {
@@ -70,7 +72,8 @@ final class LeaseStore: Sendable {
                 leases.append(
                     Lease(
                         mac: mac, ip: ip, state: .bound, hostname: row["hostname"], boundAt: Date(timeIntervalSince1970: row["boundAt"]),
-                        expiresAt: Date(timeIntervalSince1970: row["expiresAt"]), leaseSeconds: UInt32(clamping: row["leaseSeconds"] as Int64)))
+                        expiresAt: Date(timeIntervalSince1970: row["expiresAt"]),
+                        leaseSeconds: UInt32(clamping: row["leaseSeconds"] as Int64)))
             }
             var pins: [(MACAddress, IPv4Address)] = []
             for row in try Row.fetchAll(db, sql: "SELECT mac, ip FROM pin") {
@@ -89,7 +92,8 @@ final class LeaseStore: Sendable {
     func saveBound(_ leases: [Lease]) async throws {
         try await database.write { db in
             for lease in leases {
-                try db.execute(sql: "DELETE FROM lease WHERE ip = ? AND mac != ?", arguments: [lease.ip.description, lease.mac.description])
+                try db.execute(
+                    sql: "DELETE FROM lease WHERE ip = ? AND mac != ?", arguments: [lease.ip.description, lease.mac.description])
                 try db.execute(
                     sql: """
                         INSERT INTO lease (mac, ip, hostname, boundAt, expiresAt, leaseSeconds) VALUES (?, ?, ?, ?, ?, ?)
