@@ -70,6 +70,7 @@ let package = Package(
             name: "BusCoreTests",
             dependencies: [
                 "BusCore",
+                "BusTestSupport",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
             ]
         ),

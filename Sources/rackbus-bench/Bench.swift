@@ -54,6 +54,28 @@ struct Figures {
     }
 }
 
+/// Runs `total` calls with `concurrency` in flight and returns each call's latency.
+func measureCalls(total: Int, concurrency: Int, _ call: @escaping @Sendable (Int) async throws -> Void) async throws -> [Duration] {
+    try await withThrowingTaskGroup(of: [Duration].self) { workers in
+        for worker in 0..<concurrency {
+            workers.addTask {
+                var mine: [Duration] = []
+                var sequence = worker
+                while sequence < total {
+                    let begin = ContinuousClock.now
+                    try await call(sequence)
+                    mine.append(ContinuousClock.now - begin)
+                    sequence += concurrency
+                }
+                return mine
+            }
+        }
+        var all: [Duration] = []
+        for try await part in workers { all += part }
+        return all
+    }
+}
+
 func milliseconds(_ duration: Duration) -> Double {
     Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
 }
@@ -129,40 +151,19 @@ struct RPCBench: AsyncParsableCommand {
                 let exchange = client.name(of: EchoCall.exchange)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { await echo.run() }
-                    // Warm up connections, JIT-free but caches and broker queues alike.
-                    for sequence in 0..<200 {
+                    let call: @Sendable (Int) async throws -> Void = { sequence in
                         if rawMode {
-                            _ = try await client.callRaw(exchangeNamed: exchange, routingKey: EchoCall.method, body: rawBody)
+                            let reply = try await client.callRaw(exchangeNamed: exchange, routingKey: EchoCall.method, body: rawBody)
+                            precondition(reply.body == rawBody, "wrong reply")
                         } else {
-                            _ = try await client.call(EchoCall(sequence: sequence, payload: text))
+                            let reply = try await client.call(EchoCall(sequence: sequence, payload: text))
+                            precondition(reply.sequence == sequence, "wrong reply")
                         }
                     }
+                    // Warm up connections, caches and broker queues.
+                    for sequence in 0..<200 { try await call(sequence) }
                     let started = ContinuousClock.now
-                    let latencies = try await withThrowingTaskGroup(of: [Duration].self) { workers in
-                        for worker in 0..<inFlight {
-                            workers.addTask {
-                                var mine: [Duration] = []
-                                var sequence = worker
-                                while sequence < total {
-                                    let begin = ContinuousClock.now
-                                    if rawMode {
-                                        let reply = try await client.callRaw(
-                                            exchangeNamed: exchange, routingKey: EchoCall.method, body: rawBody)
-                                        precondition(reply.body == rawBody, "wrong reply")
-                                    } else {
-                                        let reply = try await client.call(EchoCall(sequence: sequence, payload: text))
-                                        precondition(reply.sequence == sequence, "wrong reply")
-                                    }
-                                    mine.append(ContinuousClock.now - begin)
-                                    sequence += inFlight
-                                }
-                                return mine
-                            }
-                        }
-                        var all: [Duration] = []
-                        for try await part in workers { all += part }
-                        return all
-                    }
+                    let latencies = try await measureCalls(total: total, concurrency: inFlight, call)
                     let elapsed = ContinuousClock.now - started
                     Figures(
                         caseName: rawMode ? "rpc-raw" : "rpc", count: total, elapsed: elapsed, latencies: latencies,

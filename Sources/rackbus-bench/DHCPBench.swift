@@ -56,26 +56,10 @@ struct LeaseRPCBench: AsyncParsableCommand {
                 try await client.waitUntilConnected()
                 for index in 0..<200 { _ = try await client.call(LookupIpLease(ip: seeded[index % count].ip.description)) }
                 let started = ContinuousClock.now
-                let latencies = try await withThrowingTaskGroup(of: [Duration].self) { workers in
-                    for worker in 0..<inFlight {
-                        workers.addTask {
-                            var mine: [Duration] = []
-                            var sequence = worker
-                            var generator = SystemRandomNumberGenerator()
-                            while sequence < total {
-                                let lease = seeded[Int.random(in: 0..<count, using: &generator)]
-                                let begin = ContinuousClock.now
-                                let reply = try await client.call(LookupIpLease(ip: lease.ip.description))
-                                mine.append(ContinuousClock.now - begin)
-                                precondition(reply.mac == lease.mac.description, "wrong lease")
-                                sequence += inFlight
-                            }
-                            return mine
-                        }
-                    }
-                    var all: [Duration] = []
-                    for try await part in workers { all += part }
-                    return all
+                let latencies = try await measureCalls(total: total, concurrency: inFlight) { _ in
+                    let lease = seeded[Int.random(in: 0..<count)]
+                    let reply = try await client.call(LookupIpLease(ip: lease.ip.description))
+                    precondition(reply.mac == lease.mac.description, "wrong lease")
                 }
                 Figures(
                     caseName: "lease-rpc", count: total, elapsed: ContinuousClock.now - started, latencies: latencies,
@@ -132,13 +116,7 @@ final class RelayLoadGenerator: Sendable {
 
     init(port: UInt16) throws {
         let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        var local = sockaddr_in()
-        local.sin_family = sa_family_t(AF_INET)
-        local.sin_port = port.bigEndian
-        local.sin_addr = in_addr(s_addr: IPv4Address("127.0.0.2")!.rawValue.bigEndian)
-        let bound = withUnsafePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let bound = IPv4Address("127.0.0.2")!.withSocketAddress(port: port) { bind(fd, $0, $1) }
         guard fd >= 0, bound == 0 else { throw ValidationError("cannot bind the relay socket on 127.0.0.2:\(port)") }
         descriptor = fd
         self.port = port
@@ -200,17 +178,9 @@ final class RelayLoadGenerator: Sendable {
     }
 
     private func send(_ packet: DHCPPacket) {
-        var remote = sockaddr_in()
-        remote.sin_family = sa_family_t(AF_INET)
-        remote.sin_port = port.bigEndian
-        remote.sin_addr = in_addr(s_addr: IPv4Address("127.0.0.1")!.rawValue.bigEndian)
         let bytes = packet.serialize()
         _ = bytes.withUnsafeBytes { buffer in
-            withUnsafePointer(to: &remote) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(descriptor, buffer.baseAddress, buffer.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
+            IPv4Address("127.0.0.1")!.withSocketAddress(port: port) { sendto(descriptor, buffer.baseAddress, buffer.count, 0, $0, $1) }
         }
     }
 }

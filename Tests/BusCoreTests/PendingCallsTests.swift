@@ -1,3 +1,4 @@
+import BusTestSupport
 import Testing
 
 @testable import BusCore
@@ -95,20 +96,5 @@ struct PendingCallsTests {
         #expect(pending.isWaiting(queued), "a call not sent yet waits for the next connection")
         pending.resolve(queued, with: delivery("later"))
         #expect(try await queuedResult.body == Array("later".utf8))
-    }
-}
-
-extension Result where Failure == any Error {
-    init(catching body: () async throws -> Success) async {
-        do {
-            self = .success(try await body())
-        } catch {
-            self = .failure(error)
-        }
-    }
-
-    var failure: (any Error)? {
-        if case .failure(let error) = self { return error }
-        return nil
     }
 }

@@ -220,13 +220,3 @@ final class Locked<Value: Sendable>: Sendable {
     init(_ value: Value) { storage = Mutex(value) }
     func withLock<R: Sendable>(_ body: (inout sending Value) -> R) -> R { storage.withLock { body(&$0) } }
 }
-
-extension Result where Failure == any Error {
-    init(catching body: () async throws -> Success) async {
-        do {
-            self = .success(try await body())
-        } catch {
-            self = .failure(error)
-        }
-    }
-}

@@ -114,10 +114,3 @@ func retrying<T: Sendable>(attempts: Int = 20, _ body: () async throws -> T) asy
     }
     throw lastError ?? TestFailure("no attempt made")
 }
-
-extension Result {
-    var failure: Failure? {
-        if case .failure(let error) = self { return error }
-        return nil
-    }
-}

@@ -243,3 +243,21 @@ public func drain<T: Sendable>(_ subscription: Subscription<T>, for duration: Du
         return collected.withLock { $0 }
     }
 }
+
+extension Result where Failure == any Error {
+    /// Captures an async call's outcome (for `async let` of calls that are expected to fail).
+    public init(catching body: () async throws -> Success) async {
+        do {
+            self = .success(try await body())
+        } catch {
+            self = .failure(error)
+        }
+    }
+}
+
+extension Result {
+    public var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}

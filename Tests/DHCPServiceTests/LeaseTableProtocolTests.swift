@@ -129,7 +129,7 @@ struct DHCPServerWireTests {
             databasePath: ":memory:")
         try await withDHCPService(configuration) { _, service in
             let relay = try UDPPeer(address: "127.0.0.2", port: port)
-            var generator = SplitMix(seed: 42)
+            var generator = SeededGenerator(seed: 42)
             var corpus: [[UInt8]] = [[], [1], Array(repeating: 0, count: 235), Array(repeating: 0xff, count: 1400)]
             for length in [240, 300, 548, 1500, 9000] {
                 corpus.append((0..<length).map { _ in UInt8(truncatingIfNeeded: generator.next()) })
@@ -161,29 +161,15 @@ final class UDPPeer: Sendable {
 
     init(address: String, port: UInt16) throws {
         descriptor = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        var local = sockaddr_in()
-        local.sin_family = sa_family_t(AF_INET)
-        local.sin_port = port.bigEndian
-        local.sin_addr = in_addr(s_addr: IPv4Address(address)!.rawValue.bigEndian)
-        let bound = withUnsafePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let bound = IPv4Address(address)!.withSocketAddress(port: port) { bind(descriptor, $0, $1) }
         guard bound == 0 else { throw TestFailure("cannot bind \(address):\(port)") }
     }
 
     deinit { close(descriptor) }
 
     func send(_ bytes: [UInt8], to address: String, port: UInt16) {
-        var remote = sockaddr_in()
-        remote.sin_family = sa_family_t(AF_INET)
-        remote.sin_port = port.bigEndian
-        remote.sin_addr = in_addr(s_addr: IPv4Address(address)!.rawValue.bigEndian)
         _ = bytes.withUnsafeBytes { buffer in
-            withUnsafePointer(to: &remote) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(descriptor, buffer.baseAddress, buffer.count, 0, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
+            IPv4Address(address)!.withSocketAddress(port: port) { sendto(descriptor, buffer.baseAddress, buffer.count, 0, $0, $1) }
         }
     }
 
@@ -198,18 +184,5 @@ final class UDPPeer: Sendable {
                 continuation.resume(returning: count > 0 ? Array(buffer[0..<count]) : nil)
             }.start()
         }
-    }
-}
-
-/// A small deterministic generator, so the corpus is the same on every run.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -10,34 +10,10 @@ with what it received and exits 0, or prints the failure and exits 1.
 """
 import json
 import sys
-import uuid
 
 import pika
 
-
-def call(channel, exchange, routing_key, body, payload_type, correlation_id=None):
-    # RackHD names per-call reply queues <exchange>:<routingKey>.request:<id>.
-    reply_queue = channel.queue_declare(
-        queue=f"{exchange}:{routing_key}.request:{uuid.uuid4().hex[:7]}", exclusive=True, auto_delete=True
-    ).method.queue
-    channel.basic_publish(
-        exchange=exchange,
-        routing_key=routing_key,
-        properties=pika.BasicProperties(
-            content_type="application/json", type=payload_type, reply_to=reply_queue, correlation_id=correlation_id
-        ),
-        body=body,
-    )
-    for method, properties, reply in channel.consume(reply_queue, auto_ack=True, inactivity_timeout=15):
-        channel.cancel()
-        if method is None:
-            raise RuntimeError(f"no reply to {routing_key} within 15 s")
-        return {
-            "type": properties.type,
-            "correlation_id": properties.correlation_id,
-            "content_type": properties.content_type,
-            "body": json.loads(reply),
-        }
+from rackhd_rpc import call, run_and_print
 
 
 def main():
@@ -68,12 +44,8 @@ def main():
         break
     channel.cancel()
     connection.close()
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as error:  # report, never hang the test
-        print(json.dumps({"error": repr(error)}))
-        sys.exit(1)
+    run_and_print(main)

@@ -10,26 +10,17 @@ MacAddress or Object) and a fresh reply queue per call. Expects leases 02:00:00:
 """
 import json
 import sys
-import uuid
 
 import pika
 
+from rackhd_rpc import call as rackhd_call, run_and_print
+
 
 def call(channel, exchange, method, value, payload_type):
-    reply_queue = channel.queue_declare(
-        queue=f"{exchange}:{method}.request:{uuid.uuid4().hex[:7]}", exclusive=True, auto_delete=True
-    ).method.queue
-    channel.basic_publish(
-        exchange=exchange,
-        routing_key=f"methods.{method}",
-        properties=pika.BasicProperties(content_type="application/json", type=payload_type, reply_to=reply_queue),
-        body=json.dumps({"value": value} if value is not None else {}),
-    )
-    for frame, properties, body in channel.consume(reply_queue, auto_ack=True, inactivity_timeout=15):
-        channel.cancel()
-        if frame is None:
-            raise RuntimeError(f"no reply to {method}")
-        return {"type": properties.type, "content_type": properties.content_type, "body": json.loads(body)}
+    body = json.dumps({"value": value} if value is not None else {})
+    reply = rackhd_call(channel, exchange, f"methods.{method}", body, payload_type)
+    del reply["correlation_id"]
+    return reply
 
 
 def main():
@@ -50,12 +41,8 @@ def main():
         "badMac": call(channel, dhcp, "removeLease", "not-a-mac", "MacAddress"),
     }
     connection.close()
-    print(json.dumps(replies))
+    return replies
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception as error:  # report, never hang the test
-        print(json.dumps({"error": repr(error)}))
-        sys.exit(1)
+    run_and_print(main)

@@ -2,6 +2,19 @@ import Foundation
 import Glibc
 import Synchronization
 
+extension IPv4Address {
+    /// Calls `body` with this address and `port` as a C socket address (for bind, sendto).
+    public func withSocketAddress<Result>(port: UInt16, _ body: (UnsafePointer<sockaddr>, socklen_t) -> Result) -> Result {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = port.bigEndian
+        address.sin_addr = in_addr(s_addr: rawValue.bigEndian)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { body($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+    }
+}
+
 /// The UDP socket the DHCP server listens on: bound to port 67, to one interface, allowed to
 /// broadcast. Non-blocking, so a send never holds a task; receiving happens on a thread of its
 /// own (``DHCPReceiver``), never on the cooperative pool.
@@ -26,13 +39,7 @@ final class DHCPSocket: Sendable {
                 throw DHCPConfigurationError("cannot bind to interface \(interface): \(text)")
             }
         }
-        var local = sockaddr_in()
-        local.sin_family = sa_family_t(AF_INET)
-        local.sin_port = port.bigEndian
-        local.sin_addr = in_addr(s_addr: address.rawValue.bigEndian)
-        let bound = withUnsafePointer(to: &local) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
+        let bound = address.withSocketAddress(port: port) { bind(fd, $0, $1) }
         guard bound == 0 else {
             let text = Self.errorText()
             close(fd)
@@ -50,16 +57,8 @@ final class DHCPSocket: Sendable {
     /// Sends without blocking; a full socket buffer drops the datagram (the client retries).
     @discardableResult
     func send(_ bytes: [UInt8], to address: IPv4Address, port: UInt16) -> Bool {
-        var remote = sockaddr_in()
-        remote.sin_family = sa_family_t(AF_INET)
-        remote.sin_port = port.bigEndian
-        remote.sin_addr = in_addr(s_addr: address.rawValue.bigEndian)
         let sent = bytes.withUnsafeBytes { buffer in
-            withUnsafePointer(to: &remote) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
+            address.withSocketAddress(port: port) { sendto(descriptor, buffer.baseAddress, buffer.count, Int32(MSG_NOSIGNAL), $0, $1) }
         }
         return sent == bytes.count
     }
