@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .library(name: "BusCore", targets: ["BusCore"]),
         .library(name: "DHCPService", targets: ["DHCPService"]),
+        .library(name: "TaskGraphRunner", targets: ["TaskGraphRunner"]),
         .executable(name: "rackbus", targets: ["rackbus"]),
         .executable(name: "rackbus-bench", targets: ["rackbus-bench"]),
     ],
@@ -34,6 +35,16 @@ let package = Package(
         ),
         .target(
             name: "DHCPService",
+            dependencies: [
+                "BusCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "TaskGraphRunner",
             dependencies: [
                 "BusCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -78,6 +89,14 @@ let package = Package(
             name: "DHCPServiceTests",
             dependencies: [
                 "DHCPService",
+                "BusCore",
+                "BusTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "TaskGraphRunnerTests",
+            dependencies: [
+                "TaskGraphRunner",
                 "BusCore",
                 "BusTestSupport",
             ]
