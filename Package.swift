@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "BusCore", targets: ["BusCore"]),
         .library(name: "DHCPService", targets: ["DHCPService"]),
         .library(name: "TaskGraphRunner", targets: ["TaskGraphRunner"]),
+        .library(name: "Scheduler", targets: ["Scheduler"]),
         .executable(name: "rackbus", targets: ["rackbus"]),
         .executable(name: "rackbus-bench", targets: ["rackbus-bench"]),
     ],
@@ -53,11 +54,22 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "Scheduler",
+            dependencies: [
+                "BusCore",
+                "TaskGraphRunner",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "rackbus",
             dependencies: [
                 "BusCore",
                 "DHCPService",
+                "TaskGraphRunner",
+                "Scheduler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -97,6 +109,7 @@ let package = Package(
             name: "TaskGraphRunnerTests",
             dependencies: [
                 "TaskGraphRunner",
+                "Scheduler",
                 "BusCore",
                 "BusTestSupport",
             ]

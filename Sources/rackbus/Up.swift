@@ -3,14 +3,17 @@ import BusCore
 import DHCPService
 import Foundation
 import Logging
+import Scheduler
 import ServiceLifecycle
+import TaskGraphRunner
 
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the RackBus services in one process until SIGTERM or Ctrl-C.",
         discussion: """
             Connects to the broker (waiting for it if it is not up yet), declares the nine exchanges and runs
-            DHCPService: the lease RPCs on on.dhcp always, and a DHCP server on UDP 67 when an interface is given
+            the TaskGraphRunner (with a task runner), the Scheduler, and DHCPService: the lease RPCs on on.dhcp
+            always, and a DHCP server on UDP 67 when an interface is given
             (--dhcp-interface or RACKBUS_DHCP_INTERFACE). Every DHCP setting can also come from RACKBUS_DHCP_*
             variables (see the README).
             """)
@@ -29,6 +32,12 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Lease database file (default: $RACKBUS_DHCP_DATABASE, else .rackbus/dhcp.sqlite)")
     var dhcpDatabase: String?
 
+    @Option(help: "Task graph database file (default: $RACKBUS_TASKGRAPH_DATABASE, else .rackbus/taskgraph.sqlite)")
+    var taskgraphDatabase: String?
+
+    @Option(help: "Tasks the Scheduler runs at once (default: $RACKBUS_SCHEDULER_CONCURRENCY, else 64)")
+    var schedulerConcurrency: Int?
+
     func run() async throws {
         bus.bootstrapLogging(default: .info)
         let logger = Logger(label: "rackbus.up")
@@ -46,13 +55,23 @@ struct Up: AsyncParsableCommand {
             throw ValidationError("DHCP configuration: \(error)")
         }
 
+        let taskgraphPath = taskgraphDatabase ?? environment["RACKBUS_TASKGRAPH_DATABASE"] ?? ".rackbus/taskgraph.sqlite"
+        let concurrency = schedulerConcurrency ?? environment["RACKBUS_SCHEDULER_CONCURRENCY"].flatMap(Int.init) ?? 64
+        guard concurrency > 0 else { throw ValidationError("the scheduler concurrency must be positive") }
+
         let messageBus = MessageBus(configuration: configuration, logger: Logger(label: "rackbus.bus"))
         let dhcp = DHCPService(bus: messageBus, configuration: dhcpConfiguration, logger: Logger(label: "rackbus.dhcp"))
-        let readiness = Readiness(bus: messageBus, dhcp: dhcp, logger: logger)
+        let taskGraphRunner = TaskGraphRunnerService(
+            bus: messageBus, configuration: .init(databasePath: taskgraphPath), logger: Logger(label: "rackbus.taskgraph"))
+        let scheduler = SchedulerService(bus: messageBus, concurrency: concurrency, logger: Logger(label: "rackbus.scheduler"))
+        let readiness = Readiness(bus: messageBus, dhcp: dhcp, taskGraphRunner: taskGraphRunner, logger: logger)
         // The bus comes first, so it shuts down last.
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: messageBus), .init(service: dhcp), .init(service: readiness)],
+                services: [
+                    .init(service: messageBus), .init(service: dhcp), .init(service: scheduler), .init(service: taskGraphRunner),
+                    .init(service: readiness),
+                ],
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             ))
@@ -66,11 +85,13 @@ struct Up: AsyncParsableCommand {
 struct Readiness: Service {
     let bus: MessageBus
     let dhcp: DHCPService
+    let taskGraphRunner: TaskGraphRunnerService
     let logger: Logger
 
     func run() async throws {
         try await bus.waitUntilConnected(timeout: .seconds(365 * 24 * 3600))
         await dhcp.waitUntilReady()
+        await taskGraphRunner.waitUntilReady()
         logger.notice(
             "ready: connected to the broker, exchanges declared, services serving",
             metadata: ["exchanges": "\(Exchange.conventions.map { bus.name(of: $0) }.joined(separator: ", "))"])

@@ -1,0 +1,137 @@
+import BusCore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TaskGraphRunner
+
+/// The Scheduler: takes `schedule` requests from a durable queue shared by its replicas, runs at
+/// most `concurrency` tasks at once, hands each to the task runners with `run.<taskId>`, and
+/// cancels a task whose `_taskTimeout` passes (`cancel.<taskId>` with `TaskTimeoutError`).
+///
+/// A `schedule` request is acknowledged only once its `run` is confirmed by the broker, so a
+/// Scheduler killed in the middle loses nothing: the broker redelivers what it had not handed on.
+public final class SchedulerService: Service, Sendable {
+    public static let queueName = "rackbus.scheduler"
+
+    private struct Running {
+        var deadline: ContinuousClock.Instant?
+        var timedOut = false
+    }
+
+    private struct State {
+        var concurrency: Int
+        var waiting: [Delivery<TaskSpec>] = []
+        var running: [String: Running] = [:]
+        var known: Set<String> = []
+    }
+
+    private let bus: MessageBus
+    private let logger: Logger
+    private let state: Mutex<State>
+    private let wake: AsyncStream<Void>
+    private let wakeContinuation: AsyncStream<Void>.Continuation
+
+    public init(bus: MessageBus, concurrency: Int = 64, logger: Logger = Logger(label: "rackbus.scheduler")) {
+        self.bus = bus
+        self.logger = logger
+        self.state = Mutex(State(concurrency: max(1, concurrency)))
+        (wake, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// How many tasks may run at once (changeable while running).
+    public var concurrency: Int {
+        get { state.withLock { $0.concurrency } }
+        set {
+            state.withLock { $0.concurrency = max(1, newValue) }
+            wakeContinuation.yield()
+        }
+    }
+
+    public var runningCount: Int { state.withLock { $0.running.count } }
+
+    public func run() async throws {
+        // A large prefetch: waiting requests stay unacknowledged (safe) without stalling delivery.
+        let requests = try await bus.workQueue(
+            named: "\(bus.configuration.exchangePrefix).\(Self.queueName)", bindings: [(.scheduler, WorkflowKeys.schedule)], prefetch: 10_000,
+            as: TaskSpec.self)
+        let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await request in requests {
+                    self.state.withLock { $0.waiting.append(request) }
+                    self.wakeContinuation.yield()
+                }
+            }
+            group.addTask {
+                for await report in finished {
+                    let freed = self.state.withLock { $0.running.removeValue(forKey: report.message.taskId) != nil }
+                    if freed { self.wakeContinuation.yield() }
+                }
+            }
+            group.addTask { await self.dispatchLoop() }
+            group.addTask { await self.timeoutLoop() }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    }
+
+    private func dispatchLoop() async {
+        for await _ in wake {
+            while let next = takeNext() {
+                await dispatch(next)
+            }
+        }
+    }
+
+    /// The next request that may start now, or nil when all slots are taken or none waits.
+    private func takeNext() -> Delivery<TaskSpec>? {
+        state.withLock { state in
+            guard state.running.count < state.concurrency, !state.waiting.isEmpty else { return nil }
+            let request = state.waiting.removeFirst()
+            let spec = request.message
+            // Duplicate requests (a TaskGraphRunner resuming after a restart) start nothing new.
+            if state.known.contains(spec.taskId) { return request }
+            state.known.insert(spec.taskId)
+            let deadline = spec.timeoutMs > 0 ? ContinuousClock.now + .milliseconds(spec.timeoutMs) : nil
+            state.running[spec.taskId] = Running(deadline: deadline)
+            return request
+        }
+    }
+
+    private func dispatch(_ request: Delivery<TaskSpec>) async {
+        let spec = request.message
+        do {
+            try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
+            request.ack()
+        } catch {
+            logger.error("could not hand a task to the runners; it will be redelivered", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+            state.withLock { state in
+                state.running[spec.taskId] = nil
+                state.known.remove(spec.taskId)
+            }
+            request.reject(requeue: true)
+        }
+    }
+
+    private func timeoutLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(100))
+            let now = ContinuousClock.now
+            let expired = state.withLock { state -> [String] in
+                var expired: [String] = []
+                for (id, task) in state.running where !task.timedOut && (task.deadline.map { $0 <= now } ?? false) {
+                    state.running[id]?.timedOut = true
+                    expired.append(id)
+                }
+                return expired
+            }
+            for taskID in expired {
+                logger.warning("task timed out", metadata: ["task.id": "\(taskID)"])
+                try? await bus.publishConfirmed(
+                    TaskCancellation(taskId: taskID, errName: TaskCancellation.timeoutErrorName, errMessage: "task timed out"), to: .task,
+                    routingKey: WorkflowKeys.cancel(taskID), persistent: true)
+            }
+        }
+    }
+}

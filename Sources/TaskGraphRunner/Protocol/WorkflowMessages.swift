@@ -1,0 +1,129 @@
+import BusCore
+
+/// What the TaskGraphRunner, the Scheduler and the task runners say to each other, following
+/// the conventions: `schedule` on `on.scheduler`, `run.<taskId>` and `cancel.<taskId>` on
+/// `on.task`, `task.finished.<taskId>`, `graph.started.<graphId>` and `graph.finished.<graphId>`
+/// on `on.events`.
+public enum WorkflowKeys {
+    public static let schedule = "schedule"
+    public static func run(_ taskID: String) -> String { "run.\(taskID)" }
+    public static func cancel(_ taskID: String) -> String { "cancel.\(taskID)" }
+    public static func taskFinished(_ taskID: String) -> String { "task.finished.\(taskID)" }
+    public static func graphStarted(_ graphID: String) -> String { "graph.started.\(graphID)" }
+    public static func graphFinished(_ graphID: String) -> String { "graph.finished.\(graphID)" }
+    public static func graphProgress(_ graphID: String) -> String { "graph.progress.\(graphID)" }
+}
+
+/// A task ready to run: the body of `schedule` (TaskGraphRunner → Scheduler) and of
+/// `run.<taskId>` (Scheduler → a task runner). It carries everything a runner needs, so runners
+/// (built in, or external workers in any language) need no access to the graph's store.
+public struct TaskSpec: Codable, Sendable, Equatable, BusPayload {
+    public static let payloadType = "Object"
+    public var taskId: String
+    public var graphId: String
+    public var graphName: String
+    public var label: String
+    /// The task's injectableName, e.g. `Task.noop`.
+    public var taskName: String
+    /// The job to run, e.g. `Job.noop`.
+    public var job: String
+    /// Rendered options.
+    public var options: [String: JSONValue]
+    /// The graph's shared context at the time the task was scheduled.
+    public var context: [String: JSONValue]
+    /// The node the graph runs against, if any.
+    public var nodeId: String?
+    /// Milliseconds the task may run (`_taskTimeout`); 0 or less means no limit.
+    public var timeoutMs: Int
+    /// RackHD's `overrides` (`schedulerOverrides`), passed through.
+    public var overrides: [String: JSONValue]?
+
+    public init(
+        taskId: String, graphId: String, graphName: String, label: String, taskName: String, job: String, options: [String: JSONValue],
+        context: [String: JSONValue], nodeId: String?, timeoutMs: Int, overrides: [String: JSONValue]? = nil
+    ) {
+        self.taskId = taskId
+        self.graphId = graphId
+        self.graphName = graphName
+        self.label = label
+        self.taskName = taskName
+        self.job = job
+        self.options = options
+        self.context = context
+        self.nodeId = nodeId
+        self.timeoutMs = timeoutMs
+        self.overrides = overrides
+    }
+}
+
+/// The body of `cancel.<taskId>`. `errName` is RackHD's: `TaskTimeoutError` makes the task end
+/// in `timeout`, anything else in `cancelled`.
+public struct TaskCancellation: Codable, Sendable, Equatable {
+    public var taskId: String
+    public var errName: String?
+    public var errMessage: String?
+
+    public init(taskId: String, errName: String? = nil, errMessage: String? = nil) {
+        self.taskId = taskId
+        self.errName = errName
+        self.errMessage = errMessage
+    }
+
+    public static let timeoutErrorName = "TaskTimeoutError"
+}
+
+/// The body of `task.finished.<taskId>` (RackHD v2's shape, with `label` added).
+public struct TaskFinished: Codable, Sendable, Equatable {
+    public var taskId: String
+    public var taskName: String
+    public var label: String
+    public var graphId: String
+    public var graphName: String
+    public var state: TaskState
+    /// The error's description when the task did not succeed.
+    public var error: String?
+    /// Context the task adds to the graph's shared context.
+    public var context: [String: JSONValue]?
+
+    public init(
+        taskId: String, taskName: String, label: String, graphId: String, graphName: String, state: TaskState, error: String? = nil,
+        context: [String: JSONValue]? = nil
+    ) {
+        self.taskId = taskId
+        self.taskName = taskName
+        self.label = label
+        self.graphId = graphId
+        self.graphName = graphName
+        self.state = state
+        self.error = error
+        self.context = context
+    }
+}
+
+/// The body of `graph.started.<graphId>` and `graph.finished.<graphId>`: `{graphId, graphName, status}`
+/// (graphName is the friendlyName, as in RackHD), plus the node.
+public struct GraphEvent: Codable, Sendable, Equatable {
+    public var graphId: String
+    public var graphName: String
+    public var status: String
+    public var nodeId: String?
+
+    public init(graphId: String, graphName: String, status: String, nodeId: String?) {
+        self.graphId = graphId
+        self.graphName = graphName
+        self.status = status
+        self.nodeId = nodeId
+    }
+}
+
+/// `graph.progress.<graphId>`: how far a graph is.
+public struct GraphProgress: Codable, Sendable, Equatable {
+    public var graphId: String
+    public var graphName: String
+    public var nodeId: String?
+    public var finishedTasks: Int
+    public var totalTasks: Int
+    public var taskId: String?
+    public var label: String?
+    public var taskState: TaskState?
+}

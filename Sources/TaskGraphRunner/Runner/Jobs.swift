@@ -1,0 +1,122 @@
+import BusCore
+import Foundation
+import Logging
+
+/// What a job gets: its task, the bus, a logger.
+public struct JobContext: Sendable {
+    public let task: TaskSpec
+    public let bus: MessageBus
+    public let logger: Logger
+
+    public func option(_ name: String) -> JSONValue? { task.options[name] }
+}
+
+/// A job: the code a base task's `runJob` names. Returning normally succeeds the task (the
+/// returned values are merged into the graph's context); throwing fails it; cancellation
+/// (including a timeout) cancels it.
+public protocol Job: Sendable {
+    static var name: String { get }
+    func run(_ context: JobContext) async throws -> [String: JSONValue]
+}
+
+/// A job's failure, with a message for `task.finished`'s `error`.
+public struct JobError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// The jobs built into RackBus's task runner.
+public enum BuiltInJobs {
+    public static let all: [any Job] = [NoopJob(), WaitJob(), WaitForEventJob(), PublishEventJob(), EvaluateConditionJob()]
+}
+
+/// `Job.noop`: succeeds after `delay` milliseconds (0 by default).
+struct NoopJob: Job {
+    static let name = "Job.noop"
+    func run(_ context: JobContext) async throws -> [String: JSONValue] {
+        let delay = context.option("delay")?.intValue ?? 0
+        if delay > 0 { try await Task.sleep(for: .milliseconds(delay)) }
+        return [:]
+    }
+}
+
+/// `Job.Wait`: sleeps `duration` milliseconds.
+struct WaitJob: Job {
+    static let name = "Job.Wait"
+    func run(_ context: JobContext) async throws -> [String: JSONValue] {
+        guard let duration = context.option("duration")?.intValue, duration >= 0 else {
+            throw JobError("option duration must be a number of milliseconds")
+        }
+        try await Task.sleep(for: .milliseconds(duration))
+        return [:]
+    }
+}
+
+/// `Job.Wait.Event`: waits for an event whose routing key matches `routingKey` (topic patterns
+/// allowed) on `exchange` (default `events`); fails after `timeout` milliseconds. The event's
+/// body is put into the graph context under `event`.
+struct WaitForEventJob: Job {
+    static let name = "Job.Wait.Event"
+    func run(_ context: JobContext) async throws -> [String: JSONValue] {
+        guard let pattern = context.option("routingKey")?.stringValue, !pattern.isEmpty else {
+            throw JobError("option routingKey is required")
+        }
+        let exchange = Exchange.named(context.option("exchange")?.stringValue ?? "events", prefix: context.bus.configuration.exchangePrefix) ?? .events
+        let timeout = context.option("timeout")?.intValue ?? 600_000
+        let events = try await context.bus.subscribe(to: exchange, patterns: [pattern], as: JSONValue.self)
+        context.logger.info("waiting for an event", metadata: ["task.id": "\(context.task.taskId)", "amqp.routing_key": "\(pattern)"])
+        return try await withThrowingTaskGroup(of: [String: JSONValue]?.self) { group in
+            group.addTask {
+                for await event in events {
+                    return ["event": event.message, "eventRoutingKey": .string(event.routingKey)]
+                }
+                return nil
+            }
+            group.addTask {
+                try await Task.sleep(for: .milliseconds(timeout))
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let result = try await group.next(), let found = result else {
+                try Task.checkCancellation()
+                throw JobError("no event matching \(pattern) within \(timeout) ms")
+            }
+            return found
+        }
+    }
+}
+
+/// `Job.Event.Publish`: publishes `payload` on `exchange` (default `events`) with `routingKey`.
+struct PublishEventJob: Job {
+    static let name = "Job.Event.Publish"
+    func run(_ context: JobContext) async throws -> [String: JSONValue] {
+        guard let key = context.option("routingKey")?.stringValue, !key.isEmpty else {
+            throw JobError("option routingKey is required")
+        }
+        let exchange = Exchange.named(context.option("exchange")?.stringValue ?? "events", prefix: context.bus.configuration.exchangePrefix) ?? .events
+        try await context.bus.publishConfirmed(context.option("payload") ?? .object([:]), to: exchange, routingKey: key)
+        return [:]
+    }
+}
+
+/// `Job.Evaluate.Condition`: succeeds when the rendered `when` is `true` or `"true"`, fails
+/// otherwise, as RackHD's did.
+struct EvaluateConditionJob: Job {
+    static let name = "Job.Evaluate.Condition"
+    func run(_ context: JobContext) async throws -> [String: JSONValue] {
+        switch context.option("when") {
+        case .bool(true), .string("true"): return [:]
+        case let other: throw JobError("condition is \(other.map { "\($0)" } ?? "missing"), not true")
+        }
+    }
+}
+
+extension JSONValue {
+    var intValue: Int? {
+        switch self {
+        case .number(let value): return Int(exactly: value.rounded())
+        case .string(let text): return Int(text)
+        default: return nil
+        }
+    }
+}

@@ -1,0 +1,122 @@
+import BusCore
+import Foundation
+import Logging
+import Synchronization
+
+/// Runs tasks: takes `run.<taskId>` from a queue shared by every task runner (so each task runs
+/// once), runs the job if this runner has it, and reports `task.finished.<taskId>`. A
+/// `cancel.<taskId>` (every runner hears it) stops the job; `TaskTimeoutError` ends it in
+/// `timeout`. Jobs this runner does not have are left to external workers (see the README).
+public final class TaskRunner: Sendable {
+    /// The shared queue of the built-in runners.
+    public static let queueName = "rackbus.task-runner"
+
+    private let bus: MessageBus
+    private let logger: Logger
+    private let jobs: [String: any Job]
+    /// Tasks this runner finished: a redelivered `run` for them is answered, not run again.
+    private let finished = Mutex<[String: TaskFinished]>([:])
+    private let concurrency: Int
+
+    public init(bus: MessageBus, jobs: [any Job] = BuiltInJobs.all, concurrency: Int = 64, logger: Logger) {
+        self.bus = bus
+        self.logger = logger
+        self.concurrency = concurrency
+        self.jobs = Dictionary(jobs.map { (type(of: $0).name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    public func run() async throws {
+        let runs = try await bus.workQueue(
+            named: "\(bus.configuration.exchangePrefix).\(Self.queueName)", bindings: [(.task, "run.*")], prefetch: concurrency, as: TaskSpec.self)
+        let cancels = try await bus.subscribe(to: .task, patterns: ["cancel.*"], as: TaskCancellation.self)
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await cancel in cancels { self.cancel(cancel.message) }
+            }
+            for await delivery in runs {
+                let spec = delivery.message
+                guard let job = jobs[spec.job] else {
+                    // Not ours: an external worker that has this job takes it from its own queue.
+                    delivery.ack()
+                    continue
+                }
+                if let done = finished.withLock({ $0[spec.taskId] }) {
+                    await report(done)
+                    delivery.ack()
+                    continue
+                }
+                group.addTask {
+                    await self.execute(spec, job: job)
+                    delivery.ack()
+                }
+            }
+        }
+    }
+
+    private func execute(_ spec: TaskSpec, job: any Job) async {
+        let context = JobContext(task: spec, bus: bus, logger: logger)
+        let work = Task<Result<[String: JSONValue], any Error>, Never> {
+            do { return .success(try await job.run(context)) } catch { return .failure(error) }
+        }
+        // Cancelling the job's task is how both cancel and timeout reach the job.
+        registerCanceller(for: spec.taskId, cancel: { work.cancel() })
+        logger.debug("task started", metadata: ["task.id": "\(spec.taskId)", "task.job": "\(spec.job)"])
+        // The job runs in a task of its own so that one cancel reaches it; shutdown reaches it too.
+        let outcome = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
+        let reason = takeCancelReason(spec.taskId)
+        let result: TaskFinished
+        switch outcome {
+        case .success(let additions):
+            if let reason {
+                result = finishedReport(spec, state: reason == TaskCancellation.timeoutErrorName ? .timeout : .cancelled, error: reason)
+            } else {
+                result = finishedReport(spec, state: .succeeded, error: nil, context: additions)
+            }
+        case .failure(let error):
+            if let reason {
+                result = finishedReport(spec, state: reason == TaskCancellation.timeoutErrorName ? .timeout : .cancelled, error: reason)
+            } else if error is CancellationError {
+                result = finishedReport(spec, state: .cancelled, error: "TaskCancellationError")
+            } else {
+                result = finishedReport(spec, state: .failed, error: "\(error)")
+            }
+        }
+        finished.withLock { $0[spec.taskId] = result }
+        await report(result)
+    }
+
+    private func finishedReport(_ spec: TaskSpec, state: TaskState, error: String?, context: [String: JSONValue]? = nil) -> TaskFinished {
+        TaskFinished(
+            taskId: spec.taskId, taskName: spec.taskName, label: spec.label, graphId: spec.graphId, graphName: spec.graphName, state: state,
+            error: error, context: context)
+    }
+
+    private func report(_ report: TaskFinished) async {
+        do {
+            try await bus.publishConfirmed(report, to: .events, routingKey: WorkflowKeys.taskFinished(report.taskId), persistent: true)
+        } catch {
+            logger.error("could not report a finished task", metadata: ["task.id": "\(report.taskId)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Cancellation
+
+    private let cancellers = Mutex<[String: (cancel: @Sendable () -> Void, reason: String?)]>([:])
+
+    private func registerCanceller(for taskID: String, cancel: @escaping @Sendable () -> Void) {
+        cancellers.withLock { $0[taskID] = (cancel, nil) }
+    }
+
+    private func takeCancelReason(_ taskID: String) -> String? {
+        cancellers.withLock { $0.removeValue(forKey: taskID)?.reason }
+    }
+
+    private func cancel(_ request: TaskCancellation) {
+        let cancel = cancellers.withLock { state -> (@Sendable () -> Void)? in
+            guard state[request.taskId] != nil else { return nil }
+            state[request.taskId]?.reason = request.errName ?? "TaskCancellationError"
+            return state[request.taskId]?.cancel
+        }
+        cancel?()
+    }
+}

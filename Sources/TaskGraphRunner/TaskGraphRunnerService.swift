@@ -1,0 +1,113 @@
+import BusCore
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// TaskGraphRunner: the task and graph library, graph instances, the eleven
+/// `on.task-graph-runner` RPCs, and a built-in task runner. Put it after the `MessageBus` (and
+/// with a `SchedulerService` somewhere on the bus) in a `ServiceGroup`.
+public final class TaskGraphRunnerService: Service, Sendable {
+    public struct Configuration: Sendable {
+        /// SQLite file for definitions and graphs (`:memory:` keeps nothing).
+        public var databasePath: String
+        /// Whether this process also runs tasks (built-in jobs).
+        public var runsTasks: Bool
+        public var taskConcurrency: Int
+
+        public init(databasePath: String = ".rackbus/taskgraph.sqlite", runsTasks: Bool = true, taskConcurrency: Int = 64) {
+            self.databasePath = databasePath
+            self.runsTasks = runsTasks
+            self.taskConcurrency = taskConcurrency
+        }
+    }
+
+    public static let finishedQueueName = "rackbus.task-graph-runner.finished"
+
+    private let bus: MessageBus
+    private let configuration: Configuration
+    private let logger: Logger
+    private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    public init(bus: MessageBus, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "rackbus.taskgraph")) {
+        self.bus = bus
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let store = try await GraphStore.open(path: configuration.databasePath)
+        let engine = try await GraphEngine(bus: bus, store: store, logger: logger)
+        let servers = try await rpcServers(engine)
+        // Reports are taken from a durable queue and acknowledged once stored: none is lost to a crash.
+        let reports = try await bus.workQueue(
+            named: "\(bus.configuration.exchangePrefix).\(Self.finishedQueueName)", bindings: [(.events, "task.finished.*")], prefetch: 256,
+            as: TaskFinished.self)
+        let runner = configuration.runsTasks ? TaskRunner(bus: bus, concurrency: configuration.taskConcurrency, logger: logger) : nil
+        await engine.resumeActiveGraphs()
+        markReady()
+        try await withThrowingDiscardingTaskGroup { group in
+            for server in servers {
+                group.addTask { await server.run() }
+            }
+            group.addTask {
+                for await report in reports {
+                    await engine.taskFinished(report.message)
+                    report.ack()
+                }
+            }
+            if let runner {
+                group.addTask { try await runner.run() }
+            }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    }
+
+    /// Returns once the RPCs are consuming (also when the waiting task is cancelled).
+    public func waitUntilReady() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = readiness.withLock { state -> Bool in
+                    if state.ready || Task.isCancelled { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            self.releaseWaiters()
+        }
+    }
+
+    private func markReady() {
+        readiness.withLock { $0.ready = true }
+        releaseWaiters()
+    }
+
+    private func releaseWaiters() {
+        let waiters = readiness.withLock { state in
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private func rpcServers(_ engine: GraphEngine) async throws -> [RPCServer] {
+        [
+            try await bus.server(for: GetTaskGraphLibrary.self) { request, _ in await engine.graphLibrary(filter: request.filter) },
+            try await bus.server(for: GetTaskLibrary.self) { request, _ in await engine.taskLibrary(filter: request.filter) },
+            try await bus.server(for: GetActiveTaskGraph.self) { request, _ in await engine.activeGraph(request.filter) },
+            try await bus.server(for: GetActiveTaskGraphs.self) { request, _ in await engine.activeGraphs(request.filter) },
+            try await bus.server(for: DefineTaskGraph.self) { request, _ in try await engine.define(request.definition) },
+            try await bus.server(for: DefineTask.self) { request, _ in try await engine.define(request.definition) },
+            try await bus.server(for: RunTaskGraph.self) { request, _ in
+                try await engine.run(name: request.name, options: request.options ?? [:], target: request.target)
+            },
+            try await bus.server(for: CancelTaskGraph.self) { request, _ in try await engine.cancel(request.filter) },
+            try await bus.server(for: PauseTaskGraph.self) { request, _ in try await engine.pause(request.filter) },
+            try await bus.server(for: ResumeTaskGraph.self) { request, _ in try await engine.resume(request.filter) },
+            try await bus.server(for: GetTaskGraphProperties.self) { request, _ in try await engine.properties(request.filter) },
+        ]
+    }
+}

@@ -1,0 +1,152 @@
+import BusCore
+import BusTestSupport
+import Foundation
+import Scheduler
+import Testing
+
+@testable import TaskGraphRunner
+
+/// Runs a bus, a TaskGraphRunner (with its task runner) and a Scheduler for `body`.
+func withWorkflowServices<Result: Sendable>(
+    database: String = ":memory:", concurrency: Int = 64, _ body: @Sendable (MessageBus) async throws -> Result
+) async throws -> Result {
+    try await TestBroker.withBus { bus in
+        let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: database), logger: TestBroker.logger)
+        let scheduler = SchedulerService(bus: bus, concurrency: concurrency, logger: TestBroker.logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await runner.run() }
+            group.addTask { try await scheduler.run() }
+            defer { group.cancelAll() }
+            await runner.waitUntilReady()
+            return try await body(bus)
+        }
+    }
+}
+
+/// Waits for `graph.finished.<id>` and returns its status.
+func finishedStatus(_ events: Subscription<GraphEvent>, timeout: Duration = .seconds(30)) async throws -> String {
+    try await collect(events, count: 1, timeout: timeout)[0].message.status
+}
+
+@Suite("Workflows end to end over the real broker", .timeLimit(.minutes(2)))
+struct WorkflowTests {
+    @Test("RackHD's Graph.noop-example runs to success through Scheduler and task runner")
+    func noopExample() async throws {
+        try await withWorkflowServices { bus in
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            let tasks = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
+            let graph = try await bus.call(RunTaskGraph(name: "Graph.noop-example", target: "node-1"))
+            #expect(graph.status == "running")
+            #expect(graph.tasks.count == 4)
+            #expect(try await finishedStatus(finished) == "succeeded")
+            let reports = try await collect(tasks, count: 4)
+            #expect(Set(reports.map(\.message.label)) == ["noop-1", "noop-2", "parallel-noop-1", "parallel-noop-2"])
+            #expect(reports.allSatisfy { $0.message.state == .succeeded })
+            // The order respects waitOn.
+            #expect(reports[0].message.label == "noop-1")
+            #expect(reports[1].message.label == "noop-2")
+            let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
+            #expect(properties.status == "succeeded")
+            #expect(properties.tasks.values.allSatisfy { $0.state == .succeeded })
+            #expect(properties.context["target"] == "node-1")
+        }
+    }
+
+    @Test("only one active graph per node, with RackHD's error")
+    func oneGraphPerNode() async throws {
+        try await withWorkflowServices { bus in
+            let wait = GraphDefinition(
+                friendlyName: "wait", injectableName: "Graph.Test.Wait",
+                tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 5000])])
+            #expect(try await bus.call(DefineTaskGraph(definition: wait)) == "Graph.Test.Wait")
+            let first = try await bus.call(RunTaskGraph(name: "Graph.Test.Wait", target: "node-2"))
+            let error = await #expect(throws: BusError.self) { _ = try await bus.call(RunTaskGraph(name: "Graph.noop-example", target: "node-2")) }
+            #expect(error?.status == 400)
+            #expect(error?.remote?.message == "Unable to run multiple task graphs against a single target.")
+            let active = try await bus.call(GetActiveTaskGraph(filter: GraphFilter(target: "node-2")))
+            #expect(active?.instanceId == first.instanceId)
+            #expect(try await bus.call(CancelTaskGraph(filter: GraphFilter(instanceId: first.instanceId))) == first.instanceId)
+            #expect(try await bus.call(GetActiveTaskGraph(filter: GraphFilter(target: "node-2"))) == nil)
+        }
+    }
+
+    @Test("cancel stops a running task and ends the graph cancelled")
+    func cancel() async throws {
+        try await withWorkflowServices { bus in
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            let tasks = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
+            let wait = GraphDefinition(
+                friendlyName: "wait then noop", injectableName: "Graph.Test.Cancel",
+                tasks: [
+                    GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 30000]),
+                    GraphTask(label: "after", taskName: "Task.noop", waitOn: WaitOn(all: ["wait": [.finished]])),
+                ])
+            _ = try await bus.call(DefineTaskGraph(definition: wait))
+            let graph = try await bus.call(RunTaskGraph(name: "Graph.Test.Cancel", target: "node-3"))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await bus.call(CancelTaskGraph(filter: GraphFilter(target: "node-3"))) == graph.instanceId)
+            #expect(try await finishedStatus(finished) == "cancelled")
+            let report = try await collect(tasks, count: 1)[0].message
+            #expect(report.label == "wait")
+            #expect(report.state == .cancelled)
+            let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
+            #expect(properties.tasks["after"]?.state == .cancelled)
+        }
+    }
+
+    @Test("a task that runs past _taskTimeout ends in timeout and fails the graph")
+    func timeout() async throws {
+        try await withWorkflowServices { bus in
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            let slow = GraphDefinition(
+                friendlyName: "too slow", injectableName: "Graph.Test.Timeout",
+                tasks: [GraphTask(label: "slow", taskName: "Task.Wait", optionOverrides: ["duration": 30000, "_taskTimeout": 300])])
+            _ = try await bus.call(DefineTaskGraph(definition: slow))
+            let graph = try await bus.call(RunTaskGraph(name: "Graph.Test.Timeout"))
+            #expect(try await finishedStatus(finished) == "failed")
+            let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
+            #expect(properties.tasks["slow"]?.state == .timeout)
+        }
+    }
+
+    @Test("pause lets running tasks finish and starts nothing new until resume")
+    func pauseAndResume() async throws {
+        try await withWorkflowServices { bus in
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            let chain = GraphDefinition(
+                friendlyName: "two steps", injectableName: "Graph.Test.Pause",
+                tasks: [
+                    GraphTask(label: "first", taskName: "Task.Wait", optionOverrides: ["duration": 500]),
+                    GraphTask(label: "second", taskName: "Task.noop", waitOn: WaitOn(all: ["first": [.succeeded]])),
+                ])
+            _ = try await bus.call(DefineTaskGraph(definition: chain))
+            let graph = try await bus.call(RunTaskGraph(name: "Graph.Test.Pause"))
+            _ = try await bus.call(PauseTaskGraph(filter: GraphFilter(instanceId: graph.instanceId)))
+            try await Task.sleep(for: .milliseconds(1200))
+            let paused = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
+            #expect(paused.status == "paused")
+            #expect(paused.tasks["first"]?.state == .succeeded, "a running task finishes")
+            #expect(paused.tasks["second"]?.state == .pending, "nothing new starts")
+            _ = try await bus.call(ResumeTaskGraph(filter: GraphFilter(instanceId: graph.instanceId)))
+            #expect(try await finishedStatus(finished) == "succeeded")
+        }
+    }
+
+    @Test("definitions are validated with RackHD's messages, and the libraries list them")
+    func definitions() async throws {
+        try await withWorkflowServices { bus in
+            let bad = GraphDefinition(
+                friendlyName: "bad", injectableName: "Graph.Test.Bad",
+                tasks: [GraphTask(label: "a", taskName: "Task.noop", waitOn: WaitOn(all: ["ghost": [.finished]]))])
+            let error = await #expect(throws: BusError.self) { _ = try await bus.call(DefineTaskGraph(definition: bad)) }
+            #expect(error?.status == 400)
+            #expect(error?.remote?.message == "Task to wait on does not exist: ghost")
+            let task = TaskDefinition(friendlyName: "my noop", injectableName: "Task.Test.Noop", implementsTask: "Task.Base.noop", options: ["delay": 0], properties: [:])
+            #expect(try await bus.call(DefineTask(definition: task)) == "Task.Test.Noop")
+            let tasks = try await bus.call(GetTaskLibrary(filter: GraphFilter(injectableName: "Task.Test.Noop")))
+            #expect(tasks.map(\.injectableName) == ["Task.Test.Noop"])
+            let graphs = try await bus.call(GetTaskGraphLibrary())
+            #expect(graphs.contains { $0.injectableName == "Graph.noop-example" })
+        }
+    }
+}
