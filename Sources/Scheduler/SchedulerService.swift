@@ -53,7 +53,8 @@ public final class SchedulerService: Service, Sendable {
     public func run() async throws {
         // A large prefetch: waiting requests stay unacknowledged (safe) without stalling delivery.
         let requests = try await bus.workQueue(
-            named: "\(bus.configuration.exchangePrefix).\(Self.queueName)", bindings: [(.scheduler, WorkflowKeys.schedule)], prefetch: 10_000,
+            named: "\(bus.configuration.exchangePrefix).\(Self.queueName)", bindings: [(.scheduler, WorkflowKeys.schedule)],
+            prefetch: 10_000,
             as: TaskSpec.self)
         let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
         await withDiscardingTaskGroup { group in
@@ -105,7 +106,9 @@ public final class SchedulerService: Service, Sendable {
             try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
             request.ack()
         } catch {
-            logger.error("could not hand a task to the runners; it will be redelivered", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+            logger.error(
+                "could not hand a task to the runners; it will be redelivered",
+                metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
             state.withLock { state in
                 state.running[spec.taskId] = nil
                 state.known.remove(spec.taskId)

@@ -43,7 +43,8 @@ public final class TaskGraphRunnerService: Service, Sendable {
         let reports = try await bus.workQueue(
             named: "\(bus.configuration.exchangePrefix).\(Self.finishedQueueName)", bindings: [(.events, "task.finished.*")], prefetch: 256,
             as: TaskFinished.self)
-        let runner = configuration.runsTasks ? TaskRunner(bus: bus, concurrency: configuration.taskConcurrency, logger: logger) : nil
+        let runner =
+            configuration.runsTasks ? TaskRunner(bus: bus, concurrency: configuration.taskConcurrency, journal: store, logger: logger) : nil
         await engine.resumeActiveGraphs()
         markReady()
         try await withThrowingDiscardingTaskGroup { group in

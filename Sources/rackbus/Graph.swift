@@ -65,10 +65,14 @@ struct Graph: AsyncParsableCommand {
         func run() async throws {
             if active {
                 let graphs = try await common.withBus { try await $0.call(GetActiveTaskGraphs()) }
-                common.print(graphs) { graphs.map { "\($0.instanceId)  \($0.status)  \($0.name)  node=\($0.target ?? "-")" }.joined(separator: "\n") }
+                common.print(graphs) {
+                    graphs.map { "\($0.instanceId)  \($0.status)  \($0.name)  node=\($0.target ?? "-")" }.joined(separator: "\n")
+                }
             } else {
                 let graphs = try await common.withBus { try await $0.call(GetTaskGraphLibrary()) }
-                common.print(graphs) { graphs.map { "\($0.injectableName)  \($0.friendlyName)  (\($0.tasks.count) tasks)" }.joined(separator: "\n") }
+                common.print(graphs) {
+                    graphs.map { "\($0.injectableName)  \($0.friendlyName)  (\($0.tasks.count) tasks)" }.joined(separator: "\n")
+                }
             }
         }
     }
@@ -80,8 +84,10 @@ struct Graph: AsyncParsableCommand {
         func run() async throws {
             let tasks = try await common.withBus { try await $0.call(GetTaskLibrary()) }
             common.print(tasks) {
-                tasks.map { "\($0.injectableName)  \($0.friendlyName)  \($0.runJob.map { "runs \($0)" } ?? "implements \($0.implementsTask ?? "?")")" }
-                    .joined(separator: "\n")
+                tasks.map {
+                    "\($0.injectableName)  \($0.friendlyName)  \($0.runJob.map { "runs \($0)" } ?? "implements \($0.implementsTask ?? "?")")"
+                }
+                .joined(separator: "\n")
             }
         }
     }
@@ -104,7 +110,10 @@ struct Graph: AsyncParsableCommand {
                 let tasks = wait ? try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self) : nil
                 let finished = wait ? try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self) : nil
                 let graph = try await bus.call(RunTaskGraph(name: name, options: options, target: node))
-                Self.emit(json ? Self.line(["event": "started", "graphId": graph.instanceId, "name": graph.name]) : "started \(graph.instanceId) \(graph.name)")
+                Self.emit(
+                    json
+                        ? Self.line(["event": "started", "graphId": graph.instanceId, "name": graph.name])
+                        : "started \(graph.instanceId) \(graph.name)")
                 guard let tasks, let finished else { return graph.status }
                 return await withTaskGroup(of: String?.self) { group in
                     group.addTask {
@@ -112,7 +121,9 @@ struct Graph: AsyncParsableCommand {
                             let task = report.message
                             Self.emit(
                                 json
-                                    ? Self.line(["event": "task", "label": task.label, "state": task.state.rawValue, "error": task.error ?? ""])
+                                    ? Self.line([
+                                        "event": "task", "label": task.label, "state": task.state.rawValue, "error": task.error ?? "",
+                                    ])
                                     : "  \(task.label): \(task.state.rawValue)\(task.error.map { " (\($0))" } ?? "")")
                         }
                         return nil
@@ -158,7 +169,9 @@ struct Graph: AsyncParsableCommand {
             let id = self.id
             let properties = try await common.withBus { try await $0.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: id))) }
             common.print(properties) {
-                var lines = ["\(properties.instanceId)  \(properties.definition.injectableName)  \(properties.status)  node=\(properties.target ?? "-")"]
+                var lines = [
+                    "\(properties.instanceId)  \(properties.definition.injectableName)  \(properties.status)  node=\(properties.target ?? "-")"
+                ]
                 for task in properties.tasks.values.sorted(by: { $0.label < $1.label }) {
                     lines.append("  \(task.label)  \(task.name)  \(task.state.rawValue)\(task.error.map { "  (\($0))" } ?? "")")
                 }

@@ -20,6 +20,9 @@ struct Up: AsyncParsableCommand {
 
     @OptionGroup var bus: BusOptions
 
+    @Option(help: "Which services to run: a comma-separated list of dhcp, taskgraph, scheduler (default: all)")
+    var services: String = "dhcp,taskgraph,scheduler"
+
     @Option(help: "Serve DHCP on this interface (default: $RACKBUS_DHCP_INTERFACE; unset = lease RPCs only)")
     var dhcpInterface: String?
 
@@ -59,19 +62,34 @@ struct Up: AsyncParsableCommand {
         let concurrency = schedulerConcurrency ?? environment["RACKBUS_SCHEDULER_CONCURRENCY"].flatMap(Int.init) ?? 64
         guard concurrency > 0 else { throw ValidationError("the scheduler concurrency must be positive") }
 
+        let selected = Set(services.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
+        let unknown = selected.subtracting(["dhcp", "taskgraph", "scheduler"])
+        guard unknown.isEmpty, !selected.isEmpty else {
+            throw ValidationError("unknown services: \(unknown.sorted().joined(separator: ", "))")
+        }
+
         let messageBus = MessageBus(configuration: configuration, logger: Logger(label: "rackbus.bus"))
-        let dhcp = DHCPService(bus: messageBus, configuration: dhcpConfiguration, logger: Logger(label: "rackbus.dhcp"))
-        let taskGraphRunner = TaskGraphRunnerService(
-            bus: messageBus, configuration: .init(databasePath: taskgraphPath), logger: Logger(label: "rackbus.taskgraph"))
-        let scheduler = SchedulerService(bus: messageBus, concurrency: concurrency, logger: Logger(label: "rackbus.scheduler"))
+        let dhcp =
+            selected.contains("dhcp")
+            ? DHCPService(bus: messageBus, configuration: dhcpConfiguration, logger: Logger(label: "rackbus.dhcp")) : nil
+        let taskGraphRunner =
+            selected.contains("taskgraph")
+            ? TaskGraphRunnerService(
+                bus: messageBus, configuration: .init(databasePath: taskgraphPath), logger: Logger(label: "rackbus.taskgraph"))
+            : nil
+        let scheduler =
+            selected.contains("scheduler")
+            ? SchedulerService(bus: messageBus, concurrency: concurrency, logger: Logger(label: "rackbus.scheduler")) : nil
         let readiness = Readiness(bus: messageBus, dhcp: dhcp, taskGraphRunner: taskGraphRunner, logger: logger)
         // The bus comes first, so it shuts down last.
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: messageBus)]
+        if let dhcp { members.append(.init(service: dhcp)) }
+        if let scheduler { members.append(.init(service: scheduler)) }
+        if let taskGraphRunner { members.append(.init(service: taskGraphRunner)) }
+        members.append(.init(service: readiness))
         let group = ServiceGroup(
             configuration: .init(
-                services: [
-                    .init(service: messageBus), .init(service: dhcp), .init(service: scheduler), .init(service: taskGraphRunner),
-                    .init(service: readiness),
-                ],
+                services: members,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger
             ))
@@ -84,14 +102,14 @@ struct Up: AsyncParsableCommand {
 /// Reports when everything is connected and serving, then waits for shutdown.
 struct Readiness: Service {
     let bus: MessageBus
-    let dhcp: DHCPService
-    let taskGraphRunner: TaskGraphRunnerService
+    let dhcp: DHCPService?
+    let taskGraphRunner: TaskGraphRunnerService?
     let logger: Logger
 
     func run() async throws {
         try await bus.waitUntilConnected(timeout: .seconds(365 * 24 * 3600))
-        await dhcp.waitUntilReady()
-        await taskGraphRunner.waitUntilReady()
+        await dhcp?.waitUntilReady()
+        await taskGraphRunner?.waitUntilReady()
         logger.notice(
             "ready: connected to the broker, exchanges declared, services serving",
             metadata: ["exchanges": "\(Exchange.conventions.map { bus.name(of: $0) }.joined(separator: ", "))"])

@@ -8,7 +8,8 @@ enum GraphFixtures {
     static let noopTask = TaskDefinition(
         friendlyName: "noop", injectableName: "Task.noop", implementsTask: "Task.Base.noop",
         options: ["option1": 1, "option2": 2, "option3": 3, "delay": 0], properties: ["noop": ["foo": "bar"]])
-    static let noopBaseTask = TaskDefinition(friendlyName: "base-noop", injectableName: "Task.Base.noop", runJob: "Job.noop", requiredOptions: [])
+    static let noopBaseTask = TaskDefinition(
+        friendlyName: "base-noop", injectableName: "Task.Base.noop", runJob: "Job.noop", requiredOptions: [])
 
     /// A legacy base task that needs `target` from the graph.
     static let targetedTask = TaskDefinition(
@@ -32,7 +33,8 @@ enum GraphFixtures {
         GraphDefinition(
             friendlyName: "Test", injectableName: "Graph.Test", options: options,
             tasks: labels.map { label in
-                GraphTask(label: label, taskName: "Task.noop", waitOn: waits[label], ignoreFailure: ignoringFailure.contains(label) ? true : nil)
+                GraphTask(
+                    label: label, taskName: "Task.noop", waitOn: waits[label], ignoreFailure: ignoringFailure.contains(label) ? true : nil)
             })
     }
 
@@ -67,14 +69,18 @@ enum GraphFixtures {
             { "label": "catalog-dmi", "taskName": "Task.Catalog.dmi" },
             { "label": "catalog-ohai", "taskName": "Task.Catalog.ohai", "waitOn": { "catalog-dmi": "finished" } },
             { "label": "catalog-bmc", "taskName": "Task.Catalog.bmc", "waitOn": { "catalog-ohai": "finished" }, "ignoreFailure": true },
-            { "label": "set-interfaces", "taskName": "Task.Set.Interfaces", "waitOn": { "catalog-bmc": "finished" }, "ignoreFailure": true },
-            { "label": "catalog-lsall", "taskName": "Task.Catalog.lsall", "waitOn": { "set-interfaces": "finished" }, "ignoreFailure": true },
+            { "label": "set-interfaces", "taskName": "Task.Set.Interfaces", "waitOn": { "catalog-bmc": "finished" },
+              "ignoreFailure": true },
+            { "label": "catalog-lsall", "taskName": "Task.Catalog.lsall", "waitOn": { "set-interfaces": "finished" },
+              "ignoreFailure": true },
             { "label": "catalog-megaraid", "taskName": "Task.Catalog.megaraid", "waitOn": { "catalog-lsall": "finished" },
               "ignoreFailure": true },
-            { "label": "catalog-smart", "taskName": "Task.Catalog.smart", "waitOn": { "catalog-megaraid": "finished" }, "ignoreFailure": true },
+            { "label": "catalog-smart", "taskName": "Task.Catalog.smart", "waitOn": { "catalog-megaraid": "finished" },
+              "ignoreFailure": true },
             { "label": "catalog-driveid", "taskName": "Task.Catalog.Drive.Id", "waitOn": { "catalog-smart": "finished" },
               "ignoreFailure": true },
-            { "label": "catalog-lldp", "taskName": "Task.Catalog.LLDP", "waitOn": { "catalog-driveid": "finished" }, "ignoreFailure": true },
+            { "label": "catalog-lldp", "taskName": "Task.Catalog.LLDP", "waitOn": { "catalog-driveid": "finished" },
+              "ignoreFailure": true },
             { "label": "set-boot-pxe", "waitOn": { "catalog-lldp": "finished" },
               "taskDefinition": { "friendlyName": "Set PXE boot", "injectableName": "Task.Node.PxeBoot",
                 "implementsTask": "Task.Base.Linux.Commands",
@@ -98,10 +104,13 @@ enum GraphFixtures {
             TaskDefinition(friendlyName: name, injectableName: name, implementsTask: base, options: options, properties: [:])
         }
         func base(_ name: String, job: String, required: [String]? = nil, schema: JSONValue? = nil) -> TaskDefinition {
-            TaskDefinition(friendlyName: name, injectableName: name, runJob: job, requiredOptions: required, properties: [:], optionsSchema: schema)
+            TaskDefinition(
+                friendlyName: name, injectableName: name, runJob: job, requiredOptions: required, properties: [:], optionsSchema: schema)
         }
-        let catalogs = ["Task.Catalog.dmi", "Task.Catalog.ohai", "Task.Catalog.bmc", "Task.Catalog.lsall", "Task.Catalog.megaraid",
-                        "Task.Catalog.smart", "Task.Catalog.Drive.Id", "Task.Catalog.LLDP"]
+        let catalogs = [
+            "Task.Catalog.dmi", "Task.Catalog.ohai", "Task.Catalog.bmc", "Task.Catalog.lsall", "Task.Catalog.megaraid",
+            "Task.Catalog.smart", "Task.Catalog.Drive.Id", "Task.Catalog.LLDP",
+        ]
         return TaskLibrary(
             [
                 noopTask, noopBaseTask,

@@ -60,7 +60,9 @@ struct WorkflowTests {
                 tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 5000])])
             #expect(try await bus.call(DefineTaskGraph(definition: wait)) == "Graph.Test.Wait")
             let first = try await bus.call(RunTaskGraph(name: "Graph.Test.Wait", target: "node-2"))
-            let error = await #expect(throws: BusError.self) { _ = try await bus.call(RunTaskGraph(name: "Graph.noop-example", target: "node-2")) }
+            let error = await #expect(throws: BusError.self) {
+                _ = try await bus.call(RunTaskGraph(name: "Graph.noop-example", target: "node-2"))
+            }
             #expect(error?.status == 400)
             #expect(error?.remote?.message == "Unable to run multiple task graphs against a single target.")
             let active = try await bus.call(GetActiveTaskGraph(filter: GraphFilter(target: "node-2")))
@@ -141,7 +143,9 @@ struct WorkflowTests {
             let error = await #expect(throws: BusError.self) { _ = try await bus.call(DefineTaskGraph(definition: bad)) }
             #expect(error?.status == 400)
             #expect(error?.remote?.message == "Task to wait on does not exist: ghost")
-            let task = TaskDefinition(friendlyName: "my noop", injectableName: "Task.Test.Noop", implementsTask: "Task.Base.noop", options: ["delay": 0], properties: [:])
+            let task = TaskDefinition(
+                friendlyName: "my noop", injectableName: "Task.Test.Noop", implementsTask: "Task.Base.noop", options: ["delay": 0],
+                properties: [:])
             #expect(try await bus.call(DefineTask(definition: task)) == "Task.Test.Noop")
             let tasks = try await bus.call(GetTaskLibrary(filter: GraphFilter(injectableName: "Task.Test.Noop")))
             #expect(tasks.map(\.injectableName) == ["Task.Test.Noop"])

@@ -96,7 +96,9 @@ actor GraphEngine {
         let actions = instance.run.begin()
         try await persist(instance)
         logger.info("graph started", metadata: ["graph.id": "\(id)", "graph.name": "\(name)", "node.id": "\(target ?? "-")"])
-        await publishEvent(GraphEvent(graphId: id, graphName: definition.friendlyName, status: "running", nodeId: target), key: WorkflowKeys.graphStarted(id))
+        await publishEvent(
+            GraphEvent(graphId: id, graphName: definition.friendlyName, status: "running", nodeId: target),
+            key: WorkflowKeys.graphStarted(id))
         await carryOut(actions, for: id)
         return summary(of: active[id] ?? instance)
     }
@@ -112,7 +114,8 @@ actor GraphEngine {
         do {
             try await persist(instance)
         } catch {
-            logger.error("could not store a graph; the report will be redelivered", metadata: ["graph.id": "\(instance.id)", "error": "\(error)"])
+            logger.error(
+                "could not store a graph; the report will be redelivered", metadata: ["graph.id": "\(instance.id)", "error": "\(error)"])
             return
         }
         await publishEvent(
@@ -189,12 +192,14 @@ actor GraphEngine {
                 await schedule(label, in: instance)
             case .cancel(let label):
                 guard let taskID = instance.taskIDs[label] else { continue }
-                await publish(TaskCancellation(taskId: taskID, errName: "TaskCancellationError", errMessage: "graph \(instance.run.status.rawValue)"),
+                await publish(
+                    TaskCancellation(taskId: taskID, errName: "TaskCancellationError", errMessage: "graph \(instance.run.status.rawValue)"),
                     to: .task, key: WorkflowKeys.cancel(taskID))
             case .finished(let status):
                 logger.info("graph finished", metadata: ["graph.id": "\(id)", "graph.status": "\(status.rawValue)"])
                 await publishEvent(
-                    GraphEvent(graphId: id, graphName: instance.plan.definition.friendlyName, status: status.rawValue, nodeId: instance.target),
+                    GraphEvent(
+                        graphId: id, graphName: instance.plan.definition.friendlyName, status: status.rawValue, nodeId: instance.target),
                     key: WorkflowKeys.graphFinished(id))
             }
         }
@@ -203,7 +208,8 @@ actor GraphEngine {
     /// Renders the task's options against the graph's current context and hands it to the scheduler.
     private func schedule(_ label: String, in instance: GraphInstance) async {
         guard let task = instance.plan.tasks.first(where: { $0.label == label }), let taskID = instance.taskIDs[label] else { return }
-        let scope = TemplateScope(options: task.options, context: instance.context, nodeId: instance.target, graphId: instance.id, taskId: taskID)
+        let scope = TemplateScope(
+            options: task.options, context: instance.context, nodeId: instance.target, graphId: instance.id, taskId: taskID)
         let options: [String: JSONValue]
         do {
             options = try OptionTemplate.renderOptions(task.options, scope: scope)
@@ -211,7 +217,8 @@ actor GraphEngine {
             // A template that cannot render fails its task, as RackHD's TemplateRenderError did.
             await taskFinished(
                 TaskFinished(
-                    taskId: taskID, taskName: task.taskName, label: label, graphId: instance.id, graphName: instance.plan.definition.injectableName,
+                    taskId: taskID, taskName: task.taskName, label: label, graphId: instance.id,
+                    graphName: instance.plan.definition.injectableName,
                     state: .failed, error: "TemplateRenderError: \(error)"))
             return
         }
@@ -259,7 +266,8 @@ actor GraphEngine {
         }
         return GraphSummary(
             instanceId: instance.id, name: instance.plan.definition.injectableName, friendlyName: instance.plan.definition.friendlyName,
-            status: instance.run.status.rawValue, target: instance.target, createdAt: ISO8601DateFormatter().string(from: instance.createdAt),
+            status: instance.run.status.rawValue, target: instance.target,
+            createdAt: ISO8601DateFormatter().string(from: instance.createdAt),
             tasks: tasks)
     }
 

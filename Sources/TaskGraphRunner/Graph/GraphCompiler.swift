@@ -70,7 +70,8 @@ public enum GraphCompiler {
         guard let runJob = baseTask.runJob else { throw .missingField("runJob") }
 
         let options = GraphOptionsMerge.taskOptions(
-            definition: definition, baseTask: baseTask, label: task.label, optionOverrides: task.optionOverrides, graphOptions: graphOptions)
+            definition: definition, baseTask: baseTask, label: task.label, optionOverrides: task.optionOverrides, graphOptions: graphOptions
+        )
         // Only a missing or null value is missing: a `{{…}}` template is rendered later, by the runner.
         for option in baseTask.requiredOptions ?? [] where options[option] == nil || options[option] == .null {
             throw .missingRequiredOption(option, task: definition.injectableName, graph: graph.injectableName)

@@ -84,12 +84,20 @@ public struct WaitOn: Codable, Sendable, Equatable {
     public func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: Key.self)
         for (label, states) in all.sorted(by: { $0.key < $1.key }) {
-            if states.count == 1 { try container.encode(states[0], forKey: Key(label)) } else { try container.encode(states, forKey: Key(label)) }
+            if states.count == 1 {
+                try container.encode(states[0], forKey: Key(label))
+            } else {
+                try container.encode(states, forKey: Key(label))
+            }
         }
         if let anyOf {
             var group = container.nestedContainer(keyedBy: Key.self, forKey: Key("anyOf"))
             for (label, states) in anyOf.sorted(by: { $0.key < $1.key }) {
-                if states.count == 1 { try group.encode(states[0], forKey: Key(label)) } else { try group.encode(states, forKey: Key(label)) }
+                if states.count == 1 {
+                    try group.encode(states[0], forKey: Key(label))
+                } else {
+                    try group.encode(states, forKey: Key(label))
+                }
             }
         }
     }
@@ -167,7 +175,9 @@ public struct GraphDefinition: Codable, Sendable, Equatable {
     public var tasks: [GraphTask]
     public var serviceGraph: Bool?
 
-    public init(friendlyName: String, injectableName: String, options: [String: JSONValue]? = nil, tasks: [GraphTask], serviceGraph: Bool? = nil) {
+    public init(
+        friendlyName: String, injectableName: String, options: [String: JSONValue]? = nil, tasks: [GraphTask], serviceGraph: Bool? = nil
+    ) {
         self.friendlyName = friendlyName
         self.injectableName = injectableName
         self.options = options

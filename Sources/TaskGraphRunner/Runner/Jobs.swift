@@ -27,7 +27,9 @@ public struct JobError: Error, Sendable, CustomStringConvertible {
 
 /// The jobs built into RackBus's task runner.
 public enum BuiltInJobs {
-    public static let all: [any Job] = [NoopJob(), WaitJob(), WaitForEventJob(), PublishEventJob(), EvaluateConditionJob()]
+    public static let all: [any Job] = [
+        NoopJob(), WaitJob(), WaitForEventJob(), PublishEventJob(), EvaluateConditionJob(), LinuxCommandsJob(),
+    ]
 }
 
 /// `Job.noop`: succeeds after `delay` milliseconds (0 by default).
@@ -61,7 +63,8 @@ struct WaitForEventJob: Job {
         guard let pattern = context.option("routingKey")?.stringValue, !pattern.isEmpty else {
             throw JobError("option routingKey is required")
         }
-        let exchange = Exchange.named(context.option("exchange")?.stringValue ?? "events", prefix: context.bus.configuration.exchangePrefix) ?? .events
+        let exchange =
+            Exchange.named(context.option("exchange")?.stringValue ?? "events", prefix: context.bus.configuration.exchangePrefix) ?? .events
         let timeout = context.option("timeout")?.intValue ?? 600_000
         let events = try await context.bus.subscribe(to: exchange, patterns: [pattern], as: JSONValue.self)
         context.logger.info("waiting for an event", metadata: ["task.id": "\(context.task.taskId)", "amqp.routing_key": "\(pattern)"])
@@ -93,7 +96,8 @@ struct PublishEventJob: Job {
         guard let key = context.option("routingKey")?.stringValue, !key.isEmpty else {
             throw JobError("option routingKey is required")
         }
-        let exchange = Exchange.named(context.option("exchange")?.stringValue ?? "events", prefix: context.bus.configuration.exchangePrefix) ?? .events
+        let exchange =
+            Exchange.named(context.option("exchange")?.stringValue ?? "events", prefix: context.bus.configuration.exchangePrefix) ?? .events
         try await context.bus.publishConfirmed(context.option("payload") ?? .object([:]), to: exchange, routingKey: key)
         return [:]
     }
@@ -107,6 +111,50 @@ struct EvaluateConditionJob: Job {
         switch context.option("when") {
         case .bool(true), .string("true"): return [:]
         case let other: throw JobError("condition is \(other.map { "\($0)" } ?? "missing"), not true")
+        }
+    }
+}
+
+/// `Job.Linux.Commands`: the node fetches its `commands` with `methods.requestCommands.<node>`
+/// (answered by the task runner while this task runs), runs them, and posts the results with
+/// `methods.respondCommands.<node>`; the task succeeds when no command reports an error.
+struct LinuxCommandsJob: Job {
+    static let name = "Job.Linux.Commands"
+
+    func run(_ context: JobContext) async throws -> [String: JSONValue] {
+        guard let node = context.task.nodeId, !node.isEmpty else { throw JobError("Job.Linux.Commands needs a target node") }
+        let responses = try await context.bus.subscribe(
+            to: .task, patterns: [RespondCommands.routingKey(nodeId: node)], as: RespondCommands.Body.self)
+        for await response in responses {
+            let tasks: [JSONValue]
+            if case .array(let list) = response.message.value["tasks"] ?? .null { tasks = list } else { tasks = [] }
+            let failures = tasks.filter { task in
+                if let error = task["error"], error != .null { return true }
+                return false
+            }
+            guard failures.isEmpty else { throw JobError("\(failures.count) command(s) failed") }
+            return ["commandResults": .array(tasks)]
+        }
+        throw CancellationError()
+    }
+
+    /// RackHD accepts `commands` as one string, a list of strings, or a list of `{command: …}`
+    /// objects; the node gets `[{cmd: …}]`.
+    static func commandList(_ commands: JSONValue) -> [JSONValue] {
+        let items: [JSONValue]
+        switch commands {
+        case .string: items = [commands]
+        case .array(let list): items = list
+        default: items = []
+        }
+        return items.compactMap { item in
+            switch item {
+            case .string(let command): return ["cmd": .string(command)]
+            case .object(var object):
+                if object["cmd"] == nil, let command = object["command"] { object["cmd"] = command }
+                return .object(object)
+            default: return nil
+            }
         }
     }
 }

@@ -3,6 +3,14 @@ import Foundation
 import Logging
 import Synchronization
 
+/// Remembers which tasks have finished, durably.
+public protocol FinishedTaskJournal: Sendable {
+    func recordFinished(_ report: TaskFinished) async throws
+    func finishedReport(taskId: String) async throws -> TaskFinished?
+}
+
+extension GraphStore: FinishedTaskJournal {}
+
 /// Runs tasks: takes `run.<taskId>` from a queue shared by every task runner (so each task runs
 /// once), runs the job if this runner has it, and reports `task.finished.<taskId>`. A
 /// `cancel.<taskId>` (every runner hears it) stops the job; `TaskTimeoutError` ends it in
@@ -14,20 +22,24 @@ public final class TaskRunner: Sendable {
     private let bus: MessageBus
     private let logger: Logger
     private let jobs: [String: any Job]
-    /// Tasks this runner finished: a redelivered `run` for them is answered, not run again.
-    private let finished = Mutex<[String: TaskFinished]>([:])
+    /// Where finished tasks are recorded: a redelivered `run` for one is answered, not run again.
+    private let journal: (any FinishedTaskJournal)?
     private let concurrency: Int
 
-    public init(bus: MessageBus, jobs: [any Job] = BuiltInJobs.all, concurrency: Int = 64, logger: Logger) {
+    public init(
+        bus: MessageBus, jobs: [any Job] = BuiltInJobs.all, concurrency: Int = 64, journal: (any FinishedTaskJournal)? = nil, logger: Logger
+    ) {
         self.bus = bus
         self.logger = logger
         self.concurrency = concurrency
+        self.journal = journal
         self.jobs = Dictionary(jobs.map { (type(of: $0).name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     public func run() async throws {
         let runs = try await bus.workQueue(
-            named: "\(bus.configuration.exchangePrefix).\(Self.queueName)", bindings: [(.task, "run.*")], prefetch: concurrency, as: TaskSpec.self)
+            named: "\(bus.configuration.exchangePrefix).\(Self.queueName)", bindings: [(.task, "run.*")], prefetch: concurrency,
+            as: TaskSpec.self)
         let cancels = try await bus.subscribe(to: .task, patterns: ["cancel.*"], as: TaskCancellation.self)
         await withDiscardingTaskGroup { group in
             group.addTask {
@@ -40,7 +52,12 @@ public final class TaskRunner: Sendable {
                     delivery.ack()
                     continue
                 }
-                if let done = finished.withLock({ $0[spec.taskId] }) {
+                if isRunning(spec.taskId) {
+                    // A duplicate hand-over (a Scheduler restarted mid-dispatch): it already runs here.
+                    delivery.ack()
+                    continue
+                }
+                if let done = try? await journal?.finishedReport(taskId: spec.taskId) {
                     await report(done)
                     delivery.ack()
                     continue
@@ -61,8 +78,26 @@ public final class TaskRunner: Sendable {
         // Cancelling the job's task is how both cancel and timeout reach the job.
         registerCanceller(for: spec.taskId, cancel: { work.cancel() })
         logger.debug("task started", metadata: ["task.id": "\(spec.taskId)", "task.job": "\(spec.job)"])
-        // The job runs in a task of its own so that one cancel reaches it; shutdown reaches it too.
-        let outcome = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
+        let servers: [RPCServer]
+        do {
+            servers = try await nodeServers(for: spec)
+        } catch {
+            logger.warning("could not answer for the node", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+            servers = []
+        }
+        let outcome = await withTaskGroup(of: Void.self) { group in
+            for server in servers { group.addTask { await server.run() } }
+            // The job runs in a task of its own so that one cancel reaches it; shutdown reaches it too.
+            let outcome = await withTaskCancellationHandler {
+                await work.value
+            } onCancel: {
+                work.cancel()
+            }
+            // An ended task stops answering for its node at once: no stale answers.
+            for server in servers { server.cancel() }
+            group.cancelAll()
+            return outcome
+        }
         let reason = takeCancelReason(spec.taskId)
         let result: TaskFinished
         switch outcome {
@@ -81,7 +116,11 @@ public final class TaskRunner: Sendable {
                 result = finishedReport(spec, state: .failed, error: "\(error)")
             }
         }
-        finished.withLock { $0[spec.taskId] = result }
+        do {
+            try await journal?.recordFinished(result)
+        } catch {
+            logger.error("could not record a finished task", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+        }
         await report(result)
     }
 
@@ -99,12 +138,45 @@ public final class TaskRunner: Sendable {
         }
     }
 
+    // MARK: Node-scoped RPCs
+
+    /// While a task runs against a node, it answers that node's RPCs: `activeTaskExists` and
+    /// `requestProperties` always, `requestProfile`/`getBootProfile` when it has a `profile`
+    /// option, `requestCommands` when it has `commands`.
+    private func nodeServers(for spec: TaskSpec) async throws -> [RPCServer] {
+        guard let node = spec.nodeId, !node.isEmpty else { return [] }
+        let active = ActiveTask(
+            taskId: spec.taskId, graphId: spec.graphId, graphName: spec.graphName, taskName: spec.taskName, label: spec.label, job: spec.job
+        )
+        let options = spec.options
+        var servers = [
+            try await bus.server(for: ActiveTaskExists.self, routingKey: ActiveTaskExists(nodeId: node).routingKey) { _, _ in active },
+            try await bus.server(for: RequestProperties.self, routingKey: RequestProperties(nodeId: node).routingKey) { _, _ in options },
+        ]
+        if let profile = options["profile"]?.stringValue {
+            servers.append(
+                try await bus.server(for: RequestProfile.self, routingKey: RequestProfile(nodeId: node).routingKey) { _, _ in profile })
+            servers.append(
+                try await bus.server(for: GetBootProfile.self, routingKey: GetBootProfile(nodeId: node).routingKey) { _, _ in profile })
+        }
+        if let commands = options["commands"] {
+            let reply = RequestCommands.Commands(identifier: node, tasks: LinuxCommandsJob.commandList(commands))
+            servers.append(
+                try await bus.server(for: RequestCommands.self, routingKey: RequestCommands(nodeId: node).routingKey) { _, _ in reply })
+        }
+        return servers
+    }
+
     // MARK: Cancellation
 
     private let cancellers = Mutex<[String: (cancel: @Sendable () -> Void, reason: String?)]>([:])
 
     private func registerCanceller(for taskID: String, cancel: @escaping @Sendable () -> Void) {
         cancellers.withLock { $0[taskID] = (cancel, nil) }
+    }
+
+    private func isRunning(_ taskID: String) -> Bool {
+        cancellers.withLock { $0[taskID] != nil }
     }
 
     private func takeCancelReason(_ taskID: String) -> String? {

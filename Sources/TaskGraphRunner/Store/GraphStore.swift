@@ -81,20 +81,31 @@ final class GraphStore: Sendable {
             }
             try db.create(index: "graph_active_target", on: "graph", columns: ["active", "target"])
         }
+        migrator.registerMigration("v2: finished tasks") { db in
+            try db.create(table: "finishedTask") { table in
+                table.primaryKey("taskId", .text)
+                table.column("body", .blob).notNull()
+                table.column("finishedAt", .double).notNull()
+            }
+        }
         return migrator
     }
 
     func saveTaskDefinition(_ definition: TaskDefinition) async throws {
         let body = try JSONEncoder().encode(definition)
         try await database.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO taskDefinition (injectableName, body) VALUES (?, ?)", arguments: [definition.injectableName, body])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO taskDefinition (injectableName, body) VALUES (?, ?)",
+                arguments: [definition.injectableName, body])
         }
     }
 
     func saveGraphDefinition(_ definition: GraphDefinition) async throws {
         let body = try JSONEncoder().encode(definition)
         try await database.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO graphDefinition (injectableName, body) VALUES (?, ?)", arguments: [definition.injectableName, body])
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO graphDefinition (injectableName, body) VALUES (?, ?)",
+                arguments: [definition.injectableName, body])
         }
     }
 
@@ -102,8 +113,12 @@ final class GraphStore: Sendable {
         try await database.read { db in
             let decoder = JSONDecoder()
             // A row this version cannot read is skipped rather than stopping the service.
-            let tasks = try Data.fetchAll(db, sql: "SELECT body FROM taskDefinition").compactMap { try? decoder.decode(TaskDefinition.self, from: $0) }
-            let graphs = try Data.fetchAll(db, sql: "SELECT body FROM graphDefinition").compactMap { try? decoder.decode(GraphDefinition.self, from: $0) }
+            let tasks = try Data.fetchAll(db, sql: "SELECT body FROM taskDefinition").compactMap {
+                try? decoder.decode(TaskDefinition.self, from: $0)
+            }
+            let graphs = try Data.fetchAll(db, sql: "SELECT body FROM graphDefinition").compactMap {
+                try? decoder.decode(GraphDefinition.self, from: $0)
+            }
             return (tasks, graphs)
         }
     }
@@ -113,14 +128,39 @@ final class GraphStore: Sendable {
         try await database.write { db in
             try db.execute(
                 sql: "INSERT OR REPLACE INTO graph (id, name, target, active, body, updatedAt) VALUES (?, ?, ?, ?, ?, ?)",
-                arguments: [instance.id, instance.plan.definition.injectableName, instance.target, instance.isActive, body, Date().timeIntervalSince1970])
+                arguments: [
+                    instance.id, instance.plan.definition.injectableName, instance.target, instance.isActive, body,
+                    Date().timeIntervalSince1970,
+                ])
+        }
+    }
+
+    /// Records a task's end before it is reported, so that a redelivered `run` after a crash is
+    /// answered with the same report instead of running the task again.
+    func recordFinished(_ report: TaskFinished) async throws {
+        let body = try JSONEncoder().encode(report)
+        try await database.write { db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO finishedTask (taskId, body, finishedAt) VALUES (?, ?, ?)",
+                arguments: [report.taskId, body, Date().timeIntervalSince1970])
+        }
+    }
+
+    func finishedReport(taskId: String) async throws -> TaskFinished? {
+        try await database.read { db in
+            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM finishedTask WHERE taskId = ?", arguments: [taskId]) else {
+                return nil
+            }
+            return try? JSONDecoder().decode(TaskFinished.self, from: body)
         }
     }
 
     func activeGraphs() async throws -> [GraphInstance] {
         try await database.read { db in
             let decoder = JSONDecoder()
-            return try Data.fetchAll(db, sql: "SELECT body FROM graph WHERE active = 1").compactMap { try? decoder.decode(GraphInstance.self, from: $0) }
+            return try Data.fetchAll(db, sql: "SELECT body FROM graph WHERE active = 1").compactMap {
+                try? decoder.decode(GraphInstance.self, from: $0)
+            }
         }
     }
 

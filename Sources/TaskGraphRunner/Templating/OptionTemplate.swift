@@ -53,7 +53,9 @@ public enum OptionTemplate {
 
     /// Renders a task's whole options object: each option may refer to the others through {{options.x}}.
     /// References see the unrendered options and are rendered on the way, so the order of keys does not matter.
-    public static func renderOptions(_ options: [String: JSONValue], scope: TemplateScope) throws(TemplateRenderError) -> [String: JSONValue] {
+    public static func renderOptions(
+        _ options: [String: JSONValue], scope: TemplateScope
+    ) throws(TemplateRenderError) -> [String: JSONValue] {
         var scope = scope
         scope.values["options"] = .object(options)
         var renderer = TemplateRenderer(scope: scope)
@@ -110,9 +112,14 @@ private struct TemplateRenderer {
 
     private mutating func renderText(_ text: String, depth: Int) throws(TemplateRenderError) -> JSONValue {
         let segments = TemplateScanner.segments(of: text)
-        // A string that is exactly one placeholder takes the looked-up value's own type.
-        if segments.count == 1, case .placeholder(let tag) = segments[0] {
-            return try resolve(tag, depth: depth)
+        if segments.count == 1 {
+            switch segments[0] {
+            case .text:
+                return .string(text)
+            case .placeholder(let tag):
+                // A string that is exactly one placeholder takes the looked-up value's own type.
+                return try resolve(tag, depth: depth)
+            }
         }
         var result = ""
         for segment in segments {
@@ -146,7 +153,8 @@ private struct TemplateRenderer {
     private mutating func resolveExpression(_ expression: String, depth: Int) throws(TemplateRenderError) -> JSONValue {
         expansions += 1
         if expansions > OptionTemplate.maximumExpansions {
-            throw TemplateRenderError(message: "Template rendering exceeded \(OptionTemplate.maximumExpansions) placeholders: \(expression)")
+            throw TemplateRenderError(
+                message: "Template rendering exceeded \(OptionTemplate.maximumExpansions) placeholders: \(expression)")
         }
         for rawItem in expression.split(separator: "|", omittingEmptySubsequences: true) {
             let item = String(rawItem).trimmingTemplateWhitespace()
@@ -316,6 +324,8 @@ enum TemplateScanner {
     private static let closeBrace = UInt8(ascii: "}")
 
     static func segments(of text: String) -> [TemplateSegment] {
+        // Most option strings have no braces at all; skip copying their bytes.
+        guard mayContainTag(text) else { return [.text(text)] }
         let bytes = Array(text.utf8)
         var segments: [TemplateSegment] = []
         var literalStart = 0
@@ -330,6 +340,15 @@ enum TemplateScanner {
             segments.append(.text(string(bytes[literalStart...])))
         }
         return segments
+    }
+
+    private static func mayContainTag(_ text: String) -> Bool {
+        var previous: UInt8 = 0
+        for byte in text.utf8 {
+            if byte == openBrace && previous == openBrace { return true }
+            previous = byte
+        }
+        return false
     }
 
     /// The next complete tag at or after `start`. An opening `{{` with no `}}` after it is not a tag; of several

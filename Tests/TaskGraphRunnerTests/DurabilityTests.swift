@@ -1,0 +1,127 @@
+import BusCore
+import BusTestSupport
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+
+@testable import TaskGraphRunner
+
+/// A RackBus service running as its own process (`rackbus up --services …`), which a test can
+/// kill with SIGKILL and start again.
+final class ServiceProcess: Sendable {
+    private let process: Mutex<Process?> = Mutex(nil)
+    let arguments: [String]
+
+    /// `rackbus` sits next to the test bundle in the build folder.
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rackbus")
+    }
+
+    init(arguments: [String]) {
+        self.arguments = arguments
+    }
+
+    func start() throws {
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = ["up"] + arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process.withLock { $0 = process }
+    }
+
+    /// SIGKILL: no shutdown, no goodbye, as a crash.
+    func kill() async {
+        guard let process = process.withLock({ $0 }) else { return }
+        Glibc.kill(process.processIdentifier, SIGKILL)
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                process.waitUntilExit()
+                continuation.resume()
+            }.start()
+        }
+    }
+
+    func stop() async {
+        guard let process = process.withLock({ $0 }), process.isRunning else { return }
+        process.terminate()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            Thread {
+                process.waitUntilExit()
+                continuation.resume()
+            }.start()
+        }
+    }
+}
+
+@Suite("Durability: kill -9 in the middle of a graph", .serialized, .timeLimit(.minutes(3)))
+struct DurabilityTests {
+    /// publish p1 → wait → publish p2 → wait → publish p3: each publish shows whether a task ran twice.
+    static let graph = GraphDefinition(
+        friendlyName: "durable chain", injectableName: "Graph.Test.Durable",
+        tasks: [
+            GraphTask(
+                label: "p1", taskName: "Task.Event.Publish", optionOverrides: ["routingKey": "test.ran.p1", "payload": ["label": "p1"]]),
+            GraphTask(label: "w1", taskName: "Task.Wait", waitOn: WaitOn(all: ["p1": [.succeeded]]), optionOverrides: ["duration": 1500]),
+            GraphTask(
+                label: "p2", taskName: "Task.Event.Publish", waitOn: WaitOn(all: ["w1": [.succeeded]]),
+                optionOverrides: ["routingKey": "test.ran.p2", "payload": ["label": "p2"]]),
+            GraphTask(label: "w2", taskName: "Task.Wait", waitOn: WaitOn(all: ["p2": [.succeeded]]), optionOverrides: ["duration": 1500]),
+            GraphTask(
+                label: "p3", taskName: "Task.Event.Publish", waitOn: WaitOn(all: ["w2": [.succeeded]]),
+                optionOverrides: ["routingKey": "test.ran.p3", "payload": ["label": "p3"]]),
+        ])
+
+    func run(killing victim: String) async throws {
+        let configuration = try TestBroker.configuration()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-durable-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let common = ["--url", TestBroker.url, "--prefix", configuration.exchangePrefix, "--log-level", "warning"]
+        let services = [
+            "taskgraph": ServiceProcess(
+                arguments: common + ["--services", "taskgraph", "--taskgraph-database", directory.appendingPathComponent("tg.sqlite").path]),
+            "scheduler": ServiceProcess(arguments: common + ["--services", "scheduler"]),
+        ]
+        for service in services.values { try service.start() }
+        do {
+            try await TestBroker.withBus(configuration) { bus in
+                let ran = try await bus.subscribe(to: .events, patterns: ["test.ran.*"], as: JSONValue.self)
+                let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+                let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
+                // The TaskGraphRunner answers once it is up.
+                _ = try await retryingCall { try await bus.call(DefineTaskGraph(definition: Self.graph), timeout: .seconds(1)) }
+                _ = try await bus.call(RunTaskGraph(name: "Graph.Test.Durable", target: "durable-node"))
+                // Kill in the middle: once p2 has finished (its end reported), while w2 waits.
+                let first = try await collect(ran, count: 2, timeout: .seconds(30))
+                #expect(first.map(\.routingKey) == ["test.ran.p1", "test.ran.p2"])
+                var iterator = reports.makeAsyncIterator()
+                while let report = await iterator.next(), report.message.label != "p2" {}
+                await services[victim]!.kill()
+                try await Task.sleep(for: .milliseconds(500))
+                try services[victim]!.start()
+                #expect(try await finishedStatus(finished, timeout: .seconds(60)) == "succeeded")
+                let rest = try await collect(ran, count: 1, timeout: .seconds(10))
+                #expect(rest.map(\.routingKey) == ["test.ran.p3"])
+                // Nothing that had finished ran again.
+                #expect(await drain(ran, for: .seconds(1)).isEmpty)
+            }
+        } catch {
+            for service in services.values { await service.stop() }
+            throw error
+        }
+        for service in services.values { await service.stop() }
+    }
+
+    @Test("kill -9 the TaskGraphRunner mid-graph: the graph still succeeds and no finished task runs again")
+    func killTaskGraphRunner() async throws {
+        try await run(killing: "taskgraph")
+    }
+
+    @Test("kill -9 the Scheduler mid-graph: the graph still succeeds and no finished task runs again")
+    func killScheduler() async throws {
+        try await run(killing: "scheduler")
+    }
+}

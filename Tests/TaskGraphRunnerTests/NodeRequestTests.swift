@@ -1,0 +1,86 @@
+import BusCore
+import BusTestSupport
+import Foundation
+import Testing
+
+@testable import TaskGraphRunner
+
+@Suite("Node-scoped task RPCs", .timeLimit(.minutes(2)))
+struct NodeRequestTests {
+    @Test("a running task answers for its node, and stops answering once its graph is cancelled")
+    func answersWhileRunningOnly() async throws {
+        try await withWorkflowServices { bus in
+            let graph = GraphDefinition(
+                friendlyName: "boot", injectableName: "Graph.Test.Boot",
+                tasks: [
+                    GraphTask(
+                        label: "boot", taskName: "Task.Wait",
+                        optionOverrides: ["duration": 30000, "profile": "linux.ipxe", "kernel": "vmlinuz"])
+                ])
+            _ = try await bus.call(DefineTaskGraph(definition: graph))
+            let started = try await bus.call(RunTaskGraph(name: "Graph.Test.Boot", target: "node-9"))
+            let active = try await retryingCall { try await bus.call(ActiveTaskExists(nodeId: "node-9"), timeout: .milliseconds(500)) }
+            #expect(active.graphId == started.instanceId)
+            #expect(active.label == "boot")
+            #expect(try await bus.call(RequestProfile(nodeId: "node-9")) == "linux.ipxe")
+            #expect(try await bus.call(GetBootProfile(nodeId: "node-9")) == "linux.ipxe")
+            #expect(try await bus.call(RequestProperties(nodeId: "node-9"))["kernel"] == "vmlinuz")
+            // Another node gets no answer.
+            let other = await #expect(throws: BusError.self) {
+                _ = try await bus.call(ActiveTaskExists(nodeId: "node-10"), timeout: .milliseconds(300))
+            }
+            #expect(other?.code == .timeout)
+
+            _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(target: "node-9")))
+            try await Task.sleep(for: .milliseconds(300))
+            let stale = await #expect(throws: BusError.self) {
+                _ = try await bus.call(RequestProfile(nodeId: "node-9"), timeout: .milliseconds(500))
+            }
+            #expect(stale?.code == .timeout, "a cancelled graph's task must not answer")
+        }
+    }
+
+    @Test("requestCommands hands out the task's commands; respondCommands finishes it")
+    func commands() async throws {
+        try await withWorkflowServices { bus in
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            _ = try await bus.call(
+                DefineTask(
+                    definition: TaskDefinition(
+                        friendlyName: "Linux commands", injectableName: "Task.Base.Test.Commands", runJob: "Job.Linux.Commands",
+                        requiredOptions: ["commands"])))
+            _ = try await bus.call(
+                DefineTask(
+                    definition: TaskDefinition(
+                        friendlyName: "catalog", injectableName: "Task.Test.Catalog", implementsTask: "Task.Base.Test.Commands",
+                        options: ["commands": ["sudo dmidecode", ["command": "lsblk"]]], properties: [:])))
+            _ = try await bus.call(
+                DefineTaskGraph(
+                    definition: GraphDefinition(
+                        friendlyName: "catalog", injectableName: "Graph.Test.Catalog",
+                        tasks: [GraphTask(label: "catalog", taskName: "Task.Test.Catalog")])))
+            let graph = try await bus.call(RunTaskGraph(name: "Graph.Test.Catalog", target: "node-11"))
+            let commands = try await retryingCall { try await bus.call(RequestCommands(nodeId: "node-11"), timeout: .milliseconds(500)) }
+            #expect(commands.identifier == "node-11")
+            #expect(commands.tasks == [["cmd": "sudo dmidecode"], ["command": "lsblk", "cmd": "lsblk"]])
+            try await bus.publish(
+                RespondCommands.Body(value: ["tasks": [["cmd": "sudo dmidecode", "stdout": "ok", "error": nil]]]), to: .task,
+                routingKey: RespondCommands.routingKey(nodeId: "node-11"), type: "Result")
+            #expect(try await finishedStatus(finished) == "succeeded")
+            let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
+            #expect(properties.context["commandResults"] != nil)
+        }
+    }
+}
+
+/// Calls until the task has started answering (it starts a moment after the graph).
+func retryingCall<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    let deadline = ContinuousClock.now + .seconds(10)
+    while true {
+        do {
+            return try await body()
+        } catch let error as BusError where error.code == .timeout && ContinuousClock.now < deadline {
+            continue
+        }
+    }
+}
