@@ -80,6 +80,8 @@ let package = Package(
             dependencies: [
                 "BusCore",
                 "DHCPService",
+                "TaskGraphRunner",
+                "Scheduler",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -78,9 +78,12 @@ public final class SchedulerService: Service, Sendable {
     }
 
     private func dispatchLoop() async {
-        for await _ in wake {
-            while let next = takeNext() {
-                await dispatch(next)
+        // Hand-overs go out side by side: each waits for its own broker confirm.
+        await withDiscardingTaskGroup { group in
+            for await _ in wake {
+                while let next = takeNext() {
+                    group.addTask { await self.dispatch(next) }
+                }
             }
         }
     }

@@ -52,9 +52,15 @@ public final class TaskGraphRunnerService: Service, Sendable {
                 group.addTask { await server.run() }
             }
             group.addTask {
-                for await report in reports {
-                    await engine.taskFinished(report.message)
-                    report.ack()
+                // Reports are handled side by side (the prefetch bounds how many); the engine
+                // keeps each graph consistent.
+                await withDiscardingTaskGroup { handlers in
+                    for await report in reports {
+                        handlers.addTask {
+                            await engine.taskFinished(report.message)
+                            report.ack()
+                        }
+                    }
                 }
             }
             if let runner {

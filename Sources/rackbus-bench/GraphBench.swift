@@ -1,0 +1,77 @@
+import ArgumentParser
+import BusCore
+import Foundation
+import Scheduler
+import Synchronization
+import TaskGraphRunner
+
+struct GraphBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "graphs",
+        abstract: "Graphs of 10 chained Task.noop through TaskGraphRunner, Scheduler and task runner, state in SQLite.")
+
+    @Option(help: "Graphs to run") var graphs = 200
+    @Option(help: "Graphs in flight") var inFlight = 32
+
+    func run() async throws {
+        let configuration = try benchConfiguration("rackbus-bench-graphs")
+        let database = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-bench-\(UUID().uuidString).sqlite").path
+        defer {
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+        }
+        let (total, concurrency) = (graphs, inFlight)
+        try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { bus in
+            try await bus.waitUntilConnected()
+            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: database, taskConcurrency: 256), logger: benchLogger)
+            let scheduler = SchedulerService(bus: bus, concurrency: 256, logger: benchLogger)
+            try await withThrowingTaskGroup(of: Void.self) { services in
+                services.addTask { try await runner.run() }
+                services.addTask { try await scheduler.run() }
+                defer { services.cancelAll() }
+                await runner.waitUntilReady()
+                let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+                let waiters = GraphWaiters()
+                let listener = Task {
+                    for await event in finished { waiters.finish(event.message.graphId, status: event.message.status) }
+                }
+                defer { listener.cancel() }
+                let started = ContinuousClock.now
+                let latencies = try await measureCalls(total: total, concurrency: concurrency) { _ in
+                    let graph = try await bus.call(RunTaskGraph(name: "Graph.Noop.Chain.10"))
+                    let status = await waiters.wait(for: graph.instanceId)
+                    precondition(status == "succeeded", "graph \(graph.instanceId) ended \(status)")
+                }
+                let elapsed = ContinuousClock.now - started
+                Figures(
+                    caseName: "graphs", count: total * 10, elapsed: elapsed, latencies: latencies,
+                    extra: ["graphs": "\(total)", "graphs_in_flight": "\(concurrency)", "tasks_per_graph": "10"]
+                ).printLine()
+            }
+        }
+    }
+}
+
+/// Matches `graph.finished` events to the calls waiting for them (an event may come first).
+final class GraphWaiters: Sendable {
+    private let state = Mutex<(done: [String: String], waiting: [String: CheckedContinuation<String, Never>])>(([:], [:]))
+
+    func finish(_ id: String, status: String) {
+        let waiter = state.withLock { state -> CheckedContinuation<String, Never>? in
+            if let waiter = state.waiting.removeValue(forKey: id) { return waiter }
+            state.done[id] = status
+            return nil
+        }
+        waiter?.resume(returning: status)
+    }
+
+    func wait(for id: String) async -> String {
+        await withCheckedContinuation { continuation in
+            let status = state.withLock { state -> String? in
+                if let status = state.done.removeValue(forKey: id) { return status }
+                state.waiting[id] = continuation
+                return nil
+            }
+            if let status { continuation.resume(returning: status) }
+        }
+    }
+}
