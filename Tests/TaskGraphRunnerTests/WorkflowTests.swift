@@ -154,3 +154,60 @@ struct WorkflowTests {
         }
     }
 }
+
+@Suite("Workflow branches and the rackbus graph verbs", .timeLimit(.minutes(2)))
+struct WorkflowBranchTests {
+    @Test("a failed condition with ignoreFailure takes the failed branch and the graph succeeds", arguments: [("true", "when-true"), ("false", "when-false")])
+    func branches(condition: String, branch: String) async throws {
+        try await withWorkflowServices { bus in
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            let graph = try await bus.call(
+                RunTaskGraph(name: "Graph.Evaluate.Example", options: ["evaluate-condition": ["condition": .string(condition)]]))
+            #expect(try await finishedStatus(finished) == "succeeded")
+            let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
+            #expect(properties.tasks["evaluate-condition"]?.state == (condition == "true" ? .succeeded : .failed))
+            #expect(properties.tasks[branch]?.state == .succeeded)
+            let other = branch == "when-true" ? "when-false" : "when-true"
+            #expect(properties.tasks[other]?.state == .pending, "the branch not taken never runs")
+        }
+    }
+
+    @Test("a failure nobody handles fails the graph and stops its other branch")
+    func unhandledFailure() async throws {
+        try await withWorkflowServices { bus in
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            let graph = GraphDefinition(
+                friendlyName: "fails", injectableName: "Graph.Test.Fails",
+                tasks: [
+                    GraphTask(label: "check", taskName: "Task.Evaluate.Condition", optionOverrides: ["when": "false"]),
+                    GraphTask(label: "slow", taskName: "Task.Wait", optionOverrides: ["duration": 30000]),
+                    GraphTask(label: "after", taskName: "Task.noop", waitOn: WaitOn(all: ["check": [.succeeded]])),
+                ])
+            _ = try await bus.call(DefineTaskGraph(definition: graph))
+            let run = try await bus.call(RunTaskGraph(name: "Graph.Test.Fails"))
+            #expect(try await finishedStatus(finished) == "failed")
+            try await Task.sleep(for: .milliseconds(300))
+            let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: run.instanceId)))
+            #expect(properties.tasks["check"]?.state == .failed)
+            #expect(properties.tasks["slow"]?.state != .succeeded, "the running branch was cancelled")
+            #expect(properties.tasks["after"]?.state == .failed, "pending tasks fail with the graph")
+        }
+    }
+
+    @Test("rackbus graph run --wait follows a graph and exits 0 when it succeeds")
+    func cliRunWait() async throws {
+        try await withWorkflowServices { bus in
+            let output = try await TestBroker.run(
+                ServiceProcess.executable.path,
+                ["graph", "run", "Graph.noop-example", "--node", "cli-node", "--wait", "--url", TestBroker.url, "--prefix", bus.configuration.exchangePrefix])
+            let lines = output.split(separator: "\n").map(String.init)
+            #expect(lines.first?.hasPrefix("started ") == true)
+            #expect(lines.filter { $0.hasPrefix("  ") && $0.hasSuffix(": succeeded") }.count == 4, "one line per task")
+            #expect(lines.last == "finished: succeeded")
+            let json = try await TestBroker.run(
+                ServiceProcess.executable.path, ["graph", "list", "--json", "--url", TestBroker.url, "--prefix", bus.configuration.exchangePrefix])
+            let graphs = try JSONDecoder().decode([GraphDefinition].self, from: Data(json.utf8))
+            #expect(graphs.contains { $0.injectableName == "Graph.noop-example" })
+        }
+    }
+}
