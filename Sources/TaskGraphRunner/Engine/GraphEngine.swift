@@ -94,7 +94,7 @@ actor GraphEngine {
             taskIDs: Dictionary(uniqueKeysWithValues: plan.tasks.map { ($0.label, UUID().uuidString.lowercased()) }), errors: [:],
             createdAt: Date())
         let actions = instance.run.begin()
-        try await persist(instance)
+        try await persist(instance, isNew: true)
         logger.info("graph started", metadata: ["graph.id": "\(id)", "graph.name": "\(name)", "node.id": "\(target ?? "-")"])
         await publishEvent(
             GraphEvent(graphId: id, graphName: definition.friendlyName, status: "running", nodeId: target),
@@ -239,13 +239,17 @@ actor GraphEngine {
 
     /// Updates memory before suspending, so that a report handled meanwhile (the actor is
     /// reentrant) sees this change; GRDB applies the writes in the order they were made.
-    private func persist(_ instance: GraphInstance) async throws {
+    private func persist(_ instance: GraphInstance, isNew: Bool = false) async throws {
         if instance.isActive {
             active[instance.id] = instance
         } else {
             active[instance.id] = nil
         }
-        try await store.save(instance)
+        if isNew {
+            try await store.create(instance)
+        } else {
+            try await store.update(instance)
+        }
     }
 
     private func find(_ filter: GraphFilter) -> GraphInstance? {

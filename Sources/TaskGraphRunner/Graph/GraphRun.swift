@@ -29,6 +29,23 @@ public struct GraphRun: Codable, Sendable, Equatable {
     /// By label; every task is `pending` at first and `running` once started.
     public private(set) var states: [String: TaskState]
 
+    /// The part of a run that changes, for storage: the plan is stored once, beside it.
+    public struct Progress: Codable, Sendable, Equatable {
+        public var status: GraphStatus
+        public var states: [String: TaskState]
+    }
+
+    public var progress: Progress { Progress(status: status, states: states) }
+
+    /// A run restored from storage.
+    public init(plan: GraphPlan, progress: Progress) {
+        self.init(plan: plan)
+        status = progress.status
+        for (label, state) in progress.states where states[label] != nil {
+            states[label] = state
+        }
+    }
+
     public init(plan: GraphPlan) {
         self.plan = plan
         status = .pending

@@ -2,9 +2,10 @@ import BusCore
 import Foundation
 import GRDB
 
-/// One graph instance as it is persisted: its compiled plan, its evaluation state, the shared
-/// context and the task ids. Stored as one JSON document per graph, rewritten on every change.
-struct GraphInstance: Codable, Sendable, Equatable {
+/// One graph instance: its compiled plan, its evaluation state, the shared context and the task
+/// ids. Stored in two parts: what never changes (written once) and what does (rewritten on every
+/// change; encoding the whole plan each time was most of the CPU a task cost).
+struct GraphInstance: Sendable, Equatable {
     var id: String
     var plan: GraphPlan
     var run: GraphRun
@@ -19,6 +20,42 @@ struct GraphInstance: Codable, Sendable, Equatable {
 
     func label(ofTask taskID: String) -> String? {
         taskIDs.first { $0.value == taskID }?.key
+    }
+
+    struct Header: Codable {
+        var plan: GraphPlan
+        var target: String?
+        var taskIDs: [String: String]
+        var createdAt: Date
+    }
+
+    struct State: Codable {
+        var progress: GraphRun.Progress
+        var context: [String: JSONValue]
+        var errors: [String: String]
+    }
+
+    var header: Header { Header(plan: plan, target: target, taskIDs: taskIDs, createdAt: createdAt) }
+    var state: State { State(progress: run.progress, context: context, errors: errors) }
+
+    init(id: String, header: Header, state: State) {
+        self.init(
+            id: id, plan: header.plan, run: GraphRun(plan: header.plan, progress: state.progress), target: header.target, context: state.context,
+            taskIDs: header.taskIDs, errors: state.errors, createdAt: header.createdAt)
+    }
+
+    init(
+        id: String, plan: GraphPlan, run: GraphRun, target: String?, context: [String: JSONValue], taskIDs: [String: String],
+        errors: [String: String], createdAt: Date
+    ) {
+        self.id = id
+        self.plan = plan
+        self.run = run
+        self.target = target
+        self.context = context
+        self.taskIDs = taskIDs
+        self.errors = errors
+        self.createdAt = createdAt
     }
 }
 
@@ -76,7 +113,8 @@ final class GraphStore: Sendable {
                 table.column("name", .text).notNull()
                 table.column("target", .text)
                 table.column("active", .boolean).notNull()
-                table.column("body", .blob).notNull()
+                table.column("header", .blob).notNull()
+                table.column("state", .blob).notNull()
                 table.column("updatedAt", .double).notNull()
             }
             try db.create(index: "graph_active_target", on: "graph", columns: ["active", "target"])
@@ -123,15 +161,27 @@ final class GraphStore: Sendable {
         }
     }
 
-    func save(_ instance: GraphInstance) async throws {
-        let body = try JSONEncoder().encode(instance)
+    /// Stores a new instance, plan and all.
+    func create(_ instance: GraphInstance) async throws {
+        let header = try JSONEncoder().encode(instance.header)
+        let state = try JSONEncoder().encode(instance.state)
         try await database.write { db in
             try db.execute(
-                sql: "INSERT OR REPLACE INTO graph (id, name, target, active, body, updatedAt) VALUES (?, ?, ?, ?, ?, ?)",
+                sql: "INSERT OR REPLACE INTO graph (id, name, target, active, header, state, updatedAt) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 arguments: [
-                    instance.id, instance.plan.definition.injectableName, instance.target, instance.isActive, body,
+                    instance.id, instance.plan.definition.injectableName, instance.target, instance.isActive, header, state,
                     Date().timeIntervalSince1970,
                 ])
+        }
+    }
+
+    /// Stores what changed: the run's progress, the context and the errors.
+    func update(_ instance: GraphInstance) async throws {
+        let state = try JSONEncoder().encode(instance.state)
+        try await database.write { db in
+            try db.execute(
+                sql: "UPDATE graph SET active = ?, state = ?, updatedAt = ? WHERE id = ?",
+                arguments: [instance.isActive, state, Date().timeIntervalSince1970, instance.id])
         }
     }
 
@@ -157,17 +207,22 @@ final class GraphStore: Sendable {
 
     func activeGraphs() async throws -> [GraphInstance] {
         try await database.read { db in
-            let decoder = JSONDecoder()
-            return try Data.fetchAll(db, sql: "SELECT body FROM graph WHERE active = 1").compactMap {
-                try? decoder.decode(GraphInstance.self, from: $0)
-            }
+            try Row.fetchAll(db, sql: "SELECT id, header, state FROM graph WHERE active = 1").compactMap(Self.instance)
         }
     }
 
     func graph(id: String) async throws -> GraphInstance? {
         try await database.read { db in
-            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM graph WHERE id = ?", arguments: [id]) else { return nil }
-            return try? JSONDecoder().decode(GraphInstance.self, from: body)
+            try Row.fetchOne(db, sql: "SELECT id, header, state FROM graph WHERE id = ?", arguments: [id]).flatMap(Self.instance)
         }
+    }
+
+    /// A row this version cannot read is skipped rather than stopping the service.
+    private static func instance(_ row: Row) -> GraphInstance? {
+        let decoder = JSONDecoder()
+        guard let header = try? decoder.decode(GraphInstance.Header.self, from: row["header"] as Data),
+            let state = try? decoder.decode(GraphInstance.State.self, from: row["state"] as Data)
+        else { return nil }
+        return GraphInstance(id: row["id"], header: header, state: state)
     }
 }
