@@ -117,6 +117,16 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "SystemTests",
+            dependencies: [
+                "BusCore",
+                "DHCPService",
+                "TaskGraphRunner",
+                "Scheduler",
+                "BusTestSupport",
+            ]
+        ),
+        .testTarget(
             name: "BusIntegrationTests",
             dependencies: [
                 "BusCore",

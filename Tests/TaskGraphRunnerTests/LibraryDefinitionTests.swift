@@ -226,7 +226,10 @@ struct LibraryRackBusDefinitionTests {
         let bind = try #require(BuiltInLibrary.task(named: "Task.Wait.Dhcp.Bind"))
         #expect(bind.implementsTask == "Task.Base.Wait.Event")
         #expect(
-            bind.options == ["routingKey": "dhcp.bind.success.{{options.nodeId}}", "exchange": "events", "timeout": 600_000, "nodeId": nil])
+            bind.options == [
+                "routingKey": "dhcp.bind.success.{{ options.nodeId | task.nodeId }}", "exchange": "events", "timeout": 600_000,
+                "nodeId": nil,
+            ])
         #expect(BuiltInLibrary.task(named: "Task.Base.Wait.Event")?.runJob == "Job.Wait.Event")
         #expect(BuiltInLibrary.task(named: "Task.Base.Wait.Event")?.requiredOptions == ["routingKey", "timeout"])
     }
@@ -262,9 +265,17 @@ struct LibraryRackBusDefinitionTests {
     @Test func waitForBindGraphWithoutANodeIdFailsToRender() throws {
         let graph = try #require(BuiltInLibrary.graph(named: "Graph.Wait.Dhcp.Bind"))
         let scope = TemplateScope(options: [:], context: [:], nodeId: nil, graphId: "g-1", taskId: nil)
-        #expect(throws: TemplateRenderError(message: "Value does not exist for options.nodeId")) {
+        // Neither the option nor the graph's target: nothing to wait for.
+        #expect(throws: TemplateRenderError(message: "Value does not exist for options.nodeId | task.nodeId")) {
             try OptionTemplate.renderOptions(libraryMergedOptions(for: graph.tasks[0], in: graph, supplied: [:]), scope: scope)
         }
+    }
+
+    @Test func waitForBindGraphFallsBackToTheTarget() throws {
+        let graph = try #require(BuiltInLibrary.graph(named: "Graph.Wait.Dhcp.Bind"))
+        let scope = TemplateScope(options: [:], context: [:], nodeId: "525400123456", graphId: "g-1", taskId: nil)
+        let options = try OptionTemplate.renderOptions(libraryMergedOptions(for: graph.tasks[0], in: graph, supplied: [:]), scope: scope)
+        #expect(options["routingKey"] == "dhcp.bind.success.525400123456")
     }
 
     @Test func noopChainHasTenLinks() throws {

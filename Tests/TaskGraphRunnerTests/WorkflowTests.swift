@@ -157,7 +157,9 @@ struct WorkflowTests {
 
 @Suite("Workflow branches and the rackbus graph verbs", .timeLimit(.minutes(2)))
 struct WorkflowBranchTests {
-    @Test("a failed condition with ignoreFailure takes the failed branch and the graph succeeds", arguments: [("true", "when-true"), ("false", "when-false")])
+    @Test(
+        "a failed condition with ignoreFailure takes the failed branch and the graph succeeds",
+        arguments: [("true", "when-true"), ("false", "when-false")])
     func branches(condition: String, branch: String) async throws {
         try await withWorkflowServices { bus in
             let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
@@ -199,13 +201,17 @@ struct WorkflowBranchTests {
         try await withWorkflowServices { bus in
             let output = try await TestBroker.run(
                 ServiceProcess.executable.path,
-                ["graph", "run", "Graph.noop-example", "--node", "cli-node", "--wait", "--url", TestBroker.url, "--prefix", bus.configuration.exchangePrefix])
+                [
+                    "graph", "run", "Graph.noop-example", "--node", "cli-node", "--wait", "--url", TestBroker.url, "--prefix",
+                    bus.configuration.exchangePrefix,
+                ])
             let lines = output.split(separator: "\n").map(String.init)
             #expect(lines.first?.hasPrefix("started ") == true)
             #expect(lines.filter { $0.hasPrefix("  ") && $0.hasSuffix(": succeeded") }.count == 4, "one line per task")
             #expect(lines.last == "finished: succeeded")
             let json = try await TestBroker.run(
-                ServiceProcess.executable.path, ["graph", "list", "--json", "--url", TestBroker.url, "--prefix", bus.configuration.exchangePrefix])
+                ServiceProcess.executable.path,
+                ["graph", "list", "--json", "--url", TestBroker.url, "--prefix", bus.configuration.exchangePrefix])
             let graphs = try JSONDecoder().decode([GraphDefinition].self, from: Data(json.utf8))
             #expect(graphs.contains { $0.injectableName == "Graph.noop-example" })
         }

@@ -97,7 +97,7 @@ public enum BuiltInLibrary {
                 "injectableName": "Task.Wait.Dhcp.Bind",
                 "implementsTask": "Task.Base.Wait.Event",
                 "options": {
-                    "routingKey": "dhcp.bind.success.{{options.nodeId}}",
+                    "routingKey": "dhcp.bind.success.{{ options.nodeId | task.nodeId }}",
                     "exchange": "events",
                     "timeout": 600000,
                     "nodeId": null
@@ -163,8 +163,8 @@ public enum BuiltInLibrary {
                         "label": "announce",
                         "taskName": "Task.Event.Publish",
                         "optionOverrides": {
-                            "routingKey": "node.ready.{{options.nodeId}}",
-                            "payload": { "nodeId": "{{options.nodeId}}" },
+                            "routingKey": "node.ready.{{ options.nodeId | task.nodeId }}",
+                            "payload": { "nodeId": "{{ options.nodeId | task.nodeId }}" },
                             "nodeId": null
                         },
                         "waitOn": { "wait-for-bind": "succeeded" }

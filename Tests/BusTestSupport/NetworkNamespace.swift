@@ -1,18 +1,17 @@
-import BusTestSupport
 import Foundation
 
 /// A "node" for DHCP tests: a network namespace joined to this host by a veth pair. The DHCP
 /// server serves on the host end; a real client (busybox udhcpc) runs inside the namespace.
-struct NetworkNamespace: Sendable {
-    let name: String
+public struct NetworkNamespace: Sendable {
+    public let name: String
     /// The veth end on the host, where the server listens.
-    let hostInterface: String
+    public let hostInterface: String
     /// The veth end inside the namespace, where the client runs.
-    let nodeInterface: String
-    let serverAddress: String
+    public let nodeInterface: String
+    public let serverAddress: String
 
     /// Creates the namespace, runs `body`, and removes everything again, also when `body` throws.
-    static func with<Result: Sendable>(
+    public static func with<Result: Sendable>(
         subnet: Int, _ body: @Sendable (NetworkNamespace) async throws -> Result
     ) async throws -> Result {
         let tag = String(UUID().uuidString.prefix(6)).lowercased()
@@ -46,7 +45,7 @@ struct NetworkNamespace: Sendable {
     }
 
     /// Gives the node's interface a MAC (the client's identity to the server).
-    func setMAC(_ mac: String) async throws {
+    public func setMAC(_ mac: String) async throws {
         try await ip("netns", "exec", name, "ip", "link", "set", "dev", nodeInterface, "down")
         try await ip("netns", "exec", name, "ip", "link", "set", "dev", nodeInterface, "address", mac)
         try await ip("netns", "exec", name, "ip", "link", "set", "dev", nodeInterface, "up")
@@ -54,7 +53,9 @@ struct NetworkNamespace: Sendable {
 
     /// Runs busybox udhcpc once in the namespace; returns the variables of its `bound` event,
     /// or nil if it got no lease.
-    func requestLease(hostname: String = "rackbus-node", requestedIP: String? = nil, attempts: Int = 4) async throws -> [String: String]? {
+    public func requestLease(hostname: String = "rackbus-node", requestedIP: String? = nil, attempts: Int = 4) async throws -> [String:
+        String]?
+    {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-udhcpc-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
