@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "DHCPService", targets: ["DHCPService"]),
         .library(name: "TaskGraphRunner", targets: ["TaskGraphRunner"]),
         .library(name: "Scheduler", targets: ["Scheduler"]),
+        .library(name: "EventsLogger", targets: ["EventsLogger"]),
+        .library(name: "ConfigurationService", targets: ["ConfigurationService"]),
         .executable(name: "rackbus", targets: ["rackbus"]),
         .executable(name: "rackbus-bench", targets: ["rackbus-bench"]),
     ],
@@ -63,6 +65,25 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "EventsLogger",
+            dependencies: [
+                "BusCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "ConfigurationService",
+            dependencies: [
+                "BusCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "rackbus",
             dependencies: [
@@ -112,6 +133,22 @@ let package = Package(
             dependencies: [
                 "TaskGraphRunner",
                 "Scheduler",
+                "BusCore",
+                "BusTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "EventsLoggerTests",
+            dependencies: [
+                "EventsLogger",
+                "BusCore",
+                "BusTestSupport",
+            ]
+        ),
+        .testTarget(
+            name: "ConfigurationServiceTests",
+            dependencies: [
+                "ConfigurationService",
                 "BusCore",
                 "BusTestSupport",
             ]

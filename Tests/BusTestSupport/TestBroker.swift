@@ -261,3 +261,18 @@ extension Result {
         return nil
     }
 }
+
+/// A thread-safe counter for handlers.
+public final class Counter: Sendable {
+    private let count = Mutex(0)
+    public init() {}
+    public func increment() { count.withLock { $0 += 1 } }
+    public var value: Int { count.withLock { $0 } }
+}
+
+/// A value behind a lock, shareable with child tasks and closures.
+public final class Locked<Value: Sendable>: Sendable {
+    private let storage: Mutex<Value>
+    public init(_ value: Value) { storage = Mutex(value) }
+    public func withLock<R: Sendable>(_ body: (inout sending Value) -> R) -> R { storage.withLock { body(&$0) } }
+}

@@ -1,0 +1,173 @@
+import BusCore
+import Foundation
+import GRDB
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// The owner of RackBus's settings: a key/value store in SQLite that answers `methods.set` and
+/// `methods.get` on `on.configuration` and broadcasts `configuration.changed.<key>` after each
+/// change. Run exactly one (it is the only writer); every other service reads through the bus.
+public final class ConfigurationService: Service, Sendable {
+    private let bus: MessageBus
+    private let databasePath: String
+    private let logger: Logger
+    private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    public init(bus: MessageBus, databasePath: String = ".rackbus/configuration.sqlite", logger: Logger = Logger(label: "rackbus.configuration")) {
+        self.bus = bus
+        self.databasePath = databasePath
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let store = try await ConfigurationStore.open(path: databasePath)
+        let bus = self.bus
+        let logger = self.logger
+        let setter = try await bus.server(for: SetConfiguration.self, concurrency: 1) { request, _ in
+            try ConfigurationKeys.validate(key: request.value.key, value: request.value.value)
+            let entry = try await store.set(key: request.value.key, value: request.value.value)
+            logger.notice("configuration changed", metadata: ["config.key": "\(entry.key)", "config.version": "\(entry.version)"])
+            // Persistent and confirmed: a service that misses it reads the value with methods.get.
+            try await bus.publishConfirmed(entry, to: .configuration, routingKey: ConfigurationEntry.changedKey(entry.key), persistent: true)
+            return entry
+        }
+        let getter = try await bus.server(for: GetConfiguration.self) { request, _ in
+            try await store.entries(key: request.value?.key)
+        }
+        markReady()
+        await withDiscardingTaskGroup { group in
+            group.addTask { await setter.run() }
+            group.addTask { await getter.run() }
+            try? await gracefulShutdown()
+            group.cancelAll()
+        }
+    }
+
+    /// Returns once the RPCs are consuming (also when the waiting task is cancelled).
+    public func waitUntilReady() async {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = readiness.withLock { state -> Bool in
+                    if state.ready || Task.isCancelled { return true }
+                    state.waiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            self.releaseWaiters()
+        }
+    }
+
+    private func markReady() {
+        readiness.withLock { $0.ready = true }
+        releaseWaiters()
+    }
+
+    private func releaseWaiters() {
+        let waiters = readiness.withLock { state in
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// Applies a setting live: reads its current value when it starts (a late subscriber learns the
+/// last known state), then every `configuration.changed.<key>`. A `Service`, so that it runs
+/// beside the service it configures.
+public struct ConfigurationWatcher: Service {
+    private let bus: MessageBus
+    private let key: String
+    private let logger: Logger
+    private let apply: @Sendable (JSONValue) async -> Void
+
+    public init(bus: MessageBus, key: String, logger: Logger = Logger(label: "rackbus.configuration"), apply: @escaping @Sendable (JSONValue) async -> Void) {
+        self.bus = bus
+        self.key = key
+        self.logger = logger
+        self.apply = apply
+    }
+
+    public func run() async throws {
+        let changes = try await bus.subscribe(to: .configuration, patterns: [ConfigurationEntry.changedKey(key)], as: ConfigurationEntry.self)
+        // The owner may start later than we do; a missing answer just means "not set yet".
+        if let current = try? await bus.call(GetConfiguration(key: key), timeout: .seconds(5))[key] {
+            await apply(current.value)
+        }
+        await cancelWhenGracefulShutdown {
+            for await change in changes {
+                logger.info("applying configuration", metadata: ["config.key": "\(key)", "config.version": "\(change.message.version)"])
+                await apply(change.message.value)
+            }
+        }
+    }
+}
+
+/// Settings in SQLite (GRDB): one row per key, with its version.
+final class ConfigurationStore: Sendable {
+    private let database: DatabaseQueue
+
+    private init(database: DatabaseQueue) {
+        self.database = database
+    }
+
+    static func open(path: String) async throws -> ConfigurationStore {
+        let database = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<DatabaseQueue, any Error>) in
+            // Opening SQLite blocks; do it on a thread of its own.
+            Thread {
+                do {
+                    if path != ":memory:" {
+                        try FileManager.default.createDirectory(
+                            at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
+                    }
+                    let queue = path == ":memory:" ? try DatabaseQueue() : try DatabaseQueue(path: path)
+                    var migrator = DatabaseMigrator()
+                    migrator.registerMigration("v1: settings") { db in
+                        try db.create(table: "setting") { table in
+                            table.primaryKey("key", .text)
+                            table.column("value", .blob).notNull()
+                            table.column("version", .integer).notNull()
+                            table.column("updatedAt", .integer).notNull()
+                        }
+                    }
+                    try migrator.migrate(queue)
+                    continuation.resume(returning: queue)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }.start()
+        }
+        return ConfigurationStore(database: database)
+    }
+
+    func set(key: String, value: JSONValue) async throws -> ConfigurationEntry {
+        let body = try JSONEncoder().encode(value)
+        let now = Int64(Date().timeIntervalSince1970 * 1000)
+        return try await database.write { db in
+            let version = (try Int.fetchOne(db, sql: "SELECT version FROM setting WHERE key = ?", arguments: [key]) ?? 0) + 1
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO setting (key, value, version, updatedAt) VALUES (?, ?, ?, ?)", arguments: [key, body, version, now])
+            return ConfigurationEntry(key: key, value: value, version: version, updatedAt: now)
+        }
+    }
+
+    func entries(key: String?) async throws -> [String: ConfigurationEntry] {
+        try await database.read { db in
+            let rows =
+                if let key {
+                    try Row.fetchAll(db, sql: "SELECT key, value, version, updatedAt FROM setting WHERE key = ?", arguments: [key])
+                } else {
+                    try Row.fetchAll(db, sql: "SELECT key, value, version, updatedAt FROM setting")
+                }
+            var entries: [String: ConfigurationEntry] = [:]
+            for row in rows {
+                guard let value = try? JSONDecoder().decode(JSONValue.self, from: row["value"] as Data) else { continue }
+                let key: String = row["key"]
+                entries[key] = ConfigurationEntry(key: key, value: value, version: row["version"], updatedAt: row["updatedAt"])
+            }
+            return entries
+        }
+    }
+}
