@@ -91,6 +91,7 @@ let package = Package(
                 "DHCPService",
                 "TaskGraphRunner",
                 "Scheduler",
+                "ConfigurationService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -158,6 +159,7 @@ let package = Package(
             dependencies: [
                 "BusCore",
                 "DHCPService",
+                "ConfigurationService",
                 "TaskGraphRunner",
                 "Scheduler",
                 "BusTestSupport",

@@ -100,7 +100,8 @@ public enum ConfigurationKeys {
         let words = key.split(separator: ".", omittingEmptySubsequences: false)
         guard key.count <= 128, words.count >= 2 else { return false }
         return words.allSatisfy { word in
-            !word.isEmpty && word.first!.isLetter && word.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "_" || ($0.isLetter && $0.isASCII) }
+            !word.isEmpty && word.first!.isLetter
+                && word.allSatisfy { $0.isLowercase || $0.isNumber || $0 == "-" || $0 == "_" || ($0.isLetter && $0.isASCII) }
         }
     }
 
@@ -116,7 +117,9 @@ public enum ConfigurationKeys {
         guard octets.count == 4 else { return nil }
         var value: UInt32 = 0
         for octet in octets {
-            guard !octet.isEmpty, octet.count <= 3, octet.allSatisfy(\.isNumber), let number = UInt32(octet), number <= 255 else { return nil }
+            guard !octet.isEmpty, octet.count <= 3, octet.allSatisfy(\.isNumber), let number = UInt32(octet), number <= 255 else {
+                return nil
+            }
             value = value << 8 | number
         }
         return value

@@ -14,7 +14,9 @@ public final class ConfigurationService: Service, Sendable {
     private let logger: Logger
     private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
 
-    public init(bus: MessageBus, databasePath: String = ".rackbus/configuration.sqlite", logger: Logger = Logger(label: "rackbus.configuration")) {
+    public init(
+        bus: MessageBus, databasePath: String = ".rackbus/configuration.sqlite", logger: Logger = Logger(label: "rackbus.configuration")
+    ) {
         self.bus = bus
         self.databasePath = databasePath
         self.logger = logger
@@ -29,7 +31,8 @@ public final class ConfigurationService: Service, Sendable {
             let entry = try await store.set(key: request.value.key, value: request.value.value)
             logger.notice("configuration changed", metadata: ["config.key": "\(entry.key)", "config.version": "\(entry.version)"])
             // Persistent and confirmed: a service that misses it reads the value with methods.get.
-            try await bus.publishConfirmed(entry, to: .configuration, routingKey: ConfigurationEntry.changedKey(entry.key), persistent: true)
+            try await bus.publishConfirmed(
+                entry, to: .configuration, routingKey: ConfigurationEntry.changedKey(entry.key), persistent: true)
             return entry
         }
         let getter = try await bus.server(for: GetConfiguration.self) { request, _ in
@@ -83,7 +86,10 @@ public struct ConfigurationWatcher: Service {
     private let logger: Logger
     private let apply: @Sendable (JSONValue) async -> Void
 
-    public init(bus: MessageBus, key: String, logger: Logger = Logger(label: "rackbus.configuration"), apply: @escaping @Sendable (JSONValue) async -> Void) {
+    public init(
+        bus: MessageBus, key: String, logger: Logger = Logger(label: "rackbus.configuration"),
+        apply: @escaping @Sendable (JSONValue) async -> Void
+    ) {
         self.bus = bus
         self.key = key
         self.logger = logger
@@ -91,7 +97,8 @@ public struct ConfigurationWatcher: Service {
     }
 
     public func run() async throws {
-        let changes = try await bus.subscribe(to: .configuration, patterns: [ConfigurationEntry.changedKey(key)], as: ConfigurationEntry.self)
+        let changes = try await bus.subscribe(
+            to: .configuration, patterns: [ConfigurationEntry.changedKey(key)], as: ConfigurationEntry.self)
         // The owner may start later than we do; a missing answer just means "not set yet".
         if let current = try? await bus.call(GetConfiguration(key: key), timeout: .seconds(5))[key] {
             await apply(current.value)
@@ -148,7 +155,8 @@ final class ConfigurationStore: Sendable {
         return try await database.write { db in
             let version = (try Int.fetchOne(db, sql: "SELECT version FROM setting WHERE key = ?", arguments: [key]) ?? 0) + 1
             try db.execute(
-                sql: "INSERT OR REPLACE INTO setting (key, value, version, updatedAt) VALUES (?, ?, ?, ?)", arguments: [key, body, version, now])
+                sql: "INSERT OR REPLACE INTO setting (key, value, version, updatedAt) VALUES (?, ?, ?, ?)",
+                arguments: [key, body, version, now])
             return ConfigurationEntry(key: key, value: value, version: version, updatedAt: now)
         }
     }

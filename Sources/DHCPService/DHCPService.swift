@@ -123,6 +123,16 @@ public final class DHCPService: Service, Sendable {
         }
     }
 
+    /// Applies a new pool range (`FIRST-LAST`) live, e.g. from the configuration exchange.
+    public func updatePool(_ range: String) async throws {
+        let parts = range.split(separator: "-").map { $0.trimmingCharacters(in: .whitespaces) }
+        guard parts.count == 2, let first = IPv4Address(parts[0]), let last = IPv4Address(parts[1]) else {
+            throw DHCPConfigurationError("a pool looks like 172.31.128.10-172.31.131.250, not \(range)")
+        }
+        guard let table = leaseTable else { throw DHCPConfigurationError("the lease table is not loaded yet") }
+        try await table.updatePool(first: first, last: last)
+    }
+
     /// Packets dropped because they did not parse, since start.
     public var malformedPackets: Int { malformedCount.load(ordering: .relaxed) }
 

@@ -2,6 +2,7 @@ import ArgumentParser
 import BusCore
 import Foundation
 import Logging
+import Synchronization
 
 @main
 struct RackBus: AsyncParsableCommand {
@@ -9,7 +10,7 @@ struct RackBus: AsyncParsableCommand {
         commandName: "rackbus",
         abstract: "Talk to RackBus services over the AMQP message bus, or run them.",
         discussion: "The broker comes from --url or RACKBUS_AMQP_URL (default \(BusConfiguration.defaultURL)).",
-        subcommands: [Up.self, Graph.self, Publish.self, Listen.self, Call.self, Exchanges.self]
+        subcommands: [Up.self, Graph.self, Config.self, Publish.self, Listen.self, Call.self, Exchanges.self]
     )
 }
 
@@ -38,11 +39,9 @@ struct BusOptions: ParsableArguments {
     }
 
     func bootstrapLogging(default defaultLevel: Logger.Level = .warning) {
-        let level = logLevel ?? defaultLevel
+        LogLevelControl.shared.level = logLevel ?? defaultLevel
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+            LiveLevelLogHandler(base: StreamLogHandler.standardError(label: label))
         }
     }
 
@@ -57,6 +56,55 @@ struct BusOptions: ParsableArguments {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+/// The process's log level, changeable while running (the configuration exchange's `logging.level`).
+final class LogLevelControl: Sendable {
+    static let shared = LogLevelControl()
+    private let storage = Mutex<Logger.Level>(.info)
+
+    var level: Logger.Level {
+        get { storage.withLock { $0 } }
+        set { storage.withLock { $0 = newValue } }
+    }
+
+    /// The conventions' eight levels onto swift-log's seven: emerg and alert are critical, silly is trace.
+    static func level(conventionName name: String) -> Logger.Level? {
+        switch name {
+        case "emerg", "alert": return .critical
+        case "error": return .error
+        case "warning": return .warning
+        case "notice": return .notice
+        case "info": return .info
+        case "debug": return .debug
+        case "silly": return .trace
+        default: return nil
+        }
+    }
+}
+
+/// A handler whose level follows ``LogLevelControl`` instead of being fixed at bootstrap.
+struct LiveLevelLogHandler: LogHandler {
+    var base: StreamLogHandler
+
+    var logLevel: Logger.Level {
+        get { LogLevelControl.shared.level }
+        set { LogLevelControl.shared.level = newValue }
+    }
+
+    var metadata: Logger.Metadata {
+        get { base.metadata }
+        set { base.metadata = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { base[metadataKey: key] }
+        set { base[metadataKey: key] = newValue }
+    }
+
+    func log(event: Logging.LogEvent) {
+        base.log(event: event)
+    }
+}
 
 /// Reads a JSON argument, refusing anything that is not JSON before it reaches the wire.
 func jsonBody(_ text: String) throws -> [UInt8] {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import BusCore
+import ConfigurationService
 import DHCPService
 import Foundation
 import Logging
@@ -20,8 +21,14 @@ struct Up: AsyncParsableCommand {
 
     @OptionGroup var bus: BusOptions
 
-    @Option(help: "Which services to run: a comma-separated list of dhcp, taskgraph, scheduler (default: all)")
-    var services: String = "dhcp,taskgraph,scheduler"
+    @Option(help: "Which services to run: a comma-separated list of configuration, dhcp, taskgraph, scheduler (default: all)")
+    var services: String = "configuration,dhcp,taskgraph,scheduler"
+
+    @Option(
+        help:
+            "Configuration database file, for the configuration owner (default: $RACKBUS_CONFIGURATION_DATABASE, else .rackbus/configuration.sqlite)"
+    )
+    var configurationDatabase: String?
 
     @Option(help: "Serve DHCP on this interface (default: $RACKBUS_DHCP_INTERFACE; unset = lease RPCs only)")
     var dhcpInterface: String?
@@ -63,7 +70,7 @@ struct Up: AsyncParsableCommand {
         guard concurrency > 0 else { throw ValidationError("the scheduler concurrency must be positive") }
 
         let selected = Set(services.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-        let unknown = selected.subtracting(["dhcp", "taskgraph", "scheduler"])
+        let unknown = selected.subtracting(["configuration", "dhcp", "taskgraph", "scheduler"])
         guard unknown.isEmpty, !selected.isEmpty else {
             throw ValidationError("unknown services: \(unknown.sorted().joined(separator: ", "))")
         }
@@ -80,12 +87,45 @@ struct Up: AsyncParsableCommand {
         let scheduler =
             selected.contains("scheduler")
             ? SchedulerService(bus: messageBus, concurrency: concurrency, logger: Logger(label: "rackbus.scheduler")) : nil
+        let configurationOwner =
+            selected.contains("configuration")
+            ? ConfigurationService(
+                bus: messageBus,
+                databasePath: configurationDatabase ?? environment["RACKBUS_CONFIGURATION_DATABASE"] ?? ".rackbus/configuration.sqlite",
+                logger: Logger(label: "rackbus.configuration"))
+            : nil
         let readiness = Readiness(bus: messageBus, dhcp: dhcp, taskGraphRunner: taskGraphRunner, logger: logger)
         // The bus comes first, so it shuts down last.
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: messageBus)]
+        if let configurationOwner { members.append(.init(service: configurationOwner)) }
         if let dhcp { members.append(.init(service: dhcp)) }
         if let scheduler { members.append(.init(service: scheduler)) }
         if let taskGraphRunner { members.append(.init(service: taskGraphRunner)) }
+        // Settings every process applies live: its log level, and what concerns the services it runs.
+        members.append(
+            .init(
+                service: ConfigurationWatcher(bus: messageBus, key: ConfigurationKeys.logLevel) { value in
+                    if let level = value.stringValue.flatMap(LogLevelControl.level(conventionName:)) {
+                        LogLevelControl.shared.level = level
+                    }
+                }))
+        if let scheduler {
+            members.append(
+                .init(
+                    service: ConfigurationWatcher(bus: messageBus, key: ConfigurationKeys.schedulerConcurrency) { value in
+                        if case .number(let number) = value { scheduler.concurrency = Int(number) }
+                    }))
+        }
+        if let dhcp {
+            members.append(
+                .init(
+                    service: ConfigurationWatcher(bus: messageBus, key: ConfigurationKeys.dhcpPool) { value in
+                        guard let range = value.stringValue else { return }
+                        do { try await dhcp.updatePool(range) } catch {
+                            logger.error("could not apply dhcp.pool", metadata: ["error": "\(error)"])
+                        }
+                    }))
+        }
         members.append(.init(service: readiness))
         let group = ServiceGroup(
             configuration: .init(

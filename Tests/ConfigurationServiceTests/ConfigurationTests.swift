@@ -69,7 +69,11 @@ struct ConfigurationExchangeTests {
             let unknown = try await bus.call(GetConfiguration(key: "no.such"))
             #expect(unknown.isEmpty)
             let broadcast = try await collect(changes, count: 3)
-            #expect(broadcast.map(\.routingKey) == ["configuration.changed.scheduler.concurrency", "configuration.changed.scheduler.concurrency", "configuration.changed.logging.level"])
+            #expect(
+                broadcast.map(\.routingKey) == [
+                    "configuration.changed.scheduler.concurrency", "configuration.changed.scheduler.concurrency",
+                    "configuration.changed.logging.level",
+                ])
             #expect(broadcast.map(\.message.version) == [1, 2, 1])
         }
     }
@@ -77,10 +81,14 @@ struct ConfigurationExchangeTests {
     @Test("invalid values are refused with a 400 and nothing changes")
     func invalidValues() async throws {
         try await withConfiguration { bus in
-            let error = await #expect(throws: BusError.self) { _ = try await bus.call(SetConfiguration(key: "scheduler.concurrency", value: -1)) }
+            let error = await #expect(throws: BusError.self) {
+                _ = try await bus.call(SetConfiguration(key: "scheduler.concurrency", value: -1))
+            }
             #expect(error?.status == 400)
             #expect(error?.remote?.message.contains("whole number from 1 to 10000") == true)
-            let level = await #expect(throws: BusError.self) { _ = try await bus.call(SetConfiguration(key: "logging.level", value: "loud")) }
+            let level = await #expect(throws: BusError.self) {
+                _ = try await bus.call(SetConfiguration(key: "logging.level", value: "loud"))
+            }
             #expect(level?.status == 400)
             let stored = try await bus.call(GetConfiguration())
             #expect(stored.isEmpty)

@@ -7,55 +7,6 @@ import Testing
 
 @testable import TaskGraphRunner
 
-/// A RackBus service running as its own process (`rackbus up --services …`), which a test can
-/// kill with SIGKILL and start again.
-final class ServiceProcess: Sendable {
-    private let process: Mutex<Process?> = Mutex(nil)
-    let arguments: [String]
-
-    /// `rackbus` sits next to the test bundle in the build folder.
-    static var executable: URL {
-        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rackbus")
-    }
-
-    init(arguments: [String]) {
-        self.arguments = arguments
-    }
-
-    func start() throws {
-        let process = Process()
-        process.executableURL = Self.executable
-        process.arguments = ["up"] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        self.process.withLock { $0 = process }
-    }
-
-    /// SIGKILL: no shutdown, no goodbye, as a crash.
-    func kill() async {
-        guard let process = process.withLock({ $0 }) else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread {
-                process.waitUntilExit()
-                continuation.resume()
-            }.start()
-        }
-    }
-
-    func stop() async {
-        guard let process = process.withLock({ $0 }), process.isRunning else { return }
-        process.terminate()
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread {
-                process.waitUntilExit()
-                continuation.resume()
-            }.start()
-        }
-    }
-}
-
 @Suite("Durability: kill -9 in the middle of a graph", .serialized, .timeLimit(.minutes(3)))
 struct DurabilityTests {
     /// publish p1 → wait → publish p2 → wait → publish p3: each publish shows whether a task ran twice.

@@ -9,7 +9,7 @@ import Foundation
 /// bound to another MAC; a pinned MAC is only ever given its pinned address; declined addresses
 /// rest for a while before anyone gets them.
 struct LeaseState: Sendable {
-    let pool: LeasePool
+    private(set) var pool: LeasePool
     let leaseSeconds: UInt32
     let offerHold: TimeInterval
     let declineHold: TimeInterval
@@ -203,6 +203,17 @@ struct LeaseState: Sendable {
         guard let mac = pinnedIPs.removeValue(forKey: ip) else { return nil }
         pins[mac] = nil
         return mac
+    }
+
+    /// A new range for the pool (a live configuration change). Existing leases stay until they
+    /// expire; one outside the new range is not renewed, so its client moves into the range.
+    mutating func updatePool(first: IPv4Address, last: IPv4Address) throws(DHCPConfigurationError) {
+        var candidate = pool
+        candidate.first = first
+        candidate.last = last
+        try candidate.validate()
+        pool = candidate
+        cursor = 0
     }
 
     // MARK: Loading

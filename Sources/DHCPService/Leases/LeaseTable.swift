@@ -190,6 +190,15 @@ public actor LeaseTable {
 
     public var leaseCount: Int { state.liveLeaseCount }
 
+    /// The pool in use now.
+    public var pool: LeasePool { state.pool }
+
+    /// Changes the pool's range while serving.
+    public func updatePool(first: IPv4Address, last: IPv4Address) throws {
+        try state.updatePool(first: first, last: last)
+        logger.notice("DHCP pool changed", metadata: ["dhcp.pool": "\(first)-\(last)"])
+    }
+
     private func persistPin(mac: MACAddress, ip: IPv4Address) async throws {
         do {
             try await store.savePin(mac: mac, ip: ip)

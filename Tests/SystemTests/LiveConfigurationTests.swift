@@ -1,0 +1,78 @@
+import BusCore
+import BusTestSupport
+import ConfigurationService
+import DHCPService
+import Foundation
+import Testing
+
+/// `rackbus up` in a process of its own, changed through the configuration exchange while it runs.
+@Suite("Live configuration of a running rackbus up", .serialized, .timeLimit(.minutes(2)))
+struct LiveConfigurationTests {
+    @Test("dhcp.pool and logging.level take effect without a restart; invalid values are refused")
+    func liveChanges() async throws {
+        let configuration = try TestBroker.configuration()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-live-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let log = directory.appendingPathComponent("up.log")
+        let up = ServiceProcess(
+            arguments: [
+                "--url", TestBroker.url, "--prefix", configuration.exchangePrefix, "--log-level", "info",
+                "--configuration-database", directory.appendingPathComponent("config.sqlite").path,
+                "--dhcp-database", directory.appendingPathComponent("dhcp.sqlite").path,
+                "--taskgraph-database", directory.appendingPathComponent("tg.sqlite").path,
+            ], logFile: log)
+        try up.start()
+        do {
+            try await TestBroker.withBus(configuration) { bus in
+                // Up once the configuration owner answers.
+                _ = try await retryingUntilAnswered { try await bus.call(GetConfiguration(), timeout: .seconds(1)) }
+                #expect(try await bus.call(IpInRange(ip: "172.31.128.20")) == true)
+
+                _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "172.31.130.1-172.31.130.50"))
+                try await eventually { try await bus.call(IpInRange(ip: "172.31.128.20")) == false }
+                #expect(try await bus.call(IpInRange(ip: "172.31.130.20")) == true)
+
+                let refused = await #expect(throws: BusError.self) {
+                    _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "10.0.0.9-10.0.0.1"))
+                }
+                #expect(refused?.status == 400)
+
+                // At info, the owner's "configuration changed" notices show; after logging.level=error they stop.
+                _ = try await bus.call(SetConfiguration(key: "custom.before", value: 1))
+                try await eventually { (try? String(contentsOf: log, encoding: .utf8))?.contains("config.key=custom.before") == true }
+                _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.logLevel, value: "error"))
+                try await Task.sleep(for: .milliseconds(500))
+                _ = try await bus.call(SetConfiguration(key: "custom.after", value: 2))
+                try await Task.sleep(for: .milliseconds(500))
+                let text = try String(contentsOf: log, encoding: .utf8)
+                #expect(!text.contains("config.key=custom.after"), "a notice was logged after the level went to error")
+            }
+        } catch {
+            await up.stop()
+            throw error
+        }
+        await up.stop()
+    }
+}
+
+/// Retries a call that times out while the service starts.
+func retryingUntilAnswered<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while true {
+        do {
+            return try await body()
+        } catch let error as BusError where error.code == .timeout && ContinuousClock.now < deadline {
+            continue
+        }
+    }
+}
+
+/// Polls until `condition` holds (a change travels through the broker first).
+func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw TestFailure("condition not met within \(timeout)") }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+}
