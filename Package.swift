@@ -92,6 +92,7 @@ let package = Package(
                 "TaskGraphRunner",
                 "Scheduler",
                 "ConfigurationService",
+                "EventsLogger",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -10,7 +10,7 @@ struct RackBus: AsyncParsableCommand {
         commandName: "rackbus",
         abstract: "Talk to RackBus services over the AMQP message bus, or run them.",
         discussion: "The broker comes from --url or RACKBUS_AMQP_URL (default \(BusConfiguration.defaultURL)).",
-        subcommands: [Up.self, Graph.self, Config.self, Publish.self, Listen.self, Call.self, Exchanges.self]
+        subcommands: [Up.self, Graph.self, Events.self, Logs.self, Config.self, Publish.self, Listen.self, Call.self, Exchanges.self]
     )
 }
 
@@ -38,10 +38,16 @@ struct BusOptions: ParsableArguments {
         return configuration
     }
 
-    func bootstrapLogging(default defaultLevel: Logger.Level = .warning) {
+    func bootstrapLogging(default defaultLevel: Logger.Level = .warning, publisher: BusLogPublisher? = nil, serviceName: String = "rackbus")
+    {
         LogLevelControl.shared.level = logLevel ?? defaultLevel
         LoggingSystem.bootstrap { label in
-            LiveLevelLogHandler(base: StreamLogHandler.standardError(label: label))
+            let local = LiveLevelLogHandler(base: StreamLogHandler.standardError(label: label))
+            guard let publisher else { return local }
+            // Every record also goes to on.logging (routing key = level) for the EventsLogger.
+            return MultiplexLogHandler([
+                local, LiveLevelLogHandler(base: BusLogHandler(label: label, serviceName: serviceName, publisher: publisher)),
+            ])
         }
     }
 
@@ -83,8 +89,8 @@ final class LogLevelControl: Sendable {
 }
 
 /// A handler whose level follows ``LogLevelControl`` instead of being fixed at bootstrap.
-struct LiveLevelLogHandler: LogHandler {
-    var base: StreamLogHandler
+struct LiveLevelLogHandler<Base: LogHandler>: LogHandler {
+    var base: Base
 
     var logLevel: Logger.Level {
         get { LogLevelControl.shared.level }

@@ -2,6 +2,7 @@ import ArgumentParser
 import BusCore
 import ConfigurationService
 import DHCPService
+import EventsLogger
 import Foundation
 import Logging
 import Scheduler
@@ -21,8 +22,14 @@ struct Up: AsyncParsableCommand {
 
     @OptionGroup var bus: BusOptions
 
-    @Option(help: "Which services to run: a comma-separated list of configuration, dhcp, taskgraph, scheduler (default: all)")
-    var services: String = "configuration,dhcp,taskgraph,scheduler"
+    @Option(help: "Which services to run: a comma-separated list of configuration, dhcp, taskgraph, scheduler, eventslogger (default: all)")
+    var services: String = "configuration,dhcp,taskgraph,scheduler,eventslogger"
+
+    @Option(help: "Event journal file (default: $RACKBUS_EVENTS_DATABASE, else .rackbus/events.sqlite)")
+    var eventsDatabase: String?
+
+    @Option(help: "Also write every log record to this rotating file (default: $RACKBUS_EVENTS_LOG_FILE)")
+    var eventsLogFile: String?
 
     @Option(
         help:
@@ -49,9 +56,13 @@ struct Up: AsyncParsableCommand {
     var schedulerConcurrency: Int?
 
     func run() async throws {
-        bus.bootstrapLogging(default: .info)
-        let logger = Logger(label: "rackbus.up")
         let configuration = try bus.busConfiguration(connectionName: "rackbus-up")
+        let messageBus = MessageBus(configuration: configuration, logger: Logger(label: "rackbus.bus"))
+        let logPublisher = BusLogPublisher(bus: messageBus)
+        // RackHD named records after the service (`on-dhcp`); one process running everything is just `rackbus`.
+        let serviceName = services.contains(",") ? "rackbus" : "rackbus-\(services)"
+        bus.bootstrapLogging(default: .info, publisher: logPublisher, serviceName: serviceName)
+        let logger = Logger(label: "rackbus.up")
         var environment = ProcessInfo.processInfo.environment
         // Command-line options win over the environment.
         environment[DHCPConfiguration.Key.interface] = dhcpInterface ?? environment[DHCPConfiguration.Key.interface]
@@ -70,12 +81,11 @@ struct Up: AsyncParsableCommand {
         guard concurrency > 0 else { throw ValidationError("the scheduler concurrency must be positive") }
 
         let selected = Set(services.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-        let unknown = selected.subtracting(["configuration", "dhcp", "taskgraph", "scheduler"])
+        let unknown = selected.subtracting(["configuration", "dhcp", "taskgraph", "scheduler", "eventslogger"])
         guard unknown.isEmpty, !selected.isEmpty else {
             throw ValidationError("unknown services: \(unknown.sorted().joined(separator: ", "))")
         }
 
-        let messageBus = MessageBus(configuration: configuration, logger: Logger(label: "rackbus.bus"))
         let dhcp =
             selected.contains("dhcp")
             ? DHCPService(bus: messageBus, configuration: dhcpConfiguration, logger: Logger(label: "rackbus.dhcp")) : nil
@@ -94,9 +104,23 @@ struct Up: AsyncParsableCommand {
                 databasePath: configurationDatabase ?? environment["RACKBUS_CONFIGURATION_DATABASE"] ?? ".rackbus/configuration.sqlite",
                 logger: Logger(label: "rackbus.configuration"))
             : nil
+        let eventsLogger =
+            selected.contains("eventslogger")
+            ? EventsLoggerService(
+                bus: messageBus,
+                configuration: EventsLoggerConfiguration(
+                    journalPath: eventsDatabase ?? environment["RACKBUS_EVENTS_DATABASE"] ?? ".rackbus/events.sqlite",
+                    // Alone in its process it prints every service's records; beside the others the
+                    // local handler already prints them.
+                    writesToStandardOutput: selected == ["eventslogger"],
+                    logFile: (eventsLogFile ?? environment["RACKBUS_EVENTS_LOG_FILE"]).map { LogFileOptions(path: $0) }),
+                logger: Logger(label: "rackbus.events-logger"))
+            : nil
         let readiness = Readiness(bus: messageBus, dhcp: dhcp, taskGraphRunner: taskGraphRunner, logger: logger)
-        // The bus comes first, so it shuts down last.
-        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: messageBus)]
+        // The bus comes first, so it shuts down last; the log publisher right after, so that it
+        // still carries the others' last records.
+        var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: messageBus), .init(service: logPublisher)]
+        if let eventsLogger { members.append(.init(service: eventsLogger)) }
         if let configurationOwner { members.append(.init(service: configurationOwner)) }
         if let dhcp { members.append(.init(service: dhcp)) }
         if let scheduler { members.append(.init(service: scheduler)) }
