@@ -26,6 +26,9 @@ public struct Delivery<Message: Sendable>: Sendable {
     public var type: String? { properties.type }
 }
 
+/// Thrown by a subscription's decoder to pass over a message quietly (it is acknowledged).
+struct NotForThisSubscriber: Error {}
+
 struct Acknowledger: Sendable {
     enum Verdict {
         case ack
@@ -103,6 +106,9 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
                     return Delivery(
                         message: message, exchange: raw.exchange, routingKey: raw.routingKey, properties: raw.properties,
                         redelivered: raw.redelivered, body: raw.body, acknowledger: acknowledger)
+                } catch is NotForThisSubscriber {
+                    // A filtered subscription passing over a message meant for someone else.
+                    acknowledger?.send(.ack)
                 } catch {
                     subscription.engine.shared.metrics.undecodable.increment()
                     subscription.engine.shared.logger.warning(
