@@ -113,7 +113,11 @@ public actor LeaseTable {
             }
             if isNew {
                 logger.info(
-                    "lease bound", metadata: ["dhcp.mac": "\(mac)", "dhcp.ip": "\(lease.ip)", "dhcp.hostname": "\(lease.hostname ?? "-")"])
+                    "lease bound",
+                    metadata: [
+                        "node.id": "\(lease.nodeID)", "dhcp.mac": "\(mac)", "dhcp.ip": "\(lease.ip)",
+                        "dhcp.hostname": "\(lease.hostname ?? "-")",
+                    ])
                 await onBind(lease)
             }
             return DHCPReplies.ack(to: request, lease: lease, configuration: configuration)

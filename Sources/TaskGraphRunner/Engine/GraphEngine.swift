@@ -196,7 +196,9 @@ actor GraphEngine {
                     TaskCancellation(taskId: taskID, errName: "TaskCancellationError", errMessage: "graph \(instance.run.status.rawValue)"),
                     to: .task, key: WorkflowKeys.cancel(taskID))
             case .finished(let status):
-                logger.info("graph finished", metadata: ["graph.id": "\(id)", "graph.status": "\(status.rawValue)"])
+                var metadata: Logger.Metadata = ["graph.id": "\(id)", "graph.status": "\(status.rawValue)"]
+                if let target = instance.target { metadata["node.id"] = "\(target)" }
+                logger.info("graph finished", metadata: metadata)
                 await publishEvent(
                     GraphEvent(
                         graphId: id, graphName: instance.plan.definition.friendlyName, status: status.rawValue, nodeId: instance.target),

@@ -40,7 +40,8 @@ struct GraphInstance: Sendable, Equatable {
 
     init(id: String, header: Header, state: State) {
         self.init(
-            id: id, plan: header.plan, run: GraphRun(plan: header.plan, progress: state.progress), target: header.target, context: state.context,
+            id: id, plan: header.plan, run: GraphRun(plan: header.plan, progress: state.progress), target: header.target,
+            context: state.context,
             taskIDs: header.taskIDs, errors: state.errors, createdAt: header.createdAt)
     }
 
