@@ -37,9 +37,14 @@ let package = Package(
             ]
         ),
         .target(
+            name: "StoreSupport",
+            dependencies: [.product(name: "GRDB", package: "GRDB.swift")]
+        ),
+        .target(
             name: "DHCPService",
             dependencies: [
                 "BusCore",
+                "StoreSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -50,6 +55,7 @@ let package = Package(
             name: "TaskGraphRunner",
             dependencies: [
                 "BusCore",
+                "StoreSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -69,6 +75,7 @@ let package = Package(
             name: "EventsLogger",
             dependencies: [
                 "BusCore",
+                "StoreSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -79,6 +86,7 @@ let package = Package(
             name: "ConfigurationService",
             dependencies: [
                 "BusCore",
+                "StoreSupport",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -3,6 +3,7 @@ import Foundation
 import GRDB
 import Logging
 import ServiceLifecycle
+import StoreSupport
 import Synchronization
 
 /// The owner of RackBus's settings: a key/value store in SQLite that answers `methods.set` and
@@ -12,7 +13,7 @@ public final class ConfigurationService: Service, Sendable {
     private let bus: MessageBus
     private let databasePath: String
     private let logger: Logger
-    private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let readiness = ReadinessSignal()
 
     public init(
         bus: MessageBus, databasePath: String = ".rackbus/configuration.sqlite", logger: Logger = Logger(label: "rackbus.configuration")
@@ -38,7 +39,7 @@ public final class ConfigurationService: Service, Sendable {
         let getter = try await bus.server(for: GetConfiguration.self) { request, _ in
             try await store.entries(key: request.value?.key)
         }
-        markReady()
+        readiness.signal()
         await withDiscardingTaskGroup { group in
             group.addTask { await setter.run() }
             group.addTask { await getter.run() }
@@ -49,32 +50,9 @@ public final class ConfigurationService: Service, Sendable {
 
     /// Returns once the RPCs are consuming (also when the waiting task is cancelled).
     public func waitUntilReady() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = readiness.withLock { state -> Bool in
-                    if state.ready || Task.isCancelled { return true }
-                    state.waiters.append(continuation)
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            self.releaseWaiters()
-        }
+        await readiness.wait()
     }
 
-    private func markReady() {
-        readiness.withLock { $0.ready = true }
-        releaseWaiters()
-    }
-
-    private func releaseWaiters() {
-        let waiters = readiness.withLock { state in
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
 }
 
 /// Applies a setting live: reads its current value when it starts (a late subscriber learns the
@@ -121,32 +99,20 @@ final class ConfigurationStore: Sendable {
     }
 
     static func open(path: String) async throws -> ConfigurationStore {
-        let database = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<DatabaseQueue, any Error>) in
-            // Opening SQLite blocks; do it on a thread of its own.
-            Thread {
-                do {
-                    if path != ":memory:" {
-                        try FileManager.default.createDirectory(
-                            at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
-                    }
-                    let queue = path == ":memory:" ? try DatabaseQueue() : try DatabaseQueue(path: path)
-                    var migrator = DatabaseMigrator()
-                    migrator.registerMigration("v1: settings") { db in
-                        try db.create(table: "setting") { table in
-                            table.primaryKey("key", .text)
-                            table.column("value", .blob).notNull()
-                            table.column("version", .integer).notNull()
-                            table.column("updatedAt", .integer).notNull()
-                        }
-                    }
-                    try migrator.migrate(queue)
-                    continuation.resume(returning: queue)
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }.start()
+        ConfigurationStore(database: try await DatabaseQueue.open(path: path, migrator: migrator))
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: settings") { db in
+            try db.create(table: "setting") { table in
+                table.primaryKey("key", .text)
+                table.column("value", .blob).notNull()
+                table.column("version", .integer).notNull()
+                table.column("updatedAt", .integer).notNull()
+            }
         }
-        return ConfigurationStore(database: database)
+        return migrator
     }
 
     func set(key: String, value: JSONValue) async throws -> ConfigurationEntry {

@@ -40,7 +40,7 @@ public final class DHCPService: Service, Sendable {
     private let malformed = Counter(label: "rackbus_dhcp_malformed_packets_total")
     private let malformedCount = Atomic<Int>(0)
     private let answered = Counter(label: "rackbus_dhcp_replies_total")
-    private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let readiness = ReadinessSignal()
     private let tableBox = Mutex<LeaseTable?>(nil)
 
     public init(bus: MessageBus, configuration: DHCPConfiguration, logger: Logger = Logger(label: "rackbus.dhcp")) {
@@ -80,7 +80,7 @@ public final class DHCPService: Service, Sendable {
                 "lease RPCs only: set an interface to serve DHCP",
                 metadata: ["dhcp.pool": "\(configuration.pool.first)-\(configuration.pool.last)"])
         }
-        markReady()
+        readiness.signal()
         await withDiscardingTaskGroup { group in
             for server in servers {
                 group.addTask { await server.run() }
@@ -105,22 +105,7 @@ public final class DHCPService: Service, Sendable {
     /// Returns once the lease table is loaded, the RPCs are consuming and the UDP socket is bound.
     /// Also returns when the waiting task is cancelled.
     public func waitUntilReady() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = readiness.withLock { state -> Bool in
-                    if state.ready || Task.isCancelled { return true }
-                    state.waiters.append(continuation)
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            let waiters = readiness.withLock { state in
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
-        }
+        await readiness.wait()
     }
 
     /// Applies a new pool range (`FIRST-LAST`) live, e.g. from the configuration exchange.
@@ -138,15 +123,6 @@ public final class DHCPService: Service, Sendable {
 
     /// The lease table, once `run()` has loaded it (for tools and benchmarks in the same process).
     public var leaseTable: LeaseTable? { tableBox.withLock { $0 } }
-
-    private func markReady() {
-        let waiters = readiness.withLock { state in
-            state.ready = true
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
 
     private func serve(_ datagrams: AsyncStream<[UInt8]>, socket: DHCPSocket, table: LeaseTable) async {
         for await datagram in datagrams {

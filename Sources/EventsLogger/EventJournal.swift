@@ -1,6 +1,7 @@
 import BusCore
 import Foundation
 import GRDB
+import StoreSupport
 
 /// A message on its way into the journal.
 struct JournalRecord: Sendable, Equatable {
@@ -24,33 +25,7 @@ final class EventJournal: Sendable {
 
     /// Opens (creating if needed) the journal at `path`; `:memory:` gives a private in-memory one.
     static func open(path: String) async throws -> EventJournal {
-        // Opening SQLite blocks; do it on a thread of its own.
-        let database = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<DatabaseQueue, any Error>) in
-            Thread {
-                do {
-                    if path != ":memory:" {
-                        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-                        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-                    }
-                    var configuration = Configuration()
-                    configuration.prepareDatabase { db in
-                        if db.configuration.readonly == false, path != ":memory:" {
-                            try db.execute(sql: "PRAGMA journal_mode = WAL")
-                            // A journal may lose its last instants in a power cut, never its consistency.
-                            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                        }
-                    }
-                    let queue =
-                        path == ":memory:"
-                        ? try DatabaseQueue(configuration: configuration) : try DatabaseQueue(path: path, configuration: configuration)
-                    try Self.migrator.migrate(queue)
-                    continuation.resume(returning: queue)
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }.start()
-        }
-        return EventJournal(database: database)
+        EventJournal(database: try await DatabaseQueue.open(path: path, migrator: migrator))
     }
 
     private static var migrator: DatabaseMigrator {

@@ -16,7 +16,7 @@ public final class EventsLoggerService: Service, Sendable {
     public let configuration: EventsLoggerConfiguration
     private let bus: MessageBus
     private let logger: Logger
-    private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let readiness = ReadinessSignal()
     private let running = Mutex<(journal: EventJournal?, output: OutputWriter?)>((nil, nil))
     private let journalFullWarned = Atomic<Bool>(false)
     private let eventsReceived = Counter(label: "rackbus_events_logger_messages_total", dimensions: [("exchange", "events")])
@@ -39,7 +39,7 @@ public final class EventsLoggerService: Service, Sendable {
 
     public func run() async throws {
         // Waiters are released even when start-up fails, so that nobody waits forever.
-        defer { markReady() }
+        defer { readiness.signal() }
         let configuration = self.configuration
         let journal = try await EventJournal.open(path: configuration.journalPath)
         let output: OutputWriter? =
@@ -72,7 +72,7 @@ public final class EventsLoggerService: Service, Sendable {
                 "events.journal": "\(configuration.journalPath)", "events.log_file": "\(configuration.logFile?.path ?? "-")",
                 "events.output_level": "\(configuration.minimumOutputLevel)",
             ])
-        markReady()
+        readiness.signal()
         let pending = JournalQueue(capacity: Self.journalQueueCapacity)
         await withDiscardingTaskGroup { group in
             // The writer outlives the inputs: it stores what they queued, then ends on close().
@@ -115,22 +115,7 @@ public final class EventsLoggerService: Service, Sendable {
     /// the start-up retention pass is done. Also returns when `run()` fails to start, or when
     /// the waiting task is cancelled.
     public func waitUntilReady() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = readiness.withLock { state -> Bool in
-                    if state.ready || Task.isCancelled { return true }
-                    state.waiters.append(continuation)
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            let waiters = readiness.withLock { state in
-                defer { state.waiters.removeAll() }
-                return state.waiters
-            }
-            for waiter in waiters { waiter.resume() }
-        }
+        await readiness.wait()
     }
 
     /// Answers a query from the journal in this process, as `methods.queryEvents` would.
@@ -218,12 +203,4 @@ public final class EventsLoggerService: Service, Sendable {
         return journal
     }
 
-    private func markReady() {
-        let waiters = readiness.withLock { state in
-            state.ready = true
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
 }

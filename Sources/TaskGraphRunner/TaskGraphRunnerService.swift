@@ -27,7 +27,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
     private let bus: MessageBus
     private let configuration: Configuration
     private let logger: Logger
-    private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let readiness = ReadinessSignal()
 
     public init(bus: MessageBus, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "rackbus.taskgraph")) {
         self.bus = bus
@@ -46,7 +46,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
         let runner =
             configuration.runsTasks ? TaskRunner(bus: bus, concurrency: configuration.taskConcurrency, journal: store, logger: logger) : nil
         await engine.resumeActiveGraphs()
-        markReady()
+        readiness.signal()
         try await withThrowingDiscardingTaskGroup { group in
             for server in servers {
                 group.addTask { await server.run() }
@@ -73,31 +73,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
 
     /// Returns once the RPCs are consuming (also when the waiting task is cancelled).
     public func waitUntilReady() async {
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = readiness.withLock { state -> Bool in
-                    if state.ready || Task.isCancelled { return true }
-                    state.waiters.append(continuation)
-                    return false
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            self.releaseWaiters()
-        }
-    }
-
-    private func markReady() {
-        readiness.withLock { $0.ready = true }
-        releaseWaiters()
-    }
-
-    private func releaseWaiters() {
-        let waiters = readiness.withLock { state in
-            defer { state.waiters.removeAll() }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
+        await readiness.wait()
     }
 
     private func rpcServers(_ engine: GraphEngine) async throws -> [RPCServer] {

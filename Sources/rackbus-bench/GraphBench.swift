@@ -22,7 +22,8 @@ struct GraphBench: AsyncParsableCommand {
         let (total, concurrency) = (graphs, inFlight)
         try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { bus in
             try await bus.waitUntilConnected()
-            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: database, taskConcurrency: 256), logger: benchLogger)
+            let runner = TaskGraphRunnerService(
+                bus: bus, configuration: .init(databasePath: database, taskConcurrency: 256), logger: benchLogger)
             let scheduler = SchedulerService(bus: bus, concurrency: 256, logger: benchLogger)
             try await withThrowingTaskGroup(of: Void.self) { services in
                 services.addTask { try await runner.run() }

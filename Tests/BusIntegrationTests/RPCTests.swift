@@ -206,5 +206,3 @@ struct RPCTests {
         }
     }
 }
-
-

@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import StoreSupport
 
 /// Bound leases and pins in SQLite (GRDB), so they survive a restart. Offers are not stored:
 /// they are reservations of seconds, and a REQUEST after a restart is checked against what is.
@@ -15,33 +16,7 @@ final class LeaseStore: Sendable {
 
     /// Opens (creating if needed) the store at `path`; `:memory:` gives a private in-memory store.
     static func open(path: String) async throws -> LeaseStore {
-        // Opening SQLite blocks; do it on a thread of its own.
-        let database = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<DatabaseQueue, any Error>) in
-            Thread {
-                do {
-                    if path != ":memory:" {
-                        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
-                        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-                    }
-                    var configuration = Configuration()
-                    configuration.prepareDatabase { db in
-                        if db.configuration.readonly == false, path != ":memory:" {
-                            try db.execute(sql: "PRAGMA journal_mode = WAL")
-                            // WAL with NORMAL survives process crashes, which is the restart case.
-                            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                        }
-                    }
-                    let queue =
-                        path == ":memory:"
-                        ? try DatabaseQueue(configuration: configuration) : try DatabaseQueue(path: path, configuration: configuration)
-                    try Self.migrator.migrate(queue)
-                    continuation.resume(returning: queue)
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }.start()
-        }
-        return LeaseStore(database: database)
+        LeaseStore(database: try await DatabaseQueue.open(path: path, migrator: migrator))
     }
 
     private static var migrator: DatabaseMigrator {

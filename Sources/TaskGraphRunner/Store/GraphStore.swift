@@ -1,6 +1,7 @@
 import BusCore
 import Foundation
 import GRDB
+import StoreSupport
 
 /// One graph instance: its compiled plan, its evaluation state, the shared context and the task
 /// ids. Stored in two parts: what never changes (written once) and what does (rewritten on every
@@ -70,32 +71,7 @@ final class GraphStore: Sendable {
     }
 
     static func open(path: String) async throws -> GraphStore {
-        let database = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<DatabaseQueue, any Error>) in
-            // Opening SQLite blocks; do it on a thread of its own.
-            Thread {
-                do {
-                    if path != ":memory:" {
-                        try FileManager.default.createDirectory(
-                            at: URL(fileURLWithPath: path).deletingLastPathComponent(), withIntermediateDirectories: true)
-                    }
-                    var configuration = Configuration()
-                    configuration.prepareDatabase { db in
-                        if path != ":memory:" {
-                            try db.execute(sql: "PRAGMA journal_mode = WAL")
-                            try db.execute(sql: "PRAGMA synchronous = NORMAL")
-                        }
-                    }
-                    let queue =
-                        path == ":memory:"
-                        ? try DatabaseQueue(configuration: configuration) : try DatabaseQueue(path: path, configuration: configuration)
-                    try Self.migrator.migrate(queue)
-                    continuation.resume(returning: queue)
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }.start()
-        }
-        return GraphStore(database: database)
+        GraphStore(database: try await DatabaseQueue.open(path: path, migrator: migrator))
     }
 
     private static var migrator: DatabaseMigrator {

@@ -1,0 +1,38 @@
+import Foundation
+import GRDB
+
+extension DatabaseQueue {
+    /// Opens (creating if needed) the SQLite database at `path` and brings it up to date with
+    /// `migrator`; `:memory:` gives a private in-memory one.
+    ///
+    /// Files use WAL with `synchronous = NORMAL`: durable across process crashes (the restart
+    /// case), consistent across power cuts. Opening blocks, so it happens on a thread of its own,
+    /// never on the cooperative pool; every later call goes through GRDB's own queue.
+    public static func open(path: String, migrator: DatabaseMigrator) async throws -> DatabaseQueue {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<DatabaseQueue, any Error>) in
+            Thread {
+                do {
+                    let inMemory = path == ":memory:"
+                    if !inMemory {
+                        let directory = URL(fileURLWithPath: path).deletingLastPathComponent()
+                        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+                    }
+                    var configuration = Configuration()
+                    configuration.prepareDatabase { db in
+                        if !inMemory, !db.configuration.readonly {
+                            try db.execute(sql: "PRAGMA journal_mode = WAL")
+                            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+                        }
+                    }
+                    let queue =
+                        inMemory
+                        ? try DatabaseQueue(configuration: configuration) : try DatabaseQueue(path: path, configuration: configuration)
+                    try migrator.migrate(queue)
+                    continuation.resume(returning: queue)
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }.start()
+        }
+    }
+}
