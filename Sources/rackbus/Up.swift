@@ -5,6 +5,9 @@ import DHCPService
 import EventsLogger
 import Foundation
 import Logging
+import Metrics
+import Observability
+import Prometheus
 import Scheduler
 import ServiceLifecycle
 import TaskGraphRunner
@@ -55,8 +58,23 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Tasks the Scheduler runs at once (default: $RACKBUS_SCHEDULER_CONCURRENCY, else 64)")
     var schedulerConcurrency: Int?
 
+    @Option(
+        help: "Serve Prometheus metrics (GET /metrics) on HOST:PORT (default: $RACKBUS_METRICS_LISTEN; unset = no endpoint)")
+    var metricsListen: String?
+
     func run() async throws {
         let configuration = try bus.busConfiguration(connectionName: "rackbus-up")
+        // Metrics first, so that every service's counters go to Prometheus from the start.
+        var metricsEndpoint: MetricsEndpoint?
+        if let listen = metricsListen ?? ProcessInfo.processInfo.environment["RACKBUS_METRICS_LISTEN"], !listen.isEmpty {
+            let registry = PrometheusCollectorRegistry()
+            do {
+                metricsEndpoint = try MetricsEndpoint(listen: listen, registry: registry)
+            } catch {
+                throw ValidationError("metrics: \(error)")
+            }
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        }
         let messageBus = MessageBus(configuration: configuration, logger: Logger(label: "rackbus.bus"))
         let logPublisher = BusLogPublisher(bus: messageBus)
         // RackHD named records after the service (`on-dhcp`); one process running everything is just `rackbus`.
@@ -150,6 +168,7 @@ struct Up: AsyncParsableCommand {
                         }
                     }))
         }
+        if let metricsEndpoint { members.append(.init(service: metricsEndpoint)) }
         members.append(.init(service: readiness))
         let group = ServiceGroup(
             configuration: .init(

@@ -8,19 +8,21 @@ import Testing
 /// `rackbus up` in a process of its own, changed through the configuration exchange while it runs.
 @Suite("Live configuration of a running rackbus up", .serialized, .timeLimit(.minutes(2)))
 struct LiveConfigurationTests {
-    @Test("dhcp.pool and logging.level take effect without a restart; invalid values are refused")
+    @Test("dhcp.pool and logging.level take effect without a restart; invalid values are refused; metrics are served")
     func liveChanges() async throws {
         let configuration = try TestBroker.configuration()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-live-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let log = directory.appendingPathComponent("up.log")
+        let metricsPort = try HTTPProbe.freePort()
         let up = ServiceProcess(
             arguments: [
                 "--url", TestBroker.url, "--prefix", configuration.exchangePrefix, "--log-level", "info",
                 "--configuration-database", directory.appendingPathComponent("config.sqlite").path,
                 "--dhcp-database", directory.appendingPathComponent("dhcp.sqlite").path,
                 "--taskgraph-database", directory.appendingPathComponent("tg.sqlite").path,
+                "--metrics-listen", "127.0.0.1:\(metricsPort)",
             ], logFile: log)
         try up.start()
         do {
@@ -47,6 +49,12 @@ struct LiveConfigurationTests {
                 try await Task.sleep(for: .milliseconds(500))
                 let text = try String(contentsOf: log, encoding: .utf8)
                 #expect(!text.contains("config.key=custom.after"), "a notice was logged after the level went to error")
+
+                // Its metrics, as Prometheus scrapes them: connected, and the RPCs it served.
+                let scrape = try await HTTPProbe.get(port: metricsPort, path: "/metrics")
+                #expect(scrape.status == 200)
+                #expect(scrape.body.contains("rackbus_bus_connected 1"))
+                #expect(scrape.body.contains("rackbus_rpc_served_total"))
             }
         } catch {
             await up.stop()
