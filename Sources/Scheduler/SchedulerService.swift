@@ -13,6 +13,8 @@ import TaskGraphRunner
 /// Scheduler killed in the middle loses nothing: the broker redelivers what it had not handed on.
 public final class SchedulerService: Service, Sendable {
     public static let queueName = "rackbus.scheduler"
+    /// How many handed-on task ids it remembers to drop duplicate requests.
+    static let rememberedTaskIDs = 100_000
 
     private struct Running {
         var deadline: ContinuousClock.Instant?
@@ -23,7 +25,7 @@ public final class SchedulerService: Service, Sendable {
         var concurrency: Int
         var waiting: [Delivery<TaskSpec>] = []
         var running: [String: Running] = [:]
-        var known: Set<String> = []
+        var known = RecentTaskIDs(capacity: SchedulerService.rememberedTaskIDs)
     }
 
     private let bus: MessageBus
@@ -49,6 +51,9 @@ public final class SchedulerService: Service, Sendable {
     }
 
     public var runningCount: Int { state.withLock { $0.running.count } }
+
+    /// How many task ids it remembers (bounded by ``rememberedTaskIDs``).
+    public var rememberedCount: Int { state.withLock { $0.known.count } }
 
     public func run() async throws {
         // A large prefetch: waiting requests stay unacknowledged (safe) without stalling delivery.
