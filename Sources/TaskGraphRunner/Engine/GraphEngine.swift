@@ -95,11 +95,13 @@ actor GraphEngine {
             createdAt: Date())
         let actions = instance.run.begin()
         try await persist(instance, isNew: true)
-        logger.info("graph started", metadata: ["graph.id": "\(id)", "graph.name": "\(name)", "node.id": "\(target ?? "-")"])
+        var metadata: Logger.Metadata = ["graph.id": "\(id)", "graph.name": "\(name)"]
+        if let target { metadata["node.id"] = "\(target)" }
+        logger.info("graph started", metadata: metadata)
         await publishEvent(
             GraphEvent(graphId: id, graphName: definition.friendlyName, status: "running", nodeId: target),
             key: WorkflowKeys.graphStarted(id))
-        await carryOut(actions, for: id)
+        await carryOut(actions, for: instance)
         return summary(of: active[id] ?? instance)
     }
 
@@ -124,14 +126,14 @@ actor GraphEngine {
                 finishedTasks: instance.run.states.values.filter(\.isFinished).count, totalTasks: instance.plan.tasks.count,
                 taskId: report.taskId, label: label, taskState: report.state),
             key: WorkflowKeys.graphProgress(instance.id))
-        await carryOut(actions, for: instance.id)
+        await carryOut(actions, for: instance)
     }
 
     func cancel(_ filter: GraphFilter) async throws -> String? {
         guard var instance = find(filter) else { return nil }
         let actions = instance.run.cancel()
         try await persist(instance)
-        await carryOut(actions, for: instance.id)
+        await carryOut(actions, for: instance)
         return instance.id
     }
 
@@ -139,7 +141,7 @@ actor GraphEngine {
         guard var instance = find(filter) else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
         let actions = instance.run.pause()
         try await persist(instance)
-        await carryOut(actions, for: instance.id)
+        await carryOut(actions, for: instance)
         return GraphFilter(instanceId: instance.id)
     }
 
@@ -147,7 +149,7 @@ actor GraphEngine {
         guard var instance = find(filter) else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
         let actions = instance.run.resume()
         try await persist(instance)
-        await carryOut(actions, for: instance.id)
+        await carryOut(actions, for: instance)
         return GraphFilter(instanceId: instance.id)
     }
 
@@ -182,11 +184,12 @@ actor GraphEngine {
 
     // MARK: Carrying out decisions
 
-    private func carryOut(_ actions: [GraphRun.Action], for id: String) async {
+    /// Acts on the newest state of the graph: the active one (a report handled meanwhile may have
+    /// changed its context), else the one just stored (it has ended).
+    private func carryOut(_ actions: [GraphRun.Action], for stored: GraphInstance) async {
+        let id = stored.id
         for action in actions {
-            var found = active[id]
-            if found == nil { found = try? await store.graph(id: id) }
-            guard let instance = found else { return }
+            let instance = active[id] ?? stored
             switch action {
             case .start(let label):
                 await schedule(label, in: instance)
