@@ -34,6 +34,12 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Also write every log record to this rotating file (default: $RACKBUS_EVENTS_LOG_FILE)")
     var eventsLogFile: String?
 
+    @Option(help: "Lowest level the events logger prints, emerg…silly (default: $RACKBUS_EVENTS_LOG_LEVEL, else info)")
+    var eventsLogLevel: String?
+
+    @Option(help: "How the events logger prints records: readable or jsonLines (default: $RACKBUS_EVENTS_LOG_FORMAT, else readable)")
+    var eventsLogFormat: String?
+
     @Option(
         help:
             "Configuration database file, for the configuration owner (default: $RACKBUS_CONFIGURATION_DATABASE, else .rackbus/configuration.sqlite)"
@@ -98,6 +104,16 @@ struct Up: AsyncParsableCommand {
         let concurrency = schedulerConcurrency ?? environment["RACKBUS_SCHEDULER_CONCURRENCY"].flatMap(Int.init) ?? 64
         guard concurrency > 0 else { throw ValidationError("the scheduler concurrency must be positive") }
 
+        let eventsLevelName = eventsLogLevel ?? environment["RACKBUS_EVENTS_LOG_LEVEL"] ?? "info"
+        guard let eventsLevel = LogSeverity(name: eventsLevelName) else {
+            throw ValidationError(
+                "unknown events log level \"\(eventsLevelName)\" (emerg, alert, error, warning, notice, info, debug, silly)")
+        }
+        let eventsFormatName = eventsLogFormat ?? environment["RACKBUS_EVENTS_LOG_FORMAT"] ?? "readable"
+        guard let eventsFormat = LogLineFormat(rawValue: eventsFormatName) else {
+            throw ValidationError("unknown events log format \"\(eventsFormatName)\" (readable, jsonLines)")
+        }
+
         let selected = Set(services.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
         let unknown = selected.subtracting(["configuration", "dhcp", "taskgraph", "scheduler", "eventslogger"])
         guard unknown.isEmpty, !selected.isEmpty else {
@@ -128,10 +144,12 @@ struct Up: AsyncParsableCommand {
                 bus: messageBus,
                 configuration: EventsLoggerConfiguration(
                     journalPath: eventsDatabase ?? environment["RACKBUS_EVENTS_DATABASE"] ?? ".rackbus/events.sqlite",
+                    minimumOutputLevel: eventsLevel,
                     // Alone in its process it prints every service's records; beside the others the
                     // local handler already prints them.
                     writesToStandardOutput: selected == ["eventslogger"],
-                    logFile: (eventsLogFile ?? environment["RACKBUS_EVENTS_LOG_FILE"]).map { LogFileOptions(path: $0) }),
+                    logFile: (eventsLogFile ?? environment["RACKBUS_EVENTS_LOG_FILE"]).map { LogFileOptions(path: $0) },
+                    lineFormat: eventsFormat),
                 logger: Logger(label: "rackbus.events-logger"))
             : nil
         let readiness = Readiness(bus: messageBus, dhcp: dhcp, taskGraphRunner: taskGraphRunner, logger: logger)
