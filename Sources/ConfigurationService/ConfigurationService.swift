@@ -30,7 +30,7 @@ public final class ConfigurationService: Service, Sendable {
         let setter = try await bus.server(for: SetConfiguration.self, concurrency: 1) { request, _ in
             try ConfigurationKeys.validate(key: request.value.key, value: request.value.value)
             let entry = try await store.set(key: request.value.key, value: request.value.value)
-            logger.notice("configuration changed", metadata: ["config.key": "\(entry.key)", "config.version": "\(entry.version)"])
+            logger.notice("configuration changed", metadata: ["config.setting": "\(entry.key)", "config.version": "\(entry.version)"])
             // Persistent and confirmed: a service that misses it reads the value with methods.get.
             try await bus.publishConfirmed(
                 entry, to: .configuration, routingKey: ConfigurationEntry.changedKey(entry.key), persistent: true)
@@ -83,7 +83,8 @@ public struct ConfigurationWatcher: Service {
         }
         await cancelWhenGracefulShutdown {
             for await change in changes {
-                logger.info("applying configuration", metadata: ["config.key": "\(key)", "config.version": "\(change.message.version)"])
+                logger.info(
+                    "applying configuration", metadata: ["config.setting": "\(key)", "config.version": "\(change.message.version)"])
                 await apply(change.message.value)
             }
         }

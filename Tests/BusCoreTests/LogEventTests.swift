@@ -66,6 +66,7 @@ struct LogRedactionTests {
 
     @Test(arguments: [
         "monkey", "keyboard", "turkey", "mac", "ip", "nodeId", "routingKey", "amqp.routing_key", "message", "user", "name", "hockey",
+        "config.setting",
     ])
     func notSensitive(key: String) {
         #expect(!LogRedaction.isSensitive(key: key))

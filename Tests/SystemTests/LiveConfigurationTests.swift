@@ -42,13 +42,13 @@ struct LiveConfigurationTests {
 
                 // At info, the owner's "configuration changed" notices show; after logging.level=error they stop.
                 _ = try await bus.call(SetConfiguration(key: "custom.before", value: 1))
-                try await eventually { (try? String(contentsOf: log, encoding: .utf8))?.contains("config.key=custom.before") == true }
+                try await eventually { (try? String(contentsOf: log, encoding: .utf8))?.contains("config.setting=custom.before") == true }
                 _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.logLevel, value: "error"))
                 try await Task.sleep(for: .milliseconds(500))
                 _ = try await bus.call(SetConfiguration(key: "custom.after", value: 2))
                 try await Task.sleep(for: .milliseconds(500))
                 let text = try String(contentsOf: log, encoding: .utf8)
-                #expect(!text.contains("config.key=custom.after"), "a notice was logged after the level went to error")
+                #expect(!text.contains("config.setting=custom.after"), "a notice was logged after the level went to error")
 
                 // Its metrics, as Prometheus scrapes them: connected, and the RPCs it served.
                 let scrape = try await HTTPProbe.get(port: metricsPort, path: "/metrics")
