@@ -23,7 +23,7 @@ public final class SchedulerService: Service, Sendable {
 
     private struct State {
         var concurrency: Int
-        var waiting: [Delivery<TaskSpec>] = []
+        var waiting: [Delivery<ScheduleRequest>] = []
         var running: [String: Running] = [:]
         var known = RecentTaskIDs(capacity: SchedulerService.rememberedTaskIDs)
     }
@@ -60,7 +60,7 @@ public final class SchedulerService: Service, Sendable {
         let requests = try await bus.workQueue(
             named: "\(bus.configuration.exchangePrefix).\(Self.queueName)", bindings: [(.scheduler, WorkflowKeys.schedule)],
             prefetch: 10_000,
-            as: TaskSpec.self)
+            as: ScheduleRequest.self)
         let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
         await withDiscardingTaskGroup { group in
             group.addTask {
@@ -94,7 +94,7 @@ public final class SchedulerService: Service, Sendable {
     }
 
     /// The next request that may start now, or nil when all slots are taken or none waits.
-    private func takeNext() -> Delivery<TaskSpec>? {
+    private func takeNext() -> Delivery<ScheduleRequest>? {
         state.withLock { state in
             guard state.running.count < state.concurrency, !state.waiting.isEmpty else { return nil }
             let request = state.waiting.removeFirst()
@@ -108,10 +108,14 @@ public final class SchedulerService: Service, Sendable {
         }
     }
 
-    private func dispatch(_ request: Delivery<TaskSpec>) async {
+    /// Forwards the `schedule` body untouched as `run.<taskId>`: the runners read the whole
+    /// ``TaskSpec``, the Scheduler only what it decides on.
+    private func dispatch(_ request: Delivery<ScheduleRequest>) async {
         let spec = request.message
         do {
-            try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
+            try await bus.publishRawConfirmed(
+                body: request.body, toExchangeNamed: bus.name(of: .task), routingKey: WorkflowKeys.run(spec.taskId),
+                type: request.properties.type ?? TaskSpec.payloadType, persistent: true)
             request.ack()
         } catch {
             logger.error(
@@ -143,6 +147,32 @@ public final class SchedulerService: Service, Sendable {
                     TaskCancellation(taskId: taskID, errName: TaskCancellation.timeoutErrorName, errMessage: "task timed out"), to: .task,
                     routingKey: WorkflowKeys.cancel(taskID), persistent: true)
             }
+        }
+    }
+}
+
+/// What the Scheduler reads of a `schedule` request (a ``TaskSpec``): its task and its time
+/// limit. It still refuses a request that lacks any of TaskSpec's required fields, so what it
+/// hands on is what the runners can run; building the options and context is left to them.
+struct ScheduleRequest: Decodable, Sendable {
+    var taskId: String
+    /// Milliseconds the task may run; 0 or less means no limit.
+    var timeoutMs: Int
+
+    private enum CodingKeys: String, CodingKey {
+        case taskId, timeoutMs, graphId, graphName, label, taskName, job, options, context
+    }
+
+    init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        taskId = try container.decode(String.self, forKey: .taskId)
+        timeoutMs = try container.decode(Int.self, forKey: .timeoutMs)
+        for key in [CodingKeys.graphId, .graphName, .label, .taskName, .job] {
+            _ = try container.decode(String.self, forKey: key)
+        }
+        for key in [CodingKeys.options, .context] where !container.contains(key) {
+            throw DecodingError.keyNotFound(
+                key, .init(codingPath: container.codingPath, debugDescription: "a TaskSpec has \(key.stringValue)"))
         }
     }
 }
