@@ -38,6 +38,8 @@ struct WorkflowTests {
             let graph = try await bus.call(RunTaskGraph(name: "Graph.noop-example", target: "node-1"))
             #expect(graph.status == "running")
             #expect(graph.tasks.count == 4)
+            let created = try #require(ISO8601DateFormatter().date(from: graph.createdAt), "createdAt is ISO 8601: \(graph.createdAt)")
+            #expect(abs(created.timeIntervalSinceNow) < 60)
             #expect(try await finishedStatus(finished) == "succeeded")
             let reports = try await collect(tasks, count: 4)
             #expect(Set(reports.map(\.message.label)) == ["noop-1", "noop-2", "parallel-noop-1", "parallel-noop-2"])

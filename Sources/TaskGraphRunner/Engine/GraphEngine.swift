@@ -276,7 +276,7 @@ actor GraphEngine {
         return GraphSummary(
             instanceId: instance.id, name: instance.plan.definition.injectableName, friendlyName: instance.plan.definition.friendlyName,
             status: instance.run.status.rawValue, target: instance.target,
-            createdAt: ISO8601DateFormatter().string(from: instance.createdAt),
+            createdAt: instance.createdAt.formatted(.iso8601),
             tasks: tasks)
     }
 
