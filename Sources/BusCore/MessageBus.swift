@@ -258,6 +258,18 @@ public final class MessageBus: Service, Sendable {
         }
     }
 
+    /// Declares the durable work queue `queue` with its bindings, without consuming from it, so
+    /// that work published for a service that has not started yet waits for it instead of being
+    /// dropped as unroutable. Idempotent; the flags match ``workQueue(named:bindings:prefetch:as:)``.
+    public func declareWorkQueue(named queue: String, bindings: [(exchange: Exchange, pattern: String)]) async throws {
+        let bindings = bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            if !engine.submit(.declareWorkQueue(name: queue, bindings: bindings, continuation)) {
+                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+            }
+        }
+    }
+
     /// A queue's ready-message and consumer counts (a passive declare). Throws
     /// ``BusError/Code/channelClosed`` with reply code 404 when the queue does not exist.
     public func inspectQueue(named name: String) async throws -> QueueStatus {

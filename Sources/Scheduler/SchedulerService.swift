@@ -12,7 +12,7 @@ import TaskGraphRunner
 /// A `schedule` request is acknowledged only once its `run` is confirmed by the broker, so a
 /// Scheduler killed in the middle loses nothing: the broker redelivers what it had not handed on.
 public final class SchedulerService: Service, Sendable {
-    public static let queueName = "rackbus.scheduler"
+    public static let queueName = WorkflowQueues.scheduler
     /// How many handed-on task ids it remembers to drop duplicate requests.
     static let rememberedTaskIDs = 100_000
 
@@ -57,8 +57,12 @@ public final class SchedulerService: Service, Sendable {
 
     public func run() async throws {
         // A large prefetch: waiting requests stay unacknowledged (safe) without stalling delivery.
+        let prefix = bus.configuration.exchangePrefix
+        // Hand-overs wait in the runners' queue even while no runner is up.
+        try await bus.declareWorkQueue(
+            named: WorkflowQueues.name(WorkflowQueues.taskRunner, prefix: prefix), bindings: WorkflowQueues.taskRunnerBindings)
         let requests = try await bus.workQueue(
-            named: "\(bus.configuration.exchangePrefix).\(Self.queueName)", bindings: [(.scheduler, WorkflowKeys.schedule)],
+            named: WorkflowQueues.name(Self.queueName, prefix: prefix), bindings: WorkflowQueues.schedulerBindings,
             prefetch: 10_000,
             as: ScheduleRequest.self)
         let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)

@@ -45,6 +45,10 @@ public final class TaskGraphRunnerService: Service, Sendable {
             as: TaskFinished.self)
         let runner =
             configuration.runsTasks ? TaskRunner(bus: bus, concurrency: configuration.taskConcurrency, journal: store, logger: logger) : nil
+        // `schedule` requests wait in the Schedulers' queue even while no Scheduler is up.
+        try await bus.declareWorkQueue(
+            named: WorkflowQueues.name(WorkflowQueues.scheduler, prefix: bus.configuration.exchangePrefix),
+            bindings: WorkflowQueues.schedulerBindings)
         await engine.resumeActiveGraphs()
         readiness.signal()
         try await withThrowingDiscardingTaskGroup { group in

@@ -277,6 +277,24 @@ final class EngineLoop {
                     try connection.openChannel(Channel.scratch)
                     continuation.resume(throwing: error)
                 }
+            case .declareWorkQueue(let name, let bindings, let continuation):
+                do {
+                    _ = try connection.declareQueue(
+                        channel: Channel.scratch, name: name, passive: false, durable: true, exclusive: false, autoDelete: false,
+                        arguments: [:])
+                    for binding in bindings {
+                        try connection.bindQueue(
+                            channel: Channel.scratch, queue: name, exchange: binding.exchange, routingKey: binding.pattern)
+                    }
+                    continuation.resume()
+                } catch let error as BusError where error.code == .channelClosed {
+                    try connection.openChannel(Channel.scratch)
+                    continuation.resume(throwing: error)
+                } catch {
+                    // The connection is gone: the caller hears it now, the loop reconnects.
+                    continuation.resume(throwing: error)
+                    throw error
+                }
             case .inspectQueue(let name, let continuation):
                 do {
                     let declared = try connection.declareQueue(
@@ -322,6 +340,8 @@ final class EngineLoop {
             case .deleteQueue(_, let continuation):
                 continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
             case .inspectQueue(_, let continuation):
+                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
+            case .declareWorkQueue(_, _, let continuation):
                 continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
             default:
                 break
@@ -569,6 +589,7 @@ final class EngineLoop {
             case .checkExchange(_, let continuation): continuation.resume(throwing: closed)
             case .deleteQueue(_, let continuation): continuation.resume(throwing: closed)
             case .inspectQueue(_, let continuation): continuation.resume(throwing: closed)
+            case .declareWorkQueue(_, _, let continuation): continuation.resume(throwing: closed)
             case .subscribe(_, _, let sink, let ready):
                 sink.finish()
                 ready.resume(throwing: closed)

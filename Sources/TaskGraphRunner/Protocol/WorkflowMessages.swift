@@ -4,6 +4,20 @@ import BusCore
 /// the conventions: `schedule` on `on.scheduler`, `run.<taskId>` and `cancel.<taskId>` on
 /// `on.task`, `task.finished.<taskId>`, `graph.started.<graphId>` and `graph.finished.<graphId>`
 /// on `on.events`.
+/// The durable work queues of the workflow services, before the exchange prefix
+/// (`on.rackbus.scheduler`). Each producer declares its consumer's queue too, so work sent
+/// before that service is up waits for it.
+public enum WorkflowQueues {
+    /// The Schedulers' shared queue: `schedule` on the scheduler exchange.
+    public static let scheduler = "rackbus.scheduler"
+    public static let schedulerBindings: [(exchange: Exchange, pattern: String)] = [(.scheduler, WorkflowKeys.schedule)]
+    /// The built-in task runners' shared queue: `run.*` on the task exchange.
+    public static let taskRunner = "rackbus.task-runner"
+    public static let taskRunnerBindings: [(exchange: Exchange, pattern: String)] = [(.task, "run.*")]
+
+    public static func name(_ queue: String, prefix: String) -> String { "\(prefix).\(queue)" }
+}
+
 public enum WorkflowKeys {
     public static let schedule = "schedule"
     public static func run(_ taskID: String) -> String { "run.\(taskID)" }

@@ -17,7 +17,7 @@ extension GraphStore: FinishedTaskJournal {}
 /// `timeout`. Jobs this runner does not have are left to external workers (see the README).
 public final class TaskRunner: Sendable {
     /// The shared queue of the built-in runners.
-    public static let queueName = "rackbus.task-runner"
+    public static let queueName = WorkflowQueues.taskRunner
 
     private let bus: MessageBus
     private let logger: Logger
@@ -38,15 +38,28 @@ public final class TaskRunner: Sendable {
 
     public func run() async throws {
         let runs = try await bus.workQueue(
-            named: "\(bus.configuration.exchangePrefix).\(Self.queueName)", bindings: [(.task, "run.*")], prefetch: concurrency,
-            as: TaskSpec.self)
+            named: WorkflowQueues.name(Self.queueName, prefix: bus.configuration.exchangePrefix),
+            bindings: WorkflowQueues.taskRunnerBindings,
+            prefetch: concurrency,
+            as: RunMessage.self)
         let cancels = try await bus.subscribe(to: .task, patterns: ["cancel.*"], as: TaskCancellation.self)
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await cancel in cancels { self.cancel(cancel.message) }
             }
             for await delivery in runs {
-                let spec = delivery.message
+                let spec: TaskSpec
+                switch delivery.message {
+                case .runnable(let runnable):
+                    spec = runnable
+                case .malformed(let report):
+                    // Fail the task rather than drop it, so its graph and its Scheduler slot move on.
+                    logger.error(
+                        "a run message could not be read", metadata: ["task.id": "\(report.taskId)", "error": "\(report.error ?? "")"])
+                    await self.report(report)
+                    delivery.ack()
+                    continue
+                }
                 guard let job = jobs[spec.job] else {
                     // Not ours: an external worker that has this job takes it from its own queue.
                     delivery.ack()
@@ -190,5 +203,46 @@ public final class TaskRunner: Sendable {
             return state[request.taskId]?.cancel
         }
         cancel?()
+    }
+}
+
+/// A `run.<taskId>` body: a ``TaskSpec``, or, when it is not one but names its task and graph
+/// (and a built-in job, or none), the failure to report for it. Anything less is left
+/// to the bus, which rejects it.
+enum RunMessage: Decodable, Sendable {
+    case runnable(TaskSpec)
+    case malformed(TaskFinished)
+
+    private enum CodingKeys: String, CodingKey {
+        case taskId, graphId, graphName, label, taskName, job
+    }
+
+    init(from decoder: any Decoder) throws {
+        do {
+            self = .runnable(try TaskSpec(from: decoder))
+        } catch let error as DecodingError {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            let job = try? container.decode(String.self, forKey: .job)
+            // Another runner's job (an external worker's): not this runner's to fail.
+            if let job, !BuiltInJobs.all.contains(where: { type(of: $0).name == job }) { throw error }
+            func text(_ key: CodingKeys) -> String { (try? container.decode(String.self, forKey: key)) ?? "" }
+            self = .malformed(
+                TaskFinished(
+                    taskId: try container.decode(String.self, forKey: .taskId), taskName: text(.taskName), label: text(.label),
+                    graphId: try container.decode(String.self, forKey: .graphId), graphName: text(.graphName), state: .failed,
+                    error: "MalformedRunMessage: \(RunMessage.describe(error))"))
+        }
+    }
+
+    /// The decoding error in one line: what was wrong, and where.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ context: DecodingError.Context) -> String { context.codingPath.map(\.stringValue).joined(separator: ".") }
+        switch error {
+        case .keyNotFound(let key, let context):
+            return "missing \(([path(context)].filter { !$0.isEmpty } + [key.stringValue]).joined(separator: "."))"
+        case .typeMismatch(_, let context), .valueNotFound(_, let context), .dataCorrupted(let context):
+            return "bad value at \(path(context)): \(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
     }
 }
