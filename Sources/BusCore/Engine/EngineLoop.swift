@@ -258,24 +258,31 @@ final class EngineLoop {
                 acks.settledIndividually(token.deliveryTag)
                 lastSend = .now
             case .checkExchange(let name, let continuation):
+                // Each answers its caller before anything else can fail (reopening the channel).
                 do {
                     try connection.declareExchange(
                         channel: Channel.scratch, name: name, type: Exchange.kind, passive: true, durable: false, autoDelete: false)
                     continuation.resume(returning: true)
                 } catch let error as BusError where error.code == .channelClosed && error.replyCode == 404 {
-                    try connection.openChannel(Channel.scratch)
                     continuation.resume(returning: false)
-                } catch let error as BusError where error.code == .channelClosed {
                     try connection.openChannel(Channel.scratch)
+                } catch let error as BusError where error.code == .channelClosed {
                     continuation.resume(throwing: error)
+                    try connection.openChannel(Channel.scratch)
+                } catch {
+                    continuation.resume(throwing: error)
+                    throw error
                 }
             case .deleteQueue(let name, let continuation):
                 do {
                     try connection.deleteQueue(channel: Channel.scratch, name: name)
                     continuation.resume()
                 } catch let error as BusError where error.code == .channelClosed {
-                    try connection.openChannel(Channel.scratch)
                     continuation.resume(throwing: error)
+                    try connection.openChannel(Channel.scratch)
+                } catch {
+                    continuation.resume(throwing: error)
+                    throw error
                 }
             case .declareWorkQueue(let name, let bindings, let continuation):
                 do {
@@ -288,8 +295,8 @@ final class EngineLoop {
                     }
                     continuation.resume()
                 } catch let error as BusError where error.code == .channelClosed {
-                    try connection.openChannel(Channel.scratch)
                     continuation.resume(throwing: error)
+                    try connection.openChannel(Channel.scratch)
                 } catch {
                     // The connection is gone: the caller hears it now, the loop reconnects.
                     continuation.resume(throwing: error)
@@ -303,8 +310,11 @@ final class EngineLoop {
                     continuation.resume(
                         returning: QueueStatus(name: declared.name, messages: Int(declared.messages), consumers: Int(declared.consumers)))
                 } catch let error as BusError where error.code == .channelClosed {
-                    try connection.openChannel(Channel.scratch)
                     continuation.resume(throwing: error)
+                    try connection.openChannel(Channel.scratch)
+                } catch {
+                    continuation.resume(throwing: error)
+                    throw error
                 }
             case .simulateConnectionLoss:
                 connectionLost(BusError(code: .connectionLost, message: "connection dropped on request"))
