@@ -258,34 +258,15 @@ final class EngineLoop {
                 acks.settledIndividually(token.deliveryTag)
                 lastSend = .now
             case .checkExchange(let name, let continuation):
-                // Each answers its caller before anything else can fail (reopening the channel).
-                do {
+                try answer(continuation, notFound: false) {
                     try connection.declareExchange(
                         channel: Channel.scratch, name: name, type: Exchange.kind, passive: true, durable: false, autoDelete: false)
-                    continuation.resume(returning: true)
-                } catch let error as BusError where error.code == .channelClosed && error.replyCode == 404 {
-                    continuation.resume(returning: false)
-                    try connection.openChannel(Channel.scratch)
-                } catch let error as BusError where error.code == .channelClosed {
-                    continuation.resume(throwing: error)
-                    try connection.openChannel(Channel.scratch)
-                } catch {
-                    continuation.resume(throwing: error)
-                    throw error
+                    return true
                 }
             case .deleteQueue(let name, let continuation):
-                do {
-                    try connection.deleteQueue(channel: Channel.scratch, name: name)
-                    continuation.resume()
-                } catch let error as BusError where error.code == .channelClosed {
-                    continuation.resume(throwing: error)
-                    try connection.openChannel(Channel.scratch)
-                } catch {
-                    continuation.resume(throwing: error)
-                    throw error
-                }
+                try answer(continuation) { try connection.deleteQueue(channel: Channel.scratch, name: name) }
             case .declareWorkQueue(let name, let bindings, let continuation):
-                do {
+                try answer(continuation) {
                     _ = try connection.declareQueue(
                         channel: Channel.scratch, name: name, passive: false, durable: true, exclusive: false, autoDelete: false,
                         arguments: [:])
@@ -293,28 +274,13 @@ final class EngineLoop {
                         try connection.bindQueue(
                             channel: Channel.scratch, queue: name, exchange: binding.exchange, routingKey: binding.pattern)
                     }
-                    continuation.resume()
-                } catch let error as BusError where error.code == .channelClosed {
-                    continuation.resume(throwing: error)
-                    try connection.openChannel(Channel.scratch)
-                } catch {
-                    // The connection is gone: the caller hears it now, the loop reconnects.
-                    continuation.resume(throwing: error)
-                    throw error
                 }
             case .inspectQueue(let name, let continuation):
-                do {
+                try answer(continuation) {
                     let declared = try connection.declareQueue(
                         channel: Channel.scratch, name: name, passive: true, durable: false, exclusive: false, autoDelete: false,
                         arguments: [:])
-                    continuation.resume(
-                        returning: QueueStatus(name: declared.name, messages: Int(declared.messages), consumers: Int(declared.consumers)))
-                } catch let error as BusError where error.code == .channelClosed {
-                    continuation.resume(throwing: error)
-                    try connection.openChannel(Channel.scratch)
-                } catch {
-                    continuation.resume(throwing: error)
-                    throw error
+                    return QueueStatus(name: declared.name, messages: Int(declared.messages), consumers: Int(declared.consumers))
                 }
             case .simulateConnectionLoss:
                 connectionLost(BusError(code: .connectionLost, message: "connection dropped on request"))
@@ -331,6 +297,46 @@ final class EngineLoop {
         }
     }
 
+    /// Runs an administrative command on the scratch channel and answers its caller before
+    /// anything else can fail. A broker refusal closes only that channel: it is reopened, and a
+    /// 404 becomes `notFound` when the command has such an answer. Any other error means the
+    /// connection is gone: the caller hears it, and it is rethrown so the loop reconnects.
+    private func answer<T: Sendable>(_ continuation: CheckedContinuation<T, any Error>, notFound: T? = nil, _ body: () throws -> T) throws {
+        let result: T
+        do {
+            result = try body()
+        } catch let error as BusError where error.code == .channelClosed {
+            if let notFound, error.replyCode == 404 {
+                continuation.resume(returning: notFound)
+            } else {
+                continuation.resume(throwing: error)
+            }
+            try connection?.openChannel(Channel.scratch)
+            return
+        } catch {
+            continuation.resume(throwing: error)
+            throw error
+        }
+        continuation.resume(returning: result)
+    }
+
+    /// Answers a command that will never run, whatever it waits on.
+    private func fail(_ command: EngineCommand, with error: BusError) {
+        switch command {
+        case .publishConfirmed(_, let continuation): continuation.resume(throwing: error)
+        case .call(_, let id): shared.pending.fail(id, with: error)
+        case .checkExchange(_, let continuation): continuation.resume(throwing: error)
+        case .deleteQueue(_, let continuation): continuation.resume(throwing: error)
+        case .inspectQueue(_, let continuation): continuation.resume(throwing: error)
+        case .declareWorkQueue(_, _, let continuation): continuation.resume(throwing: error)
+        case .subscribe(_, _, let sink, let ready):
+            sink.finish()
+            ready.resume(throwing: error)
+        case .publish, .unsubscribe, .ack, .reject, .simulateConnectionLoss:
+            break
+        }
+    }
+
     private func keepForLater(_ command: EngineCommand) {
         switch command {
         case .ack, .reject, .simulateConnectionLoss:
@@ -340,22 +346,7 @@ final class EngineLoop {
         }
         guard deferred.count < configuration.maxBufferedOperations else {
             shared.metrics.droppedPublishes.increment()
-            switch command {
-            case .publishConfirmed(_, let continuation):
-                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
-            case .call(_, let id):
-                shared.pending.fail(id, with: BusError(code: .backpressure, message: "too many operations wait for the broker"))
-            case .checkExchange(_, let continuation):
-                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
-            case .deleteQueue(_, let continuation):
-                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
-            case .inspectQueue(_, let continuation):
-                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
-            case .declareWorkQueue(_, _, let continuation):
-                continuation.resume(throwing: BusError(code: .backpressure, message: "too many operations wait for the broker"))
-            default:
-                break
-            }
+            fail(command, with: BusError(code: .backpressure, message: "too many operations wait for the broker"))
             return
         }
         deferred.append(command)
@@ -592,20 +583,7 @@ final class EngineLoop {
     private func shutdown() {
         _ = lifecycle.shutdownRequested()
         let closed = BusError(code: .shutdown, message: "the bus is shutting down")
-        for command in deferred {
-            switch command {
-            case .publishConfirmed(_, let continuation): continuation.resume(throwing: closed)
-            case .call(_, let id): shared.pending.fail(id, with: closed)
-            case .checkExchange(_, let continuation): continuation.resume(throwing: closed)
-            case .deleteQueue(_, let continuation): continuation.resume(throwing: closed)
-            case .inspectQueue(_, let continuation): continuation.resume(throwing: closed)
-            case .declareWorkQueue(_, _, let continuation): continuation.resume(throwing: closed)
-            case .subscribe(_, _, let sink, let ready):
-                sink.finish()
-                ready.resume(throwing: closed)
-            default: break
-            }
-        }
+        for command in deferred { fail(command, with: closed) }
         deferred.removeAll()
         for continuation in confirms.reset() { continuation.resume(throwing: closed) }
         for (_, consumer) in consumers {
