@@ -130,27 +130,26 @@ actor GraphEngine {
     }
 
     func cancel(_ filter: GraphFilter) async throws -> String? {
-        guard var instance = find(filter) else { return nil }
-        let actions = instance.run.cancel()
-        try await persist(instance)
-        await carryOut(actions, for: instance)
-        return instance.id
+        guard find(filter) != nil else { return nil }
+        return try await change(filter) { $0.cancel() }
     }
 
     func pause(_ filter: GraphFilter) async throws -> GraphFilter {
-        guard var instance = find(filter) else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
-        let actions = instance.run.pause()
-        try await persist(instance)
-        await carryOut(actions, for: instance)
-        return GraphFilter(instanceId: instance.id)
+        GraphFilter(instanceId: try await change(filter) { $0.pause() })
     }
 
     func resume(_ filter: GraphFilter) async throws -> GraphFilter {
+        GraphFilter(instanceId: try await change(filter) { $0.resume() })
+    }
+
+    /// Applies an operator's decision to the active graph that `filter` names: persist, then act.
+    /// Returns the graph's id.
+    private func change(_ filter: GraphFilter, _ decide: (inout GraphRun) -> [GraphRun.Action]) async throws -> String {
         guard var instance = find(filter) else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
-        let actions = instance.run.resume()
+        let actions = decide(&instance.run)
         try await persist(instance)
         await carryOut(actions, for: instance)
-        return GraphFilter(instanceId: instance.id)
+        return instance.id
     }
 
     func activeGraph(_ filter: GraphFilter?) -> GraphSummary? {
