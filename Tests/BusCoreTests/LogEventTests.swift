@@ -223,17 +223,6 @@ private final class RecordingSink: Sendable {
     }
 }
 
-/// Runs `publisher` while `body` runs, then shuts it down gracefully (which flushes it).
-private func whilePublishing<Result: Sendable>(
-    _ publisher: BusLogPublisher, _ body: @Sendable () async throws -> Result
-) async throws -> Result {
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await publisher.run() }
-        defer { publisher.shutdown() }
-        return try await body()
-    }
-}
-
 private func waitUntil(timeout: Duration = .seconds(10), _ condition: @Sendable () -> Bool) async throws {
     let deadline = ContinuousClock.now + timeout
     while !condition() {

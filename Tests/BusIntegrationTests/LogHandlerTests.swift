@@ -6,16 +6,6 @@ import Testing
 
 @Suite("Logging to on.logging on the real broker", .timeLimit(.minutes(2)))
 struct LogHandlerTests {
-    /// Runs `publisher` while `body` runs, then shuts it down gracefully (which flushes it).
-    private func whilePublishing<Result: Sendable>(
-        _ publisher: BusLogPublisher, _ body: @Sendable () async throws -> Result
-    ) async throws -> Result {
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await publisher.run() }
-            defer { publisher.shutdown() }
-            return try await body()
-        }
-    }
 
     private func makeLogger(_ publisher: BusLogPublisher, minimumLevel: Logger.Level = .info) -> Logger {
         Logger(label: "test.module") { label in
