@@ -9,6 +9,17 @@ public struct JobContext: Sendable {
     public let logger: Logger
 
     public func option(_ name: String) -> JSONValue? { task.options[name] }
+
+    /// A string option the job cannot do without.
+    func requiredString(_ name: String) throws -> String {
+        guard let value = option(name)?.stringValue, !value.isEmpty else { throw JobError("option \(name) is required") }
+        return value
+    }
+
+    /// The exchange named by the `exchange` option (default `events`).
+    var exchangeOption: Exchange {
+        Exchange.named(option("exchange")?.stringValue ?? "events", prefix: bus.configuration.exchangePrefix) ?? .events
+    }
 }
 
 /// A job: the code a base task's `runJob` names. Returning normally succeeds the task (the
@@ -60,11 +71,8 @@ struct WaitJob: Job {
 struct WaitForEventJob: Job {
     static let name = "Job.Wait.Event"
     func run(_ context: JobContext) async throws -> [String: JSONValue] {
-        guard let pattern = context.option("routingKey")?.stringValue, !pattern.isEmpty else {
-            throw JobError("option routingKey is required")
-        }
-        let exchange =
-            Exchange.named(context.option("exchange")?.stringValue ?? "events", prefix: context.bus.configuration.exchangePrefix) ?? .events
+        let pattern = try context.requiredString("routingKey")
+        let exchange = context.exchangeOption
         let timeout = context.option("timeout")?.intValue ?? 600_000
         let events = try await context.bus.subscribe(to: exchange, patterns: [pattern], as: JSONValue.self)
         context.logger.info("waiting for an event", metadata: ["task.id": "\(context.task.taskId)", "amqp.routing_key": "\(pattern)"])
@@ -93,11 +101,8 @@ struct WaitForEventJob: Job {
 struct PublishEventJob: Job {
     static let name = "Job.Event.Publish"
     func run(_ context: JobContext) async throws -> [String: JSONValue] {
-        guard let key = context.option("routingKey")?.stringValue, !key.isEmpty else {
-            throw JobError("option routingKey is required")
-        }
-        let exchange =
-            Exchange.named(context.option("exchange")?.stringValue ?? "events", prefix: context.bus.configuration.exchangePrefix) ?? .events
+        let key = try context.requiredString("routingKey")
+        let exchange = context.exchangeOption
         try await context.bus.publishConfirmed(context.option("payload") ?? .object([:]), to: exchange, routingKey: key)
         return [:]
     }
