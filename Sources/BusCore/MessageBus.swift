@@ -31,11 +31,10 @@ public final class MessageBus: Service, Sendable {
         engine.start()
         await withTaskCancellationHandler {
             await cancelWhenGracefulShutdown {
-                await self.runDeadlineTimer()
+                await self.engine.waitUntilFinished()
             }
         } onCancel: {
             self.engine.shared.inbox.stop()
-            self.engine.shared.pending.releaseTimer()
         }
         await engine.stop()
     }
@@ -52,7 +51,6 @@ public final class MessageBus: Service, Sendable {
     /// subscriptions end, and ``run()`` returns once the connection is closed.
     public func shutdown() {
         engine.shared.inbox.stop()
-        engine.shared.pending.releaseTimer()
         engine.shared.releaseWaiters()
     }
 

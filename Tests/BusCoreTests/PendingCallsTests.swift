@@ -67,10 +67,14 @@ struct PendingCallsTests {
                 id: current, deadline: now + .seconds(60), timeout: .seconds(60), description: "fine", continuation: continuation)
         }
         while pending.count < 2 { await Task.yield() }
-        let earliest = pending.expire(now: now + .milliseconds(1)) { slot in BusError(code: .timeout, message: slot.description) }
+        #expect(pending.expire(now: now - .milliseconds(1)) == now, "nothing is due yet")
+        #expect(pending.count == 2)
+        let earliest = pending.expire(now: now + .milliseconds(1))
         #expect(earliest == now + .seconds(60))
         let failure = await late
         #expect((failure.failure as? BusError)?.code == .timeout)
+        #expect((failure.failure as? BusError)?.message == "Request Timed Out (late). 5 ms")
+        #expect(pending.expire(now: now + .seconds(59)) == now + .seconds(60), "the next deadline is remembered")
         pending.resolve(current, with: delivery("ok"))
         #expect(try await fine.body == Array("ok".utf8))
     }

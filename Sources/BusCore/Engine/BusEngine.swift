@@ -101,13 +101,17 @@ final class BusEngine: Sendable {
     /// Stops intake, lets the thread close the connection, and waits until it has.
     func stop() async {
         shared.inbox.stop()
-        shared.pending.releaseTimer()
         shared.releaseWaiters()
         guard isStarted else {
             // Never started: fail whatever was queued so that nobody waits forever.
             EngineLoop(shared: shared).runShutdownOnly()
             return
         }
+        await waitUntilFinished()
+    }
+
+    /// Returns once the I/O thread has closed the connection and ended.
+    func waitUntilFinished() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let done = finished.withLock { state -> Bool in
                 if state.done { return true }

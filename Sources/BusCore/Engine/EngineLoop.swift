@@ -38,6 +38,8 @@ final class EngineLoop {
     /// Acks of this turn, sent together (coalesced) once the turn's commands have run.
     private var acks = AckCoalescer()
     private var pendingAcks: [UInt64] = []
+    /// Subscriptions whose consumer waits for what this pass read; woken when the pass ends.
+    private var sleepingSinks: [DeliveryQueue] = []
     /// Work that needs a connection, kept in order while there is none.
     private var deferred: [EngineCommand] = []
     private var deferredForShutdown: [EngineCommand] = []
@@ -72,7 +74,10 @@ final class EngineLoop {
                 pumpInbound()
                 serviceHeartbeats()
             }
-            waitForWork()
+            // Calls time out here, on this thread, not on a timer task that a busy
+            // cooperative pool could hold up.
+            let nextCallDeadline = shared.pending.expire(now: .now)
+            waitForWork(until: nextCallDeadline)
         }
     }
 
@@ -373,7 +378,11 @@ final class EngineLoop {
     /// Reads up to a bounded number of events, so that queued commands are never starved.
     private func pumpInbound() {
         var budget = 512
-        defer { if budget < 512 { lastReceive = .now } }
+        defer {
+            if budget < 512 { lastReceive = .now }
+            for sink in sleepingSinks { sink.wake() }
+            sleepingSinks.removeAll(keepingCapacity: true)
+        }
         while budget > 0, let connection {
             budget -= 1
             let event: InboundEvent?
@@ -399,7 +408,11 @@ final class EngineLoop {
                 if consumer.spec.prefetch != nil {
                     acks.delivered(delivery.deliveryTag)
                 }
-                sink.yield(ConsumedDelivery(delivery: delivery, generation: lifecycle.currentGeneration))
+                if sink.append(ConsumedDelivery(delivery: delivery, generation: lifecycle.currentGeneration)),
+                    !sleepingSinks.contains(where: { $0 === sink })
+                {
+                    sleepingSinks.append(sink)
+                }
             }
         case .publishAck(let channel, let tag, let multiple) where channel == Channel.confirm:
             for (continuation, outcome) in confirms.ack(tag, multiple: multiple) {
@@ -527,11 +540,15 @@ final class EngineLoop {
         }
     }
 
-    private func waitForWork() {
+    private func waitForWork(until callDeadline: ContinuousClock.Instant?) {
         if let connection, connection.hasBufferedInput { return }
         guard shared.inbox.prepareToSleep() else { return }
 
         var timeout = Duration.seconds(1)
+        if let callDeadline {
+            // Rounded up, so that the deadline has passed when poll returns.
+            timeout = min(timeout, max(.zero, callDeadline - .now) + .milliseconds(1))
+        }
         if connection != nil, heartbeat > .zero {
             timeout = min(timeout, heartbeat / 4)
         }

@@ -2,7 +2,7 @@ import Synchronization
 
 /// The RPC correlation map: one slot per call in flight, keyed by the call's id.
 ///
-/// Callers, the I/O thread (replies), the deadline timer and cancellation handlers all touch it,
+/// Callers, the I/O thread (replies and deadlines) and cancellation handlers all touch it,
 /// so it is a `Mutex`; every continuation is resumed exactly once, outside the lock. A call
 /// cancelled before its continuation was registered leaves a tombstone, so that the late
 /// registration fails at once instead of waiting for its deadline.
@@ -21,7 +21,9 @@ final class PendingCalls: Sendable {
         var slots: [UInt64: Slot] = [:]
         var tombstones: Set<UInt64> = []
         var nextID: UInt64 = 0
-        var timerWaiter: CheckedContinuation<Void, Never>?
+        /// No call's deadline is earlier than this (`nil`: no call waits), so the I/O thread's
+        /// check each turn costs one comparison until something is due.
+        var earliestDeadline: ContinuousClock.Instant?
     }
 
     private let state = Mutex(State())
@@ -38,17 +40,15 @@ final class PendingCalls: Sendable {
         id: UInt64, deadline: ContinuousClock.Instant, timeout: Duration, description: String,
         continuation: CheckedContinuation<InboundDelivery, any Error>
     ) -> Bool {
-        let (accepted, waiter) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
+        let accepted = state.withLock { state -> Bool in
             if state.tombstones.remove(id) != nil {
-                return (false, nil)
+                return false
             }
             state.slots[id] = Slot(
                 continuation: continuation, deadline: deadline, sentOnGeneration: nil, description: description, timeout: timeout)
-            let waiter = state.timerWaiter
-            state.timerWaiter = nil
-            return (true, waiter)
+            state.earliestDeadline = min(state.earliestDeadline ?? deadline, deadline)
+            return true
         }
-        waiter?.resume()
         if !accepted {
             continuation.resume(throwing: BusError(code: .cancelled, message: "call cancelled: \(description)"))
         }
@@ -112,9 +112,11 @@ final class PendingCalls: Sendable {
         }
     }
 
-    /// Fails the calls whose deadline has passed and returns the earliest remaining deadline.
-    func expire(now: ContinuousClock.Instant, error: (Slot) -> BusError) -> ContinuousClock.Instant? {
+    /// Fails the calls whose deadline has passed with a timeout and returns the earliest
+    /// remaining deadline (I/O thread, every turn).
+    func expire(now: ContinuousClock.Instant) -> ContinuousClock.Instant? {
         let (expired, earliest) = state.withLock { state -> ([Slot], ContinuousClock.Instant?) in
+            guard let due = state.earliestDeadline, due <= now else { return ([], state.earliestDeadline) }
             var expired: [Slot] = []
             var earliest: ContinuousClock.Instant?
             for (id, slot) in state.slots {
@@ -125,33 +127,15 @@ final class PendingCalls: Sendable {
                     earliest = slot.deadline
                 }
             }
+            state.earliestDeadline = earliest
             return (expired, earliest)
         }
         for slot in expired {
-            slot.continuation.resume(throwing: error(slot))
+            let milliseconds = slot.timeout.components.seconds * 1000 + slot.timeout.components.attoseconds / 1_000_000_000_000_000
+            slot.continuation.resume(
+                throwing: BusError(code: .timeout, message: "Request Timed Out (\(slot.description)). \(milliseconds) ms"))
         }
         return earliest
-    }
-
-    /// Parks the deadline timer until a call is registered; returns at once if one already is.
-    func waitForCalls() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = state.withLock { state -> Bool in
-                if !state.slots.isEmpty { return true }
-                state.timerWaiter?.resume()
-                state.timerWaiter = continuation
-                return false
-            }
-            if resumeNow { continuation.resume() }
-        }
-    }
-
-    /// Lets a parked timer go (used at shutdown).
-    func releaseTimer() {
-        state.withLock { state -> CheckedContinuation<Void, Never>? in
-            defer { state.timerWaiter = nil }
-            return state.timerWaiter
-        }?.resume()
     }
 
     var count: Int { state.withLock { $0.slots.count } }

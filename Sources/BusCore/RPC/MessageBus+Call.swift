@@ -80,24 +80,4 @@ extension MessageBus {
             throw error
         }
     }
-
-    /// Fails calls whose deadline passed. One timer for all calls: it sleeps until the earliest
-    /// deadline (re-checking at least every 25 ms, so a shorter call registered later is still
-    /// timed out promptly) and parks while nothing is in flight.
-    func runDeadlineTimer() async {
-        let pending = engine.shared.pending
-        let inbox = engine.shared.inbox
-        while !Task.isCancelled, !inbox.isStopping {
-            let earliest = pending.expire(now: .now) { slot in
-                let milliseconds = slot.timeout.components.seconds * 1000 + slot.timeout.components.attoseconds / 1_000_000_000_000_000
-                return BusError(code: .timeout, message: "Request Timed Out (\(slot.description)). \(milliseconds) ms")
-            }
-            if let earliest {
-                let wake = min(earliest, .now + .milliseconds(25))
-                try? await Task.sleep(until: wake, clock: .continuous)
-            } else {
-                await pending.waitForCalls()
-            }
-        }
-    }
 }

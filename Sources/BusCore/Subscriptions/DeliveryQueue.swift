@@ -32,20 +32,26 @@ final class DeliveryQueue: Sendable {
         if first { onConsumerGone() }
     }
 
-    /// Producer side (I/O thread). Returns `false` once the consumer is gone.
-    @discardableResult
-    func yield(_ delivery: ConsumedDelivery) -> Bool {
-        let waiter = state.withLock { state -> CheckedContinuation<[ConsumedDelivery], Never>? in
-            guard !state.finished else { return nil }
-            if let waiter = state.waiter {
-                state.waiter = nil
-                return waiter
-            }
+    /// Producer side (I/O thread): buffers a delivery without waking the consumer. Returns
+    /// `true` when the consumer is waiting, so the producer must call ``wake()`` once it has
+    /// added everything it read in this pass: one wake-up per burst instead of one per message.
+    func append(_ delivery: ConsumedDelivery) -> Bool {
+        state.withLock { state in
+            guard !state.finished else { return false }
             state.buffer.append(delivery)
-            return nil
+            return state.waiter != nil
         }
-        waiter?.resume(returning: [delivery])
-        return true
+    }
+
+    /// Hands everything buffered to a waiting consumer.
+    func wake() {
+        let (waiter, ready) = state.withLock { state -> (CheckedContinuation<[ConsumedDelivery], Never>?, [ConsumedDelivery]) in
+            guard let waiter = state.waiter, !state.buffer.isEmpty else { return (nil, []) }
+            state.waiter = nil
+            defer { state.buffer.removeAll(keepingCapacity: true) }
+            return (waiter, state.buffer)
+        }
+        waiter?.resume(returning: ready)
     }
 
     /// Ends the sequence: the consumer drains what is buffered, then gets `nil`.
