@@ -177,7 +177,8 @@ public final class MessageBus: Service, Sendable {
     // MARK: Subscribing
 
     /// A broadcast subscription: a private queue bound with `patterns` (topic wildcards `*` and
-    /// `#`), so every subscriber receives its own copy, as in RackHD. Auto-acknowledged.
+    /// `#`), so every subscriber receives its own copy, as in RackHD. Deliveries are acknowledged
+    /// as the consumer takes them; at most ``BusConfiguration/broadcastWindow`` wait in memory.
     public func subscribe<T: Decodable & Sendable>(
         to exchange: Exchange, patterns: [String], as type: T.Type = T.self
     ) async throws -> Subscription<T> {
@@ -188,18 +189,24 @@ public final class MessageBus: Service, Sendable {
     public func subscribe<T: Decodable & Sendable>(
         toExchangeNamed exchange: String, patterns: [String], as type: T.Type = T.self
     ) async throws -> Subscription<T> {
-        let base = "\(exchange):\(patterns.joined(separator: ","))"
-        return try await makeSubscription(
-            ConsumerSpec(queue: .exclusive(base: base), bindings: patterns.map { Binding(exchange: exchange, pattern: $0) }, prefetch: nil),
+        try await makeSubscription(
+            broadcastSpec(base: "\(exchange):\(patterns.joined(separator: ","))", exchange: exchange, patterns: patterns),
             decode: Self.jsonDecoding(T.self))
     }
 
     /// Like ``subscribe(to:patterns:as:)`` but yields bodies undecoded (`Delivery<[UInt8]>`).
     public func subscribeRaw(toExchangeNamed exchange: String, patterns: [String]) async throws -> Subscription<[UInt8]> {
-        let base = "\(exchange):\(patterns.joined(separator: ","))"
-        return try await makeSubscription(
-            ConsumerSpec(queue: .exclusive(base: base), bindings: patterns.map { Binding(exchange: exchange, pattern: $0) }, prefetch: nil),
+        try await makeSubscription(
+            broadcastSpec(base: "\(exchange):\(patterns.joined(separator: ","))", exchange: exchange, patterns: patterns),
             decode: { $0.body })
+    }
+
+    /// A private queue for one broadcast subscriber, with the configured window.
+    func broadcastSpec(base: String, exchange: String, patterns: [String]) -> ConsumerSpec {
+        let window = configuration.broadcastWindow
+        return ConsumerSpec(
+            queue: .exclusive(base: base), bindings: patterns.map { Binding(exchange: exchange, pattern: $0) },
+            prefetch: window > 0 ? UInt16(clamping: window) : nil, acknowledgesOnTake: window > 0)
     }
 
     /// A work queue: the named, durable queue `queue`, shared by every replica that consumes it,
@@ -233,7 +240,9 @@ public final class MessageBus: Service, Sendable {
                 ready.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
             }
         }
-        return Subscription(queueName: queueName, handle: handle, engine: engine, manualAck: spec.prefetch != nil, decode: decode)
+        return Subscription(
+            queueName: queueName, handle: handle, engine: engine, manualAck: spec.prefetch != nil && !spec.acknowledgesOnTake,
+            broadcastWindow: spec.acknowledgesOnTake ? spec.prefetch.map(Int.init) : nil, decode: decode)
     }
 
     // MARK: Administration

@@ -179,8 +179,10 @@ struct RPCBench: AsyncParsableCommand {
 }
 
 /// Publishes `messages` stamped messages and measures until `subscribers` buses received them all.
-func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: Bool) async throws {
-    let configuration = try benchConfiguration("rackbus-bench-\(caseName)")
+func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: Bool, broadcastWindow: Int?) async throws {
+    var settings = try benchConfiguration("rackbus-bench-\(caseName)")
+    if let broadcastWindow { settings.broadcastWindow = broadcastWindow }
+    let configuration = settings
     try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { publisher in
         try await publisher.waitUntilConnected()
         var buses: [MessageBus] = []
@@ -237,7 +239,7 @@ func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: B
         let elapsed = ContinuousClock.now - started
         Figures(
             caseName: raw ? "\(caseName)-raw" : caseName, count: latencies.count, elapsed: elapsed, latencies: latencies,
-            extra: ["messages": "\(messages)", "subscribers": "\(subscribers)"]
+            extra: ["messages": "\(messages)", "subscribers": "\(subscribers)", "broadcast_window": "\(configuration.broadcastWindow)"]
         ).printLine()
         for runner in runners { runner.cancel() }
     }
@@ -249,9 +251,10 @@ struct PublishBench: AsyncParsableCommand {
 
     @Option(help: "Messages to publish") var messages = 100_000
     @Flag(help: "Receive bytes (no JSON decoding on the subscriber)") var raw = false
+    @Option(help: "Broadcast window (0: auto-ack, as the rabbitmq-c baseline; default: the library's)") var broadcastWindow: Int?
 
     func run() async throws {
-        try await publishAndReceive(caseName: "publish", messages: messages, subscribers: 1, raw: raw)
+        try await publishAndReceive(caseName: "publish", messages: messages, subscribers: 1, raw: raw, broadcastWindow: broadcastWindow)
     }
 }
 
@@ -262,8 +265,10 @@ struct FanoutBench: AsyncParsableCommand {
     @Option(help: "Events to publish") var events = 50_000
     @Option(help: "Subscribers (each its own connection and queue)") var subscribers = 4
     @Flag(help: "Receive bytes (no JSON decoding on the subscribers)") var raw = false
+    @Option(help: "Broadcast window (0: auto-ack, as the rabbitmq-c baseline; default: the library's)") var broadcastWindow: Int?
 
     func run() async throws {
-        try await publishAndReceive(caseName: "fanout", messages: events, subscribers: subscribers, raw: raw)
+        try await publishAndReceive(
+            caseName: "fanout", messages: events, subscribers: subscribers, raw: raw, broadcastWindow: broadcastWindow)
     }
 }

@@ -43,7 +43,7 @@ struct ConfigurationTests {
     @Test func fullURL() throws {
         let configuration = try BusConfiguration(
             url:
-                "amqps://ops:s%40cret@broker.lab:5999/rack%2Fhd?heartbeat=15&connection_timeout=2500&cacertfile=/etc/ca.pem&certfile=/etc/c.pem&keyfile=/etc/k.pem&verify=verify_peer"
+                "amqps://ops:s%40cret@broker.lab:5999/rack%2Fhd?heartbeat=15&connection_timeout=2500&broadcast_window=100&cacertfile=/etc/ca.pem&certfile=/etc/c.pem&keyfile=/etc/k.pem&verify=verify_peer"
         )
         #expect(configuration.host == "broker.lab")
         #expect(configuration.port == 5999)
@@ -52,11 +52,17 @@ struct ConfigurationTests {
         #expect(configuration.virtualHost == "rack/hd")
         #expect(configuration.heartbeat == .seconds(15))
         #expect(configuration.connectTimeout == .milliseconds(2500))
+        #expect(configuration.broadcastWindow == 100)
         #expect(configuration.tls?.caCertificatePath == "/etc/ca.pem")
         #expect(configuration.tls?.clientCertificatePath == "/etc/c.pem")
         #expect(configuration.tls?.clientKeyPath == "/etc/k.pem")
         #expect(configuration.tls?.verifyPeer == true)
         #expect(!configuration.redactedURL.contains("s@cret"))
+    }
+
+    @Test func broadcastWindowDefaultsToABoundAndZeroTurnsItOff() throws {
+        #expect(try BusConfiguration(url: "amqp://h/").broadcastWindow == 4096)
+        #expect(try BusConfiguration(url: "amqp://h/?broadcast_window=0").broadcastWindow == 0)
     }
 
     @Test func amqpsDefaultsToPort5671() throws {
@@ -70,7 +76,10 @@ struct ConfigurationTests {
         #expect(!tls.verifyHostname)
     }
 
-    @Test(arguments: ["http://h/", "amqp://h/?heartbeat=-1", "amqp://h/?heartbeat=x", "amqp://h:0/", "amqps://h/?verify=maybe", "::"])
+    @Test(arguments: [
+        "http://h/", "amqp://h/?heartbeat=-1", "amqp://h/?heartbeat=x", "amqp://h:0/", "amqps://h/?verify=maybe", "::",
+        "amqp://h/?broadcast_window=-1", "amqp://h/?broadcast_window=65536",
+    ])
     func refusesBadURLs(url: String) {
         #expect(throws: BusError.self) { try BusConfiguration(url: url) }
     }

@@ -81,6 +81,29 @@ struct PubSubTests {
         }
     }
 
+    @Test("a subscriber that does not keep up holds only its window; the broker keeps the rest and nothing is lost")
+    func broadcastWindow() async throws {
+        var configuration = try TestBroker.configuration()
+        configuration.broadcastWindow = 10
+        try await TestBroker.withBus(configuration) { bus in
+            let slow = try await bus.subscribe(to: .events, patterns: ["sku.assigned.#"], as: NodeEvent.self)
+            for sequence in 0..<200 {
+                try await bus.publish(NodeEvent(nodeId: "n1", sequence: sequence), to: .events, routingKey: "sku.assigned.n\(sequence)")
+            }
+            // Nobody has taken anything yet: 10 are with this process, 190 wait on the broker.
+            var waiting = try await bus.inspectQueue(named: slow.queueName).messages
+            let deadline = ContinuousClock.now + .seconds(10)
+            while waiting != 190, ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(50))
+                waiting = try await bus.inspectQueue(named: slow.queueName).messages
+            }
+            #expect(waiting == 190)
+            let received = try await collect(slow, count: 200)
+            #expect(received.map(\.message.sequence) == Array(0..<200))
+            #expect(try await bus.inspectQueue(named: slow.queueName).messages == 0)
+        }
+    }
+
     @Test("a work queue shares its messages across two consumers, each message once")
     func workQueueBalances() async throws {
         let configuration = try TestBroker.configuration()

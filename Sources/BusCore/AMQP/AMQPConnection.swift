@@ -7,6 +7,8 @@ import Glibc
 final class AMQPConnection {
     private let state: amqp_connection_state_t
     private var isOpen = true
+    /// OpenSSL may hold decrypted records that neither `poll()` nor rabbitmq-c's buffer shows.
+    let usesTLS: Bool
 
     /// Opens the socket (TCP or TLS), performs the AMQP handshake and logs in. Blocks for at most
     /// `connectTimeout` per step, on the calling (I/O) thread.
@@ -15,6 +17,7 @@ final class AMQPConnection {
             throw BusError(code: .connectionFailed, message: "rabbitmq-c could not allocate a connection")
         }
         self.state = state
+        self.usesTLS = configuration.tls != nil
         do {
             try open(configuration)
         } catch {

@@ -54,6 +54,11 @@ public struct BusConfiguration: Sendable, Equatable {
     public var maxBufferedOperations: Int
     /// Name reported to the broker (visible in the management UI) and used in log metadata.
     public var connectionName: String
+    /// How many deliveries a broadcast subscription may hold that its consumer has not taken
+    /// yet (at most 65,535). Beyond that the broker keeps them in the subscriber's queue, so a
+    /// slow consumer cannot make this process grow without bound. 0 turns the window off
+    /// (auto-ack: the broker pushes everything at once).
+    public var broadcastWindow: Int
 
     public init(
         host: String = "127.0.0.1", port: Int? = nil, user: String = "guest", password: String = "guest",
@@ -61,7 +66,7 @@ public struct BusConfiguration: Sendable, Equatable {
         connectTimeout: Duration = .seconds(5), methodTimeout: Duration = .seconds(10),
         defaultCallTimeout: Duration = .seconds(30), exchangePrefix: String = "on",
         reconnect: ReconnectPolicy = ReconnectPolicy(), maxBufferedOperations: Int = 50_000,
-        connectionName: String = ProcessInfo.processInfo.processName
+        connectionName: String = ProcessInfo.processInfo.processName, broadcastWindow: Int = 4096
     ) {
         self.host = host
         self.port = port ?? (tls == nil ? 5672 : 5671)
@@ -77,6 +82,7 @@ public struct BusConfiguration: Sendable, Equatable {
         self.reconnect = reconnect
         self.maxBufferedOperations = maxBufferedOperations
         self.connectionName = connectionName
+        self.broadcastWindow = min(max(0, broadcastWindow), Int(UInt16.max))
     }
 
     /// Reads the URL from `RACKBUS_AMQP_URL`, or uses ``defaultURL``.
@@ -85,7 +91,8 @@ public struct BusConfiguration: Sendable, Equatable {
     }
 
     /// Parses an AMQP URI in RabbitMQ's form:
-    /// `amqp[s]://user:password@host:port/vhost?heartbeat=30&connection_timeout=5000&cacertfile=…&certfile=…&keyfile=…&verify=verify_peer|verify_none&server_name_indication=…`.
+    /// `amqp[s]://user:password@host:port/vhost?heartbeat=30&connection_timeout=5000&cacertfile=…&certfile=…&keyfile=…&verify=verify_peer|verify_none&server_name_indication=…`,
+    /// plus RackBus's own `broadcast_window=4096` (``broadcastWindow``).
     /// The vhost is percent-decoded, so `%2F` is `/`; an empty path means the default vhost `/`.
     public init(url text: String) throws {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
@@ -98,6 +105,7 @@ public struct BusConfiguration: Sendable, Equatable {
         var tls: TLS? = secure ? TLS() : nil
         var heartbeat = Duration.seconds(30)
         var connectTimeout = Duration.seconds(5)
+        var broadcastWindow = 4096
         for item in components.queryItems ?? [] {
             let value = item.value ?? ""
             switch item.name {
@@ -111,6 +119,11 @@ public struct BusConfiguration: Sendable, Equatable {
                     throw BusError(code: .invalidConfiguration, message: "connection_timeout must be positive milliseconds, got '\(value)'")
                 }
                 connectTimeout = .milliseconds(millis)
+            case "broadcast_window":
+                guard let window = Int(value), (0...65535).contains(window) else {
+                    throw BusError(code: .invalidConfiguration, message: "broadcast_window must be 0…65535 deliveries, got '\(value)'")
+                }
+                broadcastWindow = window
             case "cacertfile": tls?.caCertificatePath = value
             case "certfile": tls?.clientCertificatePath = value
             case "keyfile": tls?.clientKeyPath = value
@@ -144,7 +157,8 @@ public struct BusConfiguration: Sendable, Equatable {
             virtualHost: vhost,
             tls: tls,
             heartbeat: heartbeat,
-            connectTimeout: connectTimeout
+            connectTimeout: connectTimeout,
+            broadcastWindow: broadcastWindow
         )
     }
 

@@ -27,6 +27,9 @@ struct ConsumerSpec: Sendable {
     var bindings: [Binding]
     /// Manual acknowledgement with this prefetch, or `nil` for auto-ack.
     var prefetch: UInt16?
+    /// The subscription acknowledges deliveries itself as its consumer takes them (a broadcast
+    /// window), rather than leaving each to the consumer.
+    var acknowledgesOnTake = false
 }
 
 /// Identifies a delivery for ack/reject; stale tokens (from a previous connection) are ignored.
@@ -51,6 +54,7 @@ enum EngineCommand: Sendable {
         id: UInt64, ConsumerSpec, DeliveryQueue, ready: CheckedContinuation<String, any Error>)
     case unsubscribe(id: UInt64)
     case ack(AckToken)
+    case ackAll([AckToken])
     case reject(AckToken, requeue: Bool)
     /// Passive declare: does the exchange exist? (Runs on the scratch channel.)
     case checkExchange(name: String, CheckedContinuation<Bool, any Error>)

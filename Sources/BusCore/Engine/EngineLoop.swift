@@ -43,6 +43,9 @@ final class EngineLoop {
     /// Work that needs a connection, kept in order while there is none.
     private var deferred: [EngineCommand] = []
     private var deferredForShutdown: [EngineCommand] = []
+    /// Whether the socket may have bytes to read: `poll()` said so, or nobody asked it yet.
+    /// Reading only then saves a `recv()` that would fail with EAGAIN on every turn.
+    private var socketMayBeReadable = true
     private var lastSend = ContinuousClock.now
     private var lastReceive = ContinuousClock.now
     private var heartbeat: Duration = .zero
@@ -258,6 +261,10 @@ final class EngineLoop {
                 lastSend = .now
             case .ack(let token):
                 pendingAcks.append(token.deliveryTag)
+            case .ackAll(let tokens):
+                for token in tokens where token.generation == lifecycle.currentGeneration {
+                    pendingAcks.append(token.deliveryTag)
+                }
             case .reject(let token, let requeue):
                 try connection.reject(channel: Channel.consume, deliveryTag: token.deliveryTag, requeue: requeue)
                 acks.settledIndividually(token.deliveryTag)
@@ -337,14 +344,14 @@ final class EngineLoop {
         case .subscribe(_, _, let sink, let ready):
             sink.finish()
             ready.resume(throwing: error)
-        case .publish, .unsubscribe, .ack, .reject, .simulateConnectionLoss:
+        case .publish, .unsubscribe, .ack, .ackAll, .reject, .simulateConnectionLoss:
             break
         }
     }
 
     private func keepForLater(_ command: EngineCommand) {
         switch command {
-        case .ack, .reject, .simulateConnectionLoss:
+        case .ack, .ackAll, .reject, .simulateConnectionLoss:
             return
         default:
             break
@@ -378,12 +385,16 @@ final class EngineLoop {
     /// Reads up to a bounded number of events, so that queued commands are never starved.
     private func pumpInbound() {
         var budget = 512
+        // TLS: drain until rabbitmq-c reports nothing more, since OpenSSL may buffer records.
+        var mayRead = socketMayBeReadable || connection?.usesTLS == true
         defer {
             if budget < 512 { lastReceive = .now }
             for sink in sleepingSinks { sink.wake() }
             sleepingSinks.removeAll(keepingCapacity: true)
         }
         while budget > 0, let connection {
+            guard mayRead || connection.hasBufferedInput else { return }
+            mayRead = connection.usesTLS
             budget -= 1
             let event: InboundEvent?
             do {
@@ -541,6 +552,7 @@ final class EngineLoop {
     }
 
     private func waitForWork(until callDeadline: ContinuousClock.Instant?) {
+        socketMayBeReadable = true
         if let connection, connection.hasBufferedInput { return }
         guard shared.inbox.prepareToSleep() else { return }
 
@@ -562,7 +574,8 @@ final class EngineLoop {
         let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
         _ = poll(&descriptors, nfds_t(descriptors.count), milliseconds)
         shared.inbox.finishedSleeping(woken: descriptors[0].revents != 0)
-        if descriptors.count > 1, descriptors[1].revents != 0 {
+        socketMayBeReadable = descriptors.count > 1 && descriptors[1].revents != 0
+        if socketMayBeReadable {
             lastReceive = .now
         }
     }
@@ -589,6 +602,7 @@ final class EngineLoop {
         deferredForShutdown.removeAll()
         let patience = ContinuousClock.now + .seconds(2)
         while confirms.count > 0, connection != nil, ContinuousClock.now < patience {
+            socketMayBeReadable = true
             pumpInbound()
             if confirms.count > 0, let connection {
                 var descriptor = pollfd(fd: connection.socketDescriptor, events: Int16(POLLIN), revents: 0)

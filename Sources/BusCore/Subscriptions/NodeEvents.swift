@@ -17,9 +17,7 @@ extension MessageBus {
             throw BusError(code: .invalidConfiguration, message: "a node id is one routing-key word (no '.', '*', '#'), not '\(nodeID)'")
         }
         let exchange = name(of: .events)
-        let spec = ConsumerSpec(
-            queue: .exclusive(base: "\(exchange):node.\(nodeID)"),
-            bindings: ["#.\(nodeID)", "graph.#"].map { Binding(exchange: exchange, pattern: $0) }, prefetch: nil)
+        let spec = broadcastSpec(base: "\(exchange):node.\(nodeID)", exchange: exchange, patterns: ["#.\(nodeID)", "graph.#"])
         let decoder = SubscriptionDecoder()
         return try await makeSubscription(spec) { delivery in
             let body = (try? WireFormat.decode(JSONValue.self, from: delivery.body, using: decoder.decoder)) ?? .null

@@ -63,6 +63,9 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
     let handle: SubscriptionHandle
     let engine: BusEngine
     let manualAck: Bool
+    /// For a broadcast subscription: the prefetch window it acknowledges as its consumer takes
+    /// deliveries (`nil`: work queue or auto-ack).
+    let broadcastWindow: Int?
     let decode: @Sendable (InboundDelivery) throws -> Message
 
     public func cancel() {
@@ -78,9 +81,21 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
         /// Deliveries taken from the queue in one go, consumed from `next`.
         private var batch: [ConsumedDelivery] = []
         private var position = 0
+        /// Taken broadcast deliveries not yet acknowledged.
+        private var taken: [AckToken] = []
 
         init(subscription: Subscription) {
             self.subscription = subscription
+        }
+
+        /// Taken is as good as handled for a broadcast. Acknowledging a quarter window at a time
+        /// keeps the broker sending (it stops only when a whole window is unacknowledged) while
+        /// costing one ack frame and one engine wake-up per quarter window, not per batch.
+        private mutating func acknowledgeTaken(_ batch: [ConsumedDelivery], window: Int) {
+            taken.append(contentsOf: batch.map { AckToken(generation: $0.generation, deliveryTag: $0.delivery.deliveryTag) })
+            guard taken.count >= Swift.max(1, window / 4) else { return }
+            subscription.engine.submit(.ackAll(taken))
+            taken.removeAll(keepingCapacity: true)
         }
 
         private mutating func nextConsumed() async -> ConsumedDelivery? {
@@ -88,6 +103,9 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
                 batch = await subscription.handle.queue.takeAll()
                 position = 0
                 if batch.isEmpty { return nil }
+                if let window = subscription.broadcastWindow {
+                    acknowledgeTaken(batch, window: window)
+                }
             }
             defer { position += 1 }
             return batch[position]

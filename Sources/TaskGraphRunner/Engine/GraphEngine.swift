@@ -242,7 +242,8 @@ actor GraphEngine {
     // MARK: Helpers
 
     /// Updates memory before suspending, so that a report handled meanwhile (the actor is
-    /// reentrant) sees this change; GRDB applies the writes in the order they were made.
+    /// reentrant) sees this change. The store queues the write on this actor, so writes are
+    /// committed in the order they were made and a newer state is never overwritten by an older.
     private func persist(_ instance: GraphInstance, isNew: Bool = false) async throws {
         if instance.isActive {
             active[instance.id] = instance

@@ -87,7 +87,8 @@ public struct TaskCancellation: Codable, Sendable, Equatable {
 }
 
 /// The body of `task.finished.<taskId>` (RackHD v2's shape, with `label` added).
-public struct TaskFinished: Codable, Sendable, Equatable {
+public struct TaskFinished: Codable, Sendable, Equatable, BusPayload {
+    public static let payloadType = "Object"
     public var taskId: String
     public var taskName: String
     public var label: String

@@ -5,7 +5,8 @@ import Synchronization
 
 /// Remembers which tasks have finished, durably.
 public protocol FinishedTaskJournal: Sendable {
-    func recordFinished(_ report: TaskFinished) async throws
+    /// Stores `body`, the report as JSON: the bytes that are then published.
+    func recordFinished(taskId: String, body: [UInt8]) async throws
     func finishedReport(taskId: String) async throws -> TaskFinished?
 }
 
@@ -129,12 +130,20 @@ public final class TaskRunner: Sendable {
                 result = finishedReport(spec, state: .failed, error: "\(error)")
             }
         }
+        // Encoded once: the journal stores the very bytes that are published.
+        let body: [UInt8]
         do {
-            try await journal?.recordFinished(result)
+            body = try WireFormat.encode(result)
+        } catch {
+            logger.error("could not encode a finished task", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+            return
+        }
+        do {
+            try await journal?.recordFinished(taskId: result.taskId, body: body)
         } catch {
             logger.error("could not record a finished task", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
         }
-        await report(result)
+        await report(taskId: result.taskId, body: body)
     }
 
     private func finishedReport(_ spec: TaskSpec, state: TaskState, error: String?, context: [String: JSONValue]? = nil) -> TaskFinished {
@@ -144,10 +153,17 @@ public final class TaskRunner: Sendable {
     }
 
     private func report(_ report: TaskFinished) async {
+        guard let body = try? WireFormat.encode(report) else { return }
+        await self.report(taskId: report.taskId, body: body)
+    }
+
+    private func report(taskId: String, body: [UInt8]) async {
         do {
-            try await bus.publishConfirmed(report, to: .events, routingKey: WorkflowKeys.taskFinished(report.taskId), persistent: true)
+            try await bus.publishRawConfirmed(
+                body: body, toExchangeNamed: bus.name(of: .events), routingKey: WorkflowKeys.taskFinished(taskId),
+                type: TaskFinished.payloadType, persistent: true)
         } catch {
-            logger.error("could not report a finished task", metadata: ["task.id": "\(report.taskId)", "error": "\(error)"])
+            logger.error("could not report a finished task", metadata: ["task.id": "\(taskId)", "error": "\(error)"])
         }
     }
 

@@ -65,9 +65,12 @@ struct GraphInstance: Sendable, Equatable {
 /// the cooperative pool.
 final class GraphStore: Sendable {
     private let database: DatabaseQueue
+    /// Graph state and finished tasks, the writes of every task, go through group commit.
+    private let writer: BatchedWriter
 
     private init(database: DatabaseQueue) {
         self.database = database
+        self.writer = BatchedWriter(database: database)
     }
 
     static func open(path: String) async throws -> GraphStore {
@@ -139,10 +142,10 @@ final class GraphStore: Sendable {
     }
 
     /// Stores a new instance, plan and all.
-    func create(_ instance: GraphInstance) async throws {
+    func create(_ instance: GraphInstance, isolation: isolated (any Actor)? = #isolation) async throws {
         let header = try JSONEncoder().encode(instance.header)
         let state = try JSONEncoder().encode(instance.state)
-        try await database.write { db in
+        try await writer.write { db in
             try db.execute(
                 sql: "INSERT OR REPLACE INTO graph (id, name, target, active, header, state, updatedAt) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 arguments: [
@@ -153,23 +156,25 @@ final class GraphStore: Sendable {
     }
 
     /// Stores what changed: the run's progress, the context and the errors.
-    func update(_ instance: GraphInstance) async throws {
+    func update(_ instance: GraphInstance, isolation: isolated (any Actor)? = #isolation) async throws {
         let state = try JSONEncoder().encode(instance.state)
-        try await database.write { db in
+        let (id, isActive) = (instance.id, instance.isActive)
+        try await writer.write { db in
             try db.execute(
                 sql: "UPDATE graph SET active = ?, state = ?, updatedAt = ? WHERE id = ?",
-                arguments: [instance.isActive, state, Date().timeIntervalSince1970, instance.id])
+                arguments: [isActive, state, Date().timeIntervalSince1970, id])
         }
     }
 
     /// Records a task's end before it is reported, so that a redelivered `run` after a crash is
     /// answered with the same report instead of running the task again.
-    func recordFinished(_ report: TaskFinished) async throws {
-        let body = try JSONEncoder().encode(report)
-        try await database.write { db in
+    /// `body` is the report as JSON, the bytes that are then published.
+    func recordFinished(taskId: String, body: [UInt8]) async throws {
+        let body = Data(body)
+        try await writer.write { db in
             try db.execute(
                 sql: "INSERT OR REPLACE INTO finishedTask (taskId, body, finishedAt) VALUES (?, ?, ?)",
-                arguments: [report.taskId, body, Date().timeIntervalSince1970])
+                arguments: [taskId, body, Date().timeIntervalSince1970])
         }
     }
 
