@@ -25,7 +25,9 @@ struct DurabilityTests {
                 optionOverrides: ["routingKey": "test.ran.p3", "payload": ["label": "p3"]]),
         ])
 
-    func run(killing victim: String) async throws {
+    /// Runs a TaskGraphRunner and a Scheduler as their own processes (so they can be killed) and
+    /// `body` with a bus on the same prefix.
+    func withServices(_ body: @Sendable (MessageBus, [String: ServiceProcess]) async throws -> Void) async throws {
         let configuration = try TestBroker.configuration()
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-durable-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -38,32 +40,36 @@ struct DurabilityTests {
         ]
         for service in services.values { try service.start() }
         do {
-            try await TestBroker.withBus(configuration) { bus in
-                let ran = try await bus.subscribe(to: .events, patterns: ["test.ran.*"], as: JSONValue.self)
-                let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
-                let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
-                // The TaskGraphRunner answers once it is up.
-                _ = try await retryingCall { try await bus.call(DefineTaskGraph(definition: Self.graph), timeout: .seconds(1)) }
-                _ = try await bus.call(RunTaskGraph(name: "Graph.Test.Durable", target: "durable-node"))
-                // Kill in the middle: once p2 has finished (its end reported), while w2 waits.
-                let first = try await collect(ran, count: 2, timeout: .seconds(30))
-                #expect(first.map(\.routingKey) == ["test.ran.p1", "test.ran.p2"])
-                var iterator = reports.makeAsyncIterator()
-                while let report = await iterator.next(), report.message.label != "p2" {}
-                await services[victim]!.kill()
-                try await Task.sleep(for: .milliseconds(500))
-                try services[victim]!.start()
-                #expect(try await finishedStatus(finished, timeout: .seconds(60)) == "succeeded")
-                let rest = try await collect(ran, count: 1, timeout: .seconds(10))
-                #expect(rest.map(\.routingKey) == ["test.ran.p3"])
-                // Nothing that had finished ran again.
-                #expect(await drain(ran, for: .seconds(1)).isEmpty)
-            }
+            try await TestBroker.withBus(configuration) { bus in try await body(bus, services) }
         } catch {
             for service in services.values { await service.stop() }
             throw error
         }
         for service in services.values { await service.stop() }
+    }
+
+    func run(killing victim: String) async throws {
+        try await withServices { bus, services in
+            let ran = try await bus.subscribe(to: .events, patterns: ["test.ran.*"], as: JSONValue.self)
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
+            // The TaskGraphRunner answers once it is up.
+            _ = try await retryingCall { try await bus.call(DefineTaskGraph(definition: Self.graph), timeout: .seconds(1)) }
+            _ = try await bus.call(RunTaskGraph(name: "Graph.Test.Durable", target: "durable-node"))
+            // Kill in the middle: once p2 has finished (its end reported), while w2 waits.
+            let first = try await collect(ran, count: 2, timeout: .seconds(30))
+            #expect(first.map(\.routingKey) == ["test.ran.p1", "test.ran.p2"])
+            var iterator = reports.makeAsyncIterator()
+            while let report = await iterator.next(), report.message.label != "p2" {}
+            await services[victim]!.kill()
+            try await Task.sleep(for: .milliseconds(500))
+            try services[victim]!.start()
+            #expect(try await finishedStatus(finished, timeout: .seconds(60)) == "succeeded")
+            let rest = try await collect(ran, count: 1, timeout: .seconds(10))
+            #expect(rest.map(\.routingKey) == ["test.ran.p3"])
+            // Nothing that had finished ran again.
+            #expect(await drain(ran, for: .seconds(1)).isEmpty)
+        }
     }
 
     @Test("kill -9 the TaskGraphRunner mid-graph: the graph still succeeds and no finished task runs again")
@@ -74,5 +80,31 @@ struct DurabilityTests {
     @Test("kill -9 the Scheduler mid-graph: the graph still succeeds and no finished task runs again")
     func killScheduler() async throws {
         try await run(killing: "scheduler")
+    }
+
+    @Test("kill -9 the Scheduler while a task runs: the task's _taskTimeout still ends it")
+    func timeoutSurvivesSchedulerRestart() async throws {
+        let graph = GraphDefinition(
+            friendlyName: "slow task", injectableName: "Graph.Test.Durable.Timeout",
+            tasks: [GraphTask(label: "slow", taskName: "Task.Wait", optionOverrides: ["duration": 60000, "_taskTimeout": 4000])])
+        try await withServices { bus, services in
+            let handedOver = try await bus.subscribe(to: .task, patterns: ["run.*"], as: TaskSpec.self)
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
+            _ = try await retryingCall { try await bus.call(DefineTaskGraph(definition: graph), timeout: .seconds(1)) }
+            let started = ContinuousClock.now
+            _ = try await bus.call(RunTaskGraph(name: graph.injectableName, target: "timeout-node"))
+            // The Scheduler has handed the task on and is timing it: it dies and comes back knowing nothing.
+            _ = try await collect(handedOver, count: 1, timeout: .seconds(30))
+            // Past the Scheduler's ack of the `schedule` request (it acks once the `run` is
+            // confirmed, within milliseconds), so the broker does not hand the request back.
+            try await Task.sleep(for: .seconds(1))
+            await services["scheduler"]!.kill()
+            try services["scheduler"]!.start()
+            #expect(try await finishedStatus(finished, timeout: .seconds(30)) == "failed")
+            #expect(ContinuousClock.now - started < .seconds(30), "ended by its 4 s timeout, not by its 60 s wait")
+            let report = try await collect(reports, count: 1, timeout: .seconds(5))
+            #expect(report.first?.message.state == .timeout)
+        }
     }
 }

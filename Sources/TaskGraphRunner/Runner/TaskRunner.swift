@@ -44,6 +44,15 @@ public final class TaskRunner: Sendable {
             prefetch: concurrency,
             as: RunMessage.self)
         let cancels = try await bus.subscribe(to: .task, patterns: ["cancel.*"], as: TaskCancellation.self)
+        await withDiscardingTaskGroup { supervision in
+            supervision.addTask { await self.enforceTimeouts() }
+            await runTasks(runs, cancels: cancels)
+            // Every job has ended: nothing is left to time out.
+            supervision.cancelAll()
+        }
+    }
+
+    private func runTasks(_ runs: Subscription<RunMessage>, cancels: Subscription<TaskCancellation>) async {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await cancel in cancels { self.cancel(cancel.message) }
@@ -90,7 +99,8 @@ public final class TaskRunner: Sendable {
             do { return .success(try await job.run(context)) } catch { return .failure(error) }
         }
         // Cancelling the job's task is how both cancel and timeout reach the job.
-        registerCanceller(for: spec.taskId, cancel: { work.cancel() })
+        let deadline = spec.timeoutMs > 0 ? ContinuousClock.now + .milliseconds(spec.timeoutMs) : nil
+        registerCanceller(for: spec.taskId, deadline: deadline, cancel: { work.cancel() })
         logger.debug("task started", metadata: ["task.id": "\(spec.taskId)", "task.job": "\(spec.job)"])
         let servers: [RPCServer]
         do {
@@ -198,10 +208,38 @@ public final class TaskRunner: Sendable {
 
     // MARK: Cancellation
 
-    private let cancellers = Mutex<[String: (cancel: @Sendable () -> Void, reason: String?)]>([:])
+    private struct Running {
+        var cancel: @Sendable () -> Void
+        var reason: String?
+        /// When `_taskTimeout` runs out.
+        var deadline: ContinuousClock.Instant?
+    }
 
-    private func registerCanceller(for taskID: String, cancel: @escaping @Sendable () -> Void) {
-        cancellers.withLock { $0[taskID] = (cancel, nil) }
+    private let cancellers = Mutex<[String: Running]>([:])
+
+    private func registerCanceller(for taskID: String, deadline: ContinuousClock.Instant?, cancel: @escaping @Sendable () -> Void) {
+        cancellers.withLock { $0[taskID] = Running(cancel: cancel, reason: nil, deadline: deadline) }
+    }
+
+    /// The Scheduler cancels a task whose `_taskTimeout` passes, but a Scheduler that restarts
+    /// forgets what it was timing. The runner keeps its own watch, so a timeout holds anyway.
+    private func enforceTimeouts() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(100))
+            let now = ContinuousClock.now
+            let overdue = cancellers.withLock { running -> [(String, @Sendable () -> Void)] in
+                var overdue: [(String, @Sendable () -> Void)] = []
+                for (id, task) in running where task.reason == nil && (task.deadline.map { $0 <= now } ?? false) {
+                    running[id]?.reason = TaskCancellation.timeoutErrorName
+                    overdue.append((id, task.cancel))
+                }
+                return overdue
+            }
+            for (taskID, cancel) in overdue {
+                logger.warning("task timed out", metadata: ["task.id": "\(taskID)"])
+                cancel()
+            }
+        }
     }
 
     private func isRunning(_ taskID: String) -> Bool {
@@ -215,7 +253,10 @@ public final class TaskRunner: Sendable {
     private func cancel(_ request: TaskCancellation) {
         let cancel = cancellers.withLock { state -> (@Sendable () -> Void)? in
             guard state[request.taskId] != nil else { return nil }
-            state[request.taskId]?.reason = request.errName ?? "TaskCancellationError"
+            // The first reason stands: a timeout stays a timeout when the Scheduler's cancel follows.
+            if state[request.taskId]?.reason == nil {
+                state[request.taskId]?.reason = request.errName ?? "TaskCancellationError"
+            }
             return state[request.taskId]?.cancel
         }
         cancel?()
