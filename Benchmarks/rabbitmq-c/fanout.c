@@ -3,6 +3,7 @@
  * Usage: fanout PORT EVENTS SUBSCRIBERS */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include "clock.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,12 +12,6 @@
 
 static int port, total;
 static pthread_barrier_t ready;
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
 
 static amqp_connection_state_t connect_broker(void) {
     amqp_connection_state_t c = amqp_new_connection();

@@ -5,21 +5,11 @@
  * trip. Prints one JSON line like rackbus-bench.  Usage: rpc PORT CALLS IN_FLIGHT [--simple] */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include "clock.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static int compare(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 int main(int argc, char **argv) {
     if (argc < 4) return 64;

@@ -8,23 +8,13 @@
  * Usage: taskchain PORT GRAPHS IN_FLIGHT [--persistent] */
 #include <amqp.h>
 #include <amqp_tcp_socket.h>
+#include "clock.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define TASKS_PER_GRAPH 10
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec / 1e9;
-}
-
-static int compare(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static amqp_connection_state_t c;
 static int persistent;
