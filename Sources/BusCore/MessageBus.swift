@@ -78,6 +78,9 @@ public final class MessageBus: Service, Sendable {
     /// Whether the connection is up right now.
     public var isConnected: Bool { engine.shared.isConnected }
 
+    /// Whether ``shutdown()`` has been called (or the bus has stopped).
+    var isShutDown: Bool { engine.shared.inbox.isStopping }
+
     /// Waits until the connection is up, or throws ``BusError/Code/timeout``.
     public func waitUntilConnected(timeout: Duration = .seconds(30)) async throws {
         if isConnected { return }

@@ -10,7 +10,9 @@ struct RackBus: AsyncParsableCommand {
         commandName: "rackbus",
         abstract: "Talk to RackBus services over the AMQP message bus, or run them.",
         discussion: "The broker comes from --url or RACKBUS_AMQP_URL (default \(BusConfiguration.defaultURL)).",
-        subcommands: [Up.self, Graph.self, Events.self, Logs.self, Config.self, Publish.self, Listen.self, Call.self, Exchanges.self]
+        subcommands: [
+            Up.self, Graph.self, Events.self, Logs.self, Config.self, Publish.self, Listen.self, Call.self, Exchanges.self, Services.self,
+        ]
     )
 }
 

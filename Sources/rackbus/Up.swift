@@ -156,6 +156,11 @@ struct Up: AsyncParsableCommand {
         // The bus comes first, so it shuts down last; the log publisher right after, so that it
         // still carries the others' last records.
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: messageBus), .init(service: logPublisher)]
+        // Presence: each service announces itself; listed after the bus so that it says goodbye
+        // once the services have stopped, while the bus still runs.
+        for service in selected.sorted() {
+            members.append(.init(service: PresenceAnnouncer(bus: messageBus, service: service, logger: Logger(label: "rackbus.presence"))))
+        }
         if let eventsLogger { members.append(.init(service: eventsLogger)) }
         if let configurationOwner { members.append(.init(service: configurationOwner)) }
         if let dhcp { members.append(.init(service: dhcp)) }

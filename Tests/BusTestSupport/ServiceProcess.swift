@@ -39,6 +39,9 @@ public final class ServiceProcess: Sendable {
         self.process.withLock { $0 = process }
     }
 
+    /// The running process's id, if it was started.
+    public var processIdentifier: Int32? { process.withLock { $0?.processIdentifier } }
+
     /// SIGKILL: no shutdown, no goodbye, as a crash.
     public func kill() async {
         guard let process = process.withLock({ $0 }) else { return }
