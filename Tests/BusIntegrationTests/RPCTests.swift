@@ -55,14 +55,16 @@ struct RPCTests {
         try await TestBroker.withBus { bus in
             let started = ContinuousClock.now
             let error = await #expect(throws: BusError.self) {
-                _ = try await bus.call(Echo(text: "nobody listens", number: 1), timeout: .milliseconds(300))
+                _ = try await bus.call(Echo(text: "nobody listens", number: 1), timeout: .seconds(1))
             }
             let elapsed = ContinuousClock.now - started
             #expect(error?.code == .timeout)
             #expect(error?.isRetriable == true)
             #expect(error?.message.contains("Request Timed Out") == true)
-            #expect(elapsed >= .milliseconds(300))
-            #expect(elapsed < .milliseconds(300) + .milliseconds(250), "took \(elapsed)")
+            #expect(elapsed >= .seconds(1))
+            // The slack allows for the whole suite running in parallel on two cores, where a
+            // thread can wait a few hundred milliseconds for a core; the default timeout is 30 s.
+            #expect(elapsed < .seconds(1) + .seconds(1), "took \(elapsed)")
         }
     }
 
