@@ -209,7 +209,7 @@ public final class MessageBus: Service, Sendable {
         let window = configuration.broadcastWindow
         return ConsumerSpec(
             queue: .exclusive(base: base), bindings: patterns.map { Binding(exchange: exchange, pattern: $0) },
-            prefetch: window > 0 ? UInt16(clamping: window) : nil, acknowledgesOnTake: window > 0)
+            acknowledgement: window > 0 ? .onTake(window: UInt16(clamping: window)) : .automatic)
     }
 
     /// A work queue: the named, durable queue `queue`, shared by every replica that consumes it,
@@ -221,7 +221,7 @@ public final class MessageBus: Service, Sendable {
         let spec = ConsumerSpec(
             queue: .shared(name: queue, durable: true, autoDelete: false, arguments: [:]),
             bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) },
-            prefetch: UInt16(clamping: max(1, prefetch)))
+            acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))))
         return try await makeSubscription(spec, decode: Self.jsonDecoding(T.self))
     }
 
@@ -243,9 +243,7 @@ public final class MessageBus: Service, Sendable {
                 ready.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
             }
         }
-        return Subscription(
-            queueName: queueName, handle: handle, engine: engine, manualAck: spec.prefetch != nil && !spec.acknowledgesOnTake,
-            broadcastWindow: spec.acknowledgesOnTake ? spec.prefetch.map(Int.init) : nil, decode: decode)
+        return Subscription(queueName: queueName, handle: handle, engine: engine, acknowledgement: spec.acknowledgement, decode: decode)
     }
 
     // MARK: Administration

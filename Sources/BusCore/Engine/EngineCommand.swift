@@ -25,11 +25,30 @@ struct Binding: Sendable, Equatable {
 struct ConsumerSpec: Sendable {
     var queue: QueueSpec
     var bindings: [Binding]
-    /// Manual acknowledgement with this prefetch, or `nil` for auto-ack.
-    var prefetch: UInt16?
-    /// The subscription acknowledges deliveries itself as its consumer takes them (a broadcast
-    /// window), rather than leaving each to the consumer.
-    var acknowledgesOnTake = false
+    var acknowledgement: Acknowledgement
+
+    /// Who acknowledges deliveries, and so how many the broker may have outstanding.
+    enum Acknowledgement: Sendable, Equatable {
+        /// Auto-ack: the broker pushes everything at once.
+        case automatic
+        /// The consumer acks each delivery (work queues, RPC servers).
+        case byConsumer(prefetch: UInt16)
+        /// The subscription acks deliveries as its consumer takes them (a broadcast window).
+        case onTake(window: UInt16)
+
+        var isByConsumer: Bool {
+            if case .byConsumer = self { return true }
+            return false
+        }
+    }
+
+    /// The consumer's prefetch, or `nil` for auto-ack.
+    var prefetch: UInt16? {
+        switch acknowledgement {
+        case .automatic: nil
+        case .byConsumer(let count), .onTake(let count): count
+        }
+    }
 }
 
 /// Identifies a delivery for ack/reject; stale tokens (from a previous connection) are ignored.

@@ -80,7 +80,7 @@ extension MessageBus {
         let spec = ConsumerSpec(
             queue: .shared(name: "\(exchange):\(routingKey)", durable: false, autoDelete: true, arguments: [:]),
             bindings: [Binding(exchange: exchange, pattern: routingKey)],
-            prefetch: UInt16(clamping: max(1, concurrency)))
+            acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, concurrency))))
         let requests = try await makeSubscription(spec, decode: { $0 })
         let metrics = engine.shared.metrics.served(exchange: exchange, method: method)
         logger.debug(

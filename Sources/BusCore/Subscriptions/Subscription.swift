@@ -62,10 +62,7 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
     public let queueName: String
     let handle: SubscriptionHandle
     let engine: BusEngine
-    let manualAck: Bool
-    /// For a broadcast subscription: the prefetch window it acknowledges as its consumer takes
-    /// deliveries (`nil`: work queue or auto-ack).
-    let broadcastWindow: Int?
+    let acknowledgement: ConsumerSpec.Acknowledgement
     let decode: @Sendable (InboundDelivery) throws -> Message
 
     public func cancel() {
@@ -103,8 +100,8 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
                 batch = await subscription.handle.queue.takeAll()
                 position = 0
                 if batch.isEmpty { return nil }
-                if let window = subscription.broadcastWindow {
-                    acknowledgeTaken(batch, window: window)
+                if case .onTake(let window) = subscription.acknowledgement {
+                    acknowledgeTaken(batch, window: Int(window))
                 }
             }
             defer { position += 1 }
@@ -115,7 +112,7 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
             while let consumed = await nextConsumed() {
                 let raw = consumed.delivery
                 let acknowledger =
-                    subscription.manualAck
+                    subscription.acknowledgement.isByConsumer
                     ? Acknowledger(
                         engine: subscription.engine, token: AckToken(generation: consumed.generation, deliveryTag: raw.deliveryTag))
                     : nil
