@@ -23,17 +23,12 @@ public struct ReconnectPolicy: Sendable, Equatable {
     /// `random` is a number in 0..<1 supplied by the caller, which keeps this function pure.
     public func delay(beforeAttempt attempt: Int, random: Double) -> Duration {
         guard attempt > 1 else { return .zero }
-        let initial = Self.seconds(initialDelay)
-        let maximum = Self.seconds(maximumDelay)
+        let initial = initialDelay.secondsValue
+        let maximum = maximumDelay.secondsValue
         let exponent = Double(min(attempt - 2, 60))
         let base = min(initial * pow(multiplier, exponent), maximum)
         let withJitter = min(base * (1 + jitter * min(max(random, 0), 1)), maximum)
         return .milliseconds(Int64((withJitter * 1000).rounded()))
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        let (seconds, attoseconds) = duration.components
-        return Double(seconds) + Double(attoseconds) / 1e18
     }
 
     private func pow(_ base: Double, _ exponent: Double) -> Double {

@@ -571,7 +571,7 @@ final class EngineLoop {
         if let connection {
             descriptors.append(pollfd(fd: connection.socketDescriptor, events: Int16(POLLIN), revents: 0))
         }
-        let milliseconds = Int32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        let milliseconds = Int32(clamping: timeout.wholeMilliseconds)
         _ = poll(&descriptors, nfds_t(descriptors.count), milliseconds)
         shared.inbox.finishedSleeping(woken: descriptors[0].revents != 0)
         socketMayBeReadable = descriptors.count > 1 && descriptors[1].revents != 0

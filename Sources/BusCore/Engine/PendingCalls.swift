@@ -131,9 +131,9 @@ final class PendingCalls: Sendable {
             return (expired, earliest)
         }
         for slot in expired {
-            let milliseconds = slot.timeout.components.seconds * 1000 + slot.timeout.components.attoseconds / 1_000_000_000_000_000
             slot.continuation.resume(
-                throwing: BusError(code: .timeout, message: "Request Timed Out (\(slot.description)). \(milliseconds) ms"))
+                throwing: BusError(code: .timeout, message: "Request Timed Out (\(slot.description)). \(slot.timeout.wholeMilliseconds) ms")
+            )
         }
         return earliest
     }

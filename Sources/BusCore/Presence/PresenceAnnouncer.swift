@@ -49,7 +49,7 @@ public final class PresenceAnnouncer: Service, Sendable {
         let announcement = PresenceAnnouncement(
             service: service, instance: identity.instance, host: identity.host, pid: identity.pid, state: state,
             startedAt: identity.startedAt,
-            intervalSeconds: Double(interval.components.seconds) + Double(interval.components.attoseconds) / 1e18)
+            intervalSeconds: interval.secondsValue)
         do {
             try await bus.publish(
                 announcement, to: .events, routingKey: PresenceKeys.announcement(state, service: service, instance: identity.instance))

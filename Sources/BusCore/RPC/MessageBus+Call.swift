@@ -46,7 +46,7 @@ extension MessageBus {
         let started = ContinuousClock.now
         let pending = engine.shared.pending
         let id = pending.makeID()
-        let timeoutMilliseconds = max(1, Int64(timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000))
+        let timeoutMilliseconds = max(1, timeout.wholeMilliseconds)
         let sentAt = Date()
         var properties = outboundProperties(type: type, sentAt: sentAt)
         properties.correlationID = engine.shared.correlation.encode(id)
