@@ -16,15 +16,11 @@ public final class SchedulerService: Service, Sendable {
     /// How many handed-on task ids it remembers to drop duplicate requests.
     static let rememberedTaskIDs = 100_000
 
-    private struct Running {
-        var deadline: ContinuousClock.Instant?
-        var timedOut = false
-    }
-
     private struct State {
         var concurrency: Int
         var waiting: [Delivery<ScheduleRequest>] = []
-        var running: [String: Running] = [:]
+        var running: Set<String> = []
+        var deadlines = TaskDeadlines()
         var known = RecentTaskIDs(capacity: SchedulerService.rememberedTaskIDs)
     }
 
@@ -76,7 +72,10 @@ public final class SchedulerService: Service, Sendable {
             }
             group.addTask {
                 for await report in finished {
-                    let freed = self.state.withLock { $0.running.removeValue(forKey: report.message.taskId) != nil }
+                    let freed = self.state.withLock { state in
+                        state.deadlines.forget(report.message.taskId)
+                        return state.running.remove(report.message.taskId) != nil
+                    }
                     if freed { self.wakeContinuation.yield() }
                 }
             }
@@ -107,8 +106,8 @@ public final class SchedulerService: Service, Sendable {
             // Duplicate requests (a TaskGraphRunner resuming after a restart) start nothing new.
             if state.known.contains(spec.taskId) { return request }
             state.known.insert(spec.taskId)
-            let deadline = spec.timeoutMs > 0 ? ContinuousClock.now + .milliseconds(spec.timeoutMs) : nil
-            state.running[spec.taskId] = Running(deadline: deadline)
+            state.running.insert(spec.taskId)
+            state.deadlines.watch(spec.taskId, timeoutMs: spec.timeoutMs, from: .now)
             return request
         }
     }
@@ -127,7 +126,8 @@ public final class SchedulerService: Service, Sendable {
                 "could not hand a task to the runners; it will be redelivered",
                 metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
             state.withLock { state in
-                state.running[spec.taskId] = nil
+                state.running.remove(spec.taskId)
+                state.deadlines.forget(spec.taskId)
                 state.known.remove(spec.taskId)
             }
             request.reject(requeue: true)
@@ -137,15 +137,7 @@ public final class SchedulerService: Service, Sendable {
     private func timeoutLoop() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            let now = ContinuousClock.now
-            let expired = state.withLock { state -> [String] in
-                var expired: [String] = []
-                for (id, task) in state.running where !task.timedOut && (task.deadline.map { $0 <= now } ?? false) {
-                    state.running[id]?.timedOut = true
-                    expired.append(id)
-                }
-                return expired
-            }
+            let expired = state.withLock { $0.deadlines.takeExpired(now: .now) }
             for taskID in expired {
                 logger.warning("task timed out", metadata: ["task.id": "\(taskID)"])
                 try? await bus.publishConfirmed(

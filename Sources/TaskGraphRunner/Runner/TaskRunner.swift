@@ -99,8 +99,7 @@ public final class TaskRunner: Sendable {
             do { return .success(try await job.run(context)) } catch { return .failure(error) }
         }
         // Cancelling the job's task is how both cancel and timeout reach the job.
-        let deadline = spec.timeoutMs > 0 ? ContinuousClock.now + .milliseconds(spec.timeoutMs) : nil
-        registerCanceller(for: spec.taskId, deadline: deadline, cancel: { work.cancel() })
+        registerCanceller(for: spec.taskId, timeoutMs: spec.timeoutMs, cancel: { work.cancel() })
         logger.debug("task started", metadata: ["task.id": "\(spec.taskId)", "task.job": "\(spec.job)"])
         let servers: [RPCServer]
         do {
@@ -211,14 +210,20 @@ public final class TaskRunner: Sendable {
     private struct Running {
         var cancel: @Sendable () -> Void
         var reason: String?
-        /// When `_taskTimeout` runs out.
-        var deadline: ContinuousClock.Instant?
     }
 
-    private let cancellers = Mutex<[String: Running]>([:])
+    private struct RunningTasks {
+        var tasks: [String: Running] = [:]
+        var deadlines = TaskDeadlines()
+    }
 
-    private func registerCanceller(for taskID: String, deadline: ContinuousClock.Instant?, cancel: @escaping @Sendable () -> Void) {
-        cancellers.withLock { $0[taskID] = Running(cancel: cancel, reason: nil, deadline: deadline) }
+    private let cancellers = Mutex(RunningTasks())
+
+    private func registerCanceller(for taskID: String, timeoutMs: Int, cancel: @escaping @Sendable () -> Void) {
+        cancellers.withLock { running in
+            running.tasks[taskID] = Running(cancel: cancel, reason: nil)
+            running.deadlines.watch(taskID, timeoutMs: timeoutMs, from: .now)
+        }
     }
 
     /// The Scheduler cancels a task whose `_taskTimeout` passes, but a Scheduler that restarts
@@ -226,14 +231,13 @@ public final class TaskRunner: Sendable {
     private func enforceTimeouts() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            let now = ContinuousClock.now
             let overdue = cancellers.withLock { running -> [(String, @Sendable () -> Void)] in
-                var overdue: [(String, @Sendable () -> Void)] = []
-                for (id, task) in running where task.reason == nil && (task.deadline.map { $0 <= now } ?? false) {
-                    running[id]?.reason = TaskCancellation.timeoutErrorName
-                    overdue.append((id, task.cancel))
+                running.deadlines.takeExpired(now: .now).compactMap { id in
+                    // A task already cancelled for another reason keeps that reason.
+                    guard let task = running.tasks[id], task.reason == nil else { return nil }
+                    running.tasks[id]?.reason = TaskCancellation.timeoutErrorName
+                    return (id, task.cancel)
                 }
-                return overdue
             }
             for (taskID, cancel) in overdue {
                 logger.warning("task timed out", metadata: ["task.id": "\(taskID)"])
@@ -243,21 +247,24 @@ public final class TaskRunner: Sendable {
     }
 
     private func isRunning(_ taskID: String) -> Bool {
-        cancellers.withLock { $0[taskID] != nil }
+        cancellers.withLock { $0.tasks[taskID] != nil }
     }
 
     private func takeCancelReason(_ taskID: String) -> String? {
-        cancellers.withLock { $0.removeValue(forKey: taskID)?.reason }
+        cancellers.withLock { running in
+            running.deadlines.forget(taskID)
+            return running.tasks.removeValue(forKey: taskID)?.reason
+        }
     }
 
     private func cancel(_ request: TaskCancellation) {
-        let cancel = cancellers.withLock { state -> (@Sendable () -> Void)? in
-            guard state[request.taskId] != nil else { return nil }
+        let cancel = cancellers.withLock { running -> (@Sendable () -> Void)? in
+            guard let task = running.tasks[request.taskId] else { return nil }
             // The first reason stands: a timeout stays a timeout when the Scheduler's cancel follows.
-            if state[request.taskId]?.reason == nil {
-                state[request.taskId]?.reason = request.errName ?? "TaskCancellationError"
+            if task.reason == nil {
+                running.tasks[request.taskId]?.reason = request.errName ?? "TaskCancellationError"
             }
-            return state[request.taskId]?.cancel
+            return task.cancel
         }
         cancel?()
     }
