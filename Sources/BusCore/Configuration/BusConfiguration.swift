@@ -26,6 +26,13 @@ public struct BusConfiguration: Sendable, Equatable {
         }
     }
 
+    /// What the URL's query and the initializer fall back to.
+    public enum Defaults {
+        public static let heartbeat = Duration.seconds(30)
+        public static let connectTimeout = Duration.seconds(5)
+        public static let broadcastWindow = 4096
+    }
+
     /// The URL used when `RACKBUS_AMQP_URL` is not set.
     public static let defaultURL = "amqp://guest:guest@127.0.0.1:5672/"
     /// The environment variable that names the broker.
@@ -62,11 +69,11 @@ public struct BusConfiguration: Sendable, Equatable {
 
     public init(
         host: String = "127.0.0.1", port: Int? = nil, user: String = "guest", password: String = "guest",
-        virtualHost: String = "/", tls: TLS? = nil, heartbeat: Duration = .seconds(30),
-        connectTimeout: Duration = .seconds(5), methodTimeout: Duration = .seconds(10),
+        virtualHost: String = "/", tls: TLS? = nil, heartbeat: Duration = Defaults.heartbeat,
+        connectTimeout: Duration = Defaults.connectTimeout, methodTimeout: Duration = .seconds(10),
         defaultCallTimeout: Duration = .seconds(30), exchangePrefix: String = "on",
         reconnect: ReconnectPolicy = ReconnectPolicy(), maxBufferedOperations: Int = 50_000,
-        connectionName: String = ProcessInfo.processInfo.processName, broadcastWindow: Int = 4096
+        connectionName: String = ProcessInfo.processInfo.processName, broadcastWindow: Int = Defaults.broadcastWindow
     ) {
         self.host = host
         self.port = port ?? (tls == nil ? 5672 : 5671)
@@ -103,9 +110,9 @@ public struct BusConfiguration: Sendable, Equatable {
         }
         let secure = scheme == "amqps"
         var tls: TLS? = secure ? TLS() : nil
-        var heartbeat = Duration.seconds(30)
-        var connectTimeout = Duration.seconds(5)
-        var broadcastWindow = 4096
+        var heartbeat = Defaults.heartbeat
+        var connectTimeout = Defaults.connectTimeout
+        var broadcastWindow = Defaults.broadcastWindow
         for item in components.queryItems ?? [] {
             let value = item.value ?? ""
             switch item.name {
