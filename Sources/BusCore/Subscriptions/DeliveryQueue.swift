@@ -12,6 +12,13 @@ final class DeliveryQueue: Sendable {
         var waiter: CheckedContinuation<[ConsumedDelivery], Never>?
         var finished = false
         var consumerGone = false
+
+        /// Everything buffered, or nil when nothing is.
+        mutating func takeBuffer() -> [ConsumedDelivery]? {
+            guard !buffer.isEmpty else { return nil }
+            defer { buffer.removeAll(keepingCapacity: true) }
+            return buffer
+        }
     }
 
     private let state = Mutex(State())
@@ -46,10 +53,9 @@ final class DeliveryQueue: Sendable {
     /// Hands everything buffered to a waiting consumer.
     func wake() {
         let (waiter, ready) = state.withLock { state -> (CheckedContinuation<[ConsumedDelivery], Never>?, [ConsumedDelivery]) in
-            guard let waiter = state.waiter, !state.buffer.isEmpty else { return (nil, []) }
+            guard let waiter = state.waiter, let ready = state.takeBuffer() else { return (nil, []) }
             state.waiter = nil
-            defer { state.buffer.removeAll(keepingCapacity: true) }
-            return (waiter, state.buffer)
+            return (waiter, ready)
         }
         waiter?.resume(returning: ready)
     }
@@ -71,10 +77,7 @@ final class DeliveryQueue: Sendable {
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<[ConsumedDelivery], Never>) in
                 let immediate = state.withLock { state -> [ConsumedDelivery]? in
-                    if !state.buffer.isEmpty {
-                        defer { state.buffer.removeAll(keepingCapacity: true) }
-                        return state.buffer
-                    }
+                    if let ready = state.takeBuffer() { return ready }
                     if state.finished || Task.isCancelled { return [] }
                     state.waiter = continuation
                     return nil
@@ -87,13 +90,7 @@ final class DeliveryQueue: Sendable {
     }
 
     private func takeBuffered() -> [ConsumedDelivery]? {
-        state.withLock { state in
-            if !state.buffer.isEmpty {
-                defer { state.buffer.removeAll(keepingCapacity: true) }
-                return state.buffer
-            }
-            return state.finished ? [] : nil
-        }
+        state.withLock { state in state.takeBuffer() ?? (state.finished ? [] : nil) }
     }
 }
 

@@ -110,20 +110,18 @@ final class GraphStore: Sendable {
     }
 
     func saveTaskDefinition(_ definition: TaskDefinition) async throws {
-        let body = try JSONEncoder().encode(definition)
-        try await database.write { db in
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO taskDefinition (injectableName, body) VALUES (?, ?)",
-                arguments: [definition.injectableName, body])
-        }
+        try await saveDefinition(definition, named: definition.injectableName, table: "taskDefinition")
     }
 
     func saveGraphDefinition(_ definition: GraphDefinition) async throws {
+        try await saveDefinition(definition, named: definition.injectableName, table: "graphDefinition")
+    }
+
+    /// `table` is one of the two definition tables of the migrator, never input.
+    private func saveDefinition(_ definition: some Encodable, named name: String, table: String) async throws {
         let body = try JSONEncoder().encode(definition)
         try await database.write { db in
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO graphDefinition (injectableName, body) VALUES (?, ?)",
-                arguments: [definition.injectableName, body])
+            try db.execute(sql: "INSERT OR REPLACE INTO \(table) (injectableName, body) VALUES (?, ?)", arguments: [name, body])
         }
     }
 
