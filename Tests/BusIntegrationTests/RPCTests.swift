@@ -183,6 +183,33 @@ struct RPCTests {
         }
     }
 
+    @Test("a server runs up to its concurrency of handlers at once, and no more")
+    func serverConcurrencyIsItsBound() async throws {
+        try await TestBroker.withBus { bus in
+            let running = Mutex((now: 0, most: 0))
+            let server = try await bus.server(for: Sleeps.self, concurrency: 4) { request, _ in
+                running.withLock {
+                    $0.now += 1; $0.most = max($0.most, $0.now)
+                }
+                try await Task.sleep(for: .milliseconds(request.milliseconds))
+                running.withLock { $0.now -= 1 }
+                return "slept"
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await server.run() }
+                defer { server.cancel() }
+                try await withThrowingTaskGroup(of: String.self) { calls in
+                    for _ in 0..<12 {
+                        calls.addTask { try await bus.call(Sleeps(milliseconds: 300), timeout: .seconds(20)) }
+                    }
+                    for try await reply in calls { #expect(reply == "slept") }
+                }
+            }
+            #expect(running.withLock { $0.most } == 4)
+            #expect(running.withLock { $0.now } == 0)
+        }
+    }
+
     @Test("two replicas share one method's calls instead of both answering each")
     func replicasShareCalls() async throws {
         let configuration = try TestBroker.configuration()

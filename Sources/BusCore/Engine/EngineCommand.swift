@@ -66,6 +66,9 @@ struct ConsumedDelivery: Sendable {
 /// Work for the I/O thread. Everything that touches the C connection goes through here.
 enum EngineCommand: Sendable {
     case publish(OutboundMessage)
+    /// An RPC server's answer and the acknowledgement of its request, in one command so that
+    /// answering costs the I/O thread one wake-up. The ack is skipped if the connection changed.
+    case reply(OutboundMessage, acknowledging: AckToken)
     case publishConfirmed(OutboundMessage, CheckedContinuation<Void, any Error>)
     /// An RPC request; the loop fills in `reply_to` with the current reply queue.
     case call(OutboundMessage, id: UInt64)

@@ -245,6 +245,14 @@ final class EngineLoop {
                     channel: Channel.publish, exchange: message.exchange, routingKey: message.routingKey,
                     mandatory: message.mandatory, properties: message.properties, body: message.body)
                 lastSend = .now
+            case .reply(let message, let token):
+                try connection.publish(
+                    channel: Channel.publish, exchange: message.exchange, routingKey: message.routingKey,
+                    mandatory: false, properties: message.properties, body: message.body)
+                lastSend = .now
+                if token.generation == lifecycle.currentGeneration {
+                    pendingAcks.append(token.deliveryTag)
+                }
             case .publishConfirmed(let message, let continuation):
                 confirms.add(continuation, messageID: message.properties.messageID)
                 try connection.publish(
@@ -344,7 +352,7 @@ final class EngineLoop {
         case .subscribe(_, _, let sink, let ready):
             sink.finish()
             ready.resume(throwing: error)
-        case .publish, .unsubscribe, .ack, .ackAll, .reject, .simulateConnectionLoss:
+        case .publish, .reply, .unsubscribe, .ack, .ackAll, .reject, .simulateConnectionLoss:
             break
         }
     }
@@ -587,7 +595,7 @@ final class EngineLoop {
     private func flush(_ commands: [EngineCommand]) {
         for command in deferred + commands {
             switch command {
-            case .publish, .publishConfirmed, .ack, .reject:
+            case .publish, .reply, .publishConfirmed, .ack, .reject:
                 if connection != nil {
                     execute(command)
                 } else {

@@ -1,23 +1,48 @@
+import DequeModule
 import Synchronization
 
-/// The hand-off from the I/O thread to the task that iterates a subscription.
+/// The hand-off from the I/O thread to the tasks that consume a subscription.
 ///
 /// A concrete (non-generic) queue rather than `AsyncStream`: in profiles, the stream's generic
 /// storage cost more per delivery than everything else on the consuming side put together.
-/// One task consumes; the I/O thread produces. The consumer takes everything buffered in one
-/// lock, so a burst costs one lock and at most one wake-up.
+/// Two ways to consume: a subscription's single iterator takes everything buffered in one lock
+/// (``takeAll()``), so a burst costs one lock and at most one wake-up; an RPC server's workers
+/// each take one delivery (``takeOne()``), and the I/O thread resumes an idle worker directly
+/// instead of waking a dispatcher that then starts a task.
 final class DeliveryQueue: Sendable {
+    private struct Waiter {
+        let continuation: CheckedContinuation<[ConsumedDelivery], Never>
+        let wantsAll: Bool
+    }
+
     private struct State {
-        var buffer: [ConsumedDelivery] = []
-        var waiter: CheckedContinuation<[ConsumedDelivery], Never>?
+        var buffer: Deque<ConsumedDelivery> = []
+        var waiters: Deque<Waiter> = []
         var finished = false
         var consumerGone = false
 
-        /// Everything buffered, or nil when nothing is.
-        mutating func takeBuffer() -> [ConsumedDelivery]? {
+        /// What one consumer takes now, or nil when nothing is buffered.
+        mutating func take(all: Bool) -> [ConsumedDelivery]? {
             guard !buffer.isEmpty else { return nil }
+            guard all else { return [buffer.removeFirst()] }
             defer { buffer.removeAll(keepingCapacity: true) }
-            return buffer
+            return Array(buffer)
+        }
+
+        /// Pairs waiting consumers with buffered deliveries (or with the end, once finished).
+        mutating func matchWaiters() -> [(CheckedContinuation<[ConsumedDelivery], Never>, [ConsumedDelivery])] {
+            var matched: [(CheckedContinuation<[ConsumedDelivery], Never>, [ConsumedDelivery])] = []
+            while let waiter = waiters.first {
+                if let ready = take(all: waiter.wantsAll) {
+                    matched.append((waiter.continuation, ready))
+                } else if finished {
+                    matched.append((waiter.continuation, []))
+                } else {
+                    break
+                }
+                waiters.removeFirst()
+            }
+            return matched
         }
     }
 
@@ -39,47 +64,57 @@ final class DeliveryQueue: Sendable {
         if first { onConsumerGone() }
     }
 
-    /// Producer side (I/O thread): buffers a delivery without waking the consumer. Returns
-    /// `true` when the consumer is waiting, so the producer must call ``wake()`` once it has
-    /// added everything it read in this pass: one wake-up per burst instead of one per message.
+    /// Producer side (I/O thread): buffers a delivery without waking anyone. Returns `true`
+    /// when a consumer is waiting, so the producer must call ``wake()`` once it has added
+    /// everything it read in this pass: one wake-up per burst instead of one per message.
     func append(_ delivery: ConsumedDelivery) -> Bool {
         state.withLock { state in
             guard !state.finished else { return false }
             state.buffer.append(delivery)
-            return state.waiter != nil
+            return !state.waiters.isEmpty
         }
     }
 
-    /// Hands everything buffered to a waiting consumer.
+    /// How many consumers wait for a delivery right now.
+    var waitingCount: Int { state.withLock { $0.waiters.count } }
+
+    /// Hands what is buffered to the waiting consumers.
     func wake() {
-        let (waiter, ready) = state.withLock { state -> (CheckedContinuation<[ConsumedDelivery], Never>?, [ConsumedDelivery]) in
-            guard let waiter = state.waiter, let ready = state.takeBuffer() else { return (nil, []) }
-            state.waiter = nil
-            return (waiter, ready)
-        }
-        waiter?.resume(returning: ready)
+        let matched = state.withLock { $0.matchWaiters() }
+        for (continuation, ready) in matched { continuation.resume(returning: ready) }
     }
 
-    /// Ends the sequence: the consumer drains what is buffered, then gets `nil`.
+    /// Ends the sequence: consumers drain what is buffered, then get nothing.
     func finish() {
-        let waiter = state.withLock { state -> CheckedContinuation<[ConsumedDelivery], Never>? in
+        let matched = state.withLock { state in
             state.finished = true
-            defer { state.waiter = nil }
-            return state.waiter
+            return state.matchWaiters()
         }
-        waiter?.resume(returning: [])
+        for (continuation, ready) in matched { continuation.resume(returning: ready) }
     }
 
-    /// Consumer side: everything buffered, waiting if there is nothing yet. An empty result
-    /// means the queue is finished (or the waiting task was cancelled).
+    /// Everything buffered, waiting if there is nothing yet. An empty result means the queue
+    /// is finished (or the waiting task was cancelled).
     func takeAll() async -> [ConsumedDelivery] {
-        if let ready = takeBuffered() { return ready }
+        await take(all: true)
+    }
+
+    /// One delivery, waiting if there is none yet; nil once the queue is finished (or the
+    /// waiting task was cancelled). Several tasks may wait at once; each gets its own.
+    func takeOne() async -> ConsumedDelivery? {
+        await take(all: false).first
+    }
+
+    private func take(all: Bool) async -> [ConsumedDelivery] {
+        if let ready = state.withLock({ state in state.take(all: all) ?? (state.finished ? [] : nil) }) {
+            return ready
+        }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<[ConsumedDelivery], Never>) in
                 let immediate = state.withLock { state -> [ConsumedDelivery]? in
-                    if let ready = state.takeBuffer() { return ready }
+                    if let ready = state.take(all: all) { return ready }
                     if state.finished || Task.isCancelled { return [] }
-                    state.waiter = continuation
+                    state.waiters.append(Waiter(continuation: continuation, wantsAll: all))
                     return nil
                 }
                 if let immediate { continuation.resume(returning: immediate) }
@@ -87,10 +122,6 @@ final class DeliveryQueue: Sendable {
         } onCancel: {
             self.consumerGone()
         }
-    }
-
-    private func takeBuffered() -> [ConsumedDelivery]? {
-        state.withLock { state in state.takeBuffer() ?? (state.finished ? [] : nil) }
     }
 }
 
