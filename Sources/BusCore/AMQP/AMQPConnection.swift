@@ -7,6 +7,7 @@ import Glibc
 final class AMQPConnection {
     private let state: amqp_connection_state_t
     private var isOpen = true
+    private var interner = StringInterner()
     /// OpenSSL may hold decrypted records that neither `poll()` nor rabbitmq-c's buffer shows.
     let usesTLS: Bool
 
@@ -252,12 +253,12 @@ final class AMQPConnection {
             return .delivery(
                 InboundDelivery(
                     channel: envelope.channel,
-                    consumerTag: String(amqpBytes: envelope.consumer_tag),
+                    consumerTag: interner.string(envelope.consumer_tag),
                     deliveryTag: envelope.delivery_tag,
                     redelivered: envelope.redelivered != 0,
-                    exchange: String(amqpBytes: envelope.exchange),
-                    routingKey: String(amqpBytes: envelope.routing_key),
-                    properties: MessageProperties(envelope.message.properties),
+                    exchange: interner.string(envelope.exchange),
+                    routingKey: interner.string(envelope.routing_key),
+                    properties: MessageProperties(envelope.message.properties, interner: &interner),
                     body: [UInt8](amqpBytes: envelope.message.body)
                 ))
         case AMQP_RESPONSE_LIBRARY_EXCEPTION:
@@ -306,7 +307,7 @@ final class AMQPConnection {
             defer { amqp_destroy_message(&message) }
             return .returned(
                 channel: channel, replyCode: replyCode, replyText: replyText, exchange: exchange, routingKey: routingKey,
-                properties: MessageProperties(message.properties))
+                properties: MessageProperties(message.properties, interner: &interner))
         case rackbus_basic_cancel_method:
             let cancel = decoded.assumingMemoryBound(to: amqp_basic_cancel_t.self).pointee
             return .consumerCancelled(channel: channel, consumerTag: String(amqpBytes: cancel.consumer_tag))
@@ -543,6 +544,35 @@ extension String {
     }
 }
 
+/// Returns the same `String` for bytes it saw recently. Exchange names, routing keys, content
+/// types and reply queues repeat on nearly every delivery, and a repeat then costs a compare
+/// instead of an allocation, a UTF-8 validation and a free. Strings of up to 15 bytes are stored
+/// inline by Swift and gain nothing, so they bypass the table.
+fileprivate struct StringInterner {
+    private var strings: [String] = []
+    private var nextSlot = 0
+    static let capacity = 32
+
+    mutating func string(_ bytes: amqp_bytes_t) -> String {
+        guard bytes.len > 15, let base = bytes.bytes else { return String(amqpBytes: bytes) }
+        for candidate in strings where candidate.utf8.count == bytes.len {
+            let equal =
+                candidate.utf8.withContiguousStorageIfAvailable { stored in
+                    stored.baseAddress.map { memcmp($0, base, bytes.len) == 0 } ?? false
+                } ?? false
+            if equal { return candidate }
+        }
+        let made = String(amqpBytes: bytes)
+        if strings.count < Self.capacity {
+            strings.append(made)
+        } else {
+            strings[nextSlot] = made
+            nextSlot = (nextSlot + 1) % Self.capacity
+        }
+        return made
+    }
+}
+
 extension [UInt8] {
     fileprivate init(amqpBytes bytes: amqp_bytes_t) {
         guard bytes.len > 0, let base = bytes.bytes else {
@@ -555,21 +585,25 @@ extension [UInt8] {
 
 extension MessageProperties {
     /// Copies the properties of an inbound message. Unknown header kinds are skipped, never trusted.
-    fileprivate init(_ raw: amqp_basic_properties_t) {
+    /// Values that repeat from message to message go through `interner`; ids are unique, so not.
+    fileprivate init(_ raw: amqp_basic_properties_t, interner: inout StringInterner) {
         let flags = raw._flags
         func string(_ flag: amqp_flags_t, _ value: amqp_bytes_t) -> String? {
             flags & flag != 0 ? String(amqpBytes: value) : nil
         }
+        func repeated(_ flag: amqp_flags_t, _ value: amqp_bytes_t) -> String? {
+            flags & flag != 0 ? interner.string(value) : nil
+        }
         self.init(
-            contentType: string(rackbus_flag_content_type, raw.content_type),
-            type: string(rackbus_flag_type, raw.type),
+            contentType: repeated(rackbus_flag_content_type, raw.content_type),
+            type: repeated(rackbus_flag_type, raw.type),
             correlationID: string(rackbus_flag_correlation_id, raw.correlation_id),
-            replyTo: string(rackbus_flag_reply_to, raw.reply_to),
+            replyTo: repeated(rackbus_flag_reply_to, raw.reply_to),
             messageID: string(rackbus_flag_message_id, raw.message_id),
             timestamp: flags & rackbus_flag_timestamp != 0 ? Int64(clamping: raw.timestamp) : nil,
-            expiration: string(rackbus_flag_expiration, raw.expiration),
+            expiration: repeated(rackbus_flag_expiration, raw.expiration),
             deliveryMode: flags & rackbus_flag_delivery_mode != 0 ? raw.delivery_mode : nil,
-            appID: string(rackbus_flag_app_id, raw.app_id),
+            appID: repeated(rackbus_flag_app_id, raw.app_id),
             headers: flags & rackbus_flag_headers != 0 ? Self.headers(raw.headers) : [:]
         )
     }

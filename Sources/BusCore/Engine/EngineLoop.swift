@@ -38,8 +38,11 @@ final class EngineLoop {
     /// Acks of this turn, sent together (coalesced) once the turn's commands have run.
     private var acks = AckCoalescer()
     private var pendingAcks: [UInt64] = []
-    /// Subscriptions whose consumer waits for what this pass read; woken when the pass ends.
+    /// Subscriptions whose consumer waits for deliveries read since the last wake-up.
     private var sleepingSinks: [DeliveryQueue] = []
+    /// Deliveries handed to sleeping consumers since the first of them, for the batching bound.
+    private var unwokenDeliveries = 0
+    private var firstUnwokenAt = ContinuousClock.now
     /// Work that needs a connection, kept in order while there is none.
     private var deferred: [EngineCommand] = []
     private var deferredForShutdown: [EngineCommand] = []
@@ -397,8 +400,6 @@ final class EngineLoop {
         var mayRead = socketMayBeReadable || connection?.usesTLS == true
         defer {
             if budget < 512 { lastReceive = .now }
-            for sink in sleepingSinks { sink.wake() }
-            sleepingSinks.removeAll(keepingCapacity: true)
         }
         while budget > 0, let connection {
             guard mayRead || connection.hasBufferedInput else { return }
@@ -427,10 +428,10 @@ final class EngineLoop {
                 if consumer.spec.prefetch != nil {
                     acks.delivered(delivery.deliveryTag)
                 }
-                if sink.append(ConsumedDelivery(delivery: delivery, generation: lifecycle.currentGeneration)),
-                    !sleepingSinks.contains(where: { $0 === sink })
-                {
-                    sleepingSinks.append(sink)
+                if sink.append(ConsumedDelivery(delivery: delivery, generation: lifecycle.currentGeneration)) {
+                    if unwokenDeliveries == 0 { firstUnwokenAt = .now }
+                    unwokenDeliveries += 1
+                    if !sleepingSinks.contains(where: { $0 === sink }) { sleepingSinks.append(sink) }
                 }
             }
         case .publishAck(let channel, let tag, let multiple) where channel == Channel.confirm:
@@ -559,8 +560,33 @@ final class EngineLoop {
         }
     }
 
+    /// Wakes the consumers waiting for what was read. Under load, a wake-up per read pass
+    /// costs more than the deliveries it hands over (a futex and a thread switch each), so
+    /// while the broker keeps sending, deliveries are gathered for a short, bounded while.
+    private func wakeConsumers() {
+        guard !sleepingSinks.isEmpty else { return }
+        if unwokenDeliveries < Self.wakeBatchLimit, ContinuousClock.now - firstUnwokenAt < Self.wakeBatchDelay,
+            let connection, connection.hasBufferedInput || socketIsReadableNow(connection)
+        {
+            return
+        }
+        for sink in sleepingSinks { sink.wake() }
+        sleepingSinks.removeAll(keepingCapacity: true)
+        unwokenDeliveries = 0
+    }
+
+    private func socketIsReadableNow(_ connection: AMQPConnection) -> Bool {
+        var descriptor = pollfd(fd: connection.socketDescriptor, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) > 0
+    }
+
+    static let wakeBatchLimit = 256
+    static let wakeBatchDelay = Duration.microseconds(200)
+
     private func waitForWork(until callDeadline: ContinuousClock.Instant?) {
         socketMayBeReadable = true
+        wakeConsumers()
+        if !sleepingSinks.isEmpty { return }
         if let connection, connection.hasBufferedInput { return }
         guard shared.inbox.prepareToSleep() else { return }
 

@@ -11,7 +11,7 @@ import Synchronization
 /// instead of waking a dispatcher that then starts a task.
 final class DeliveryQueue: Sendable {
     private struct Waiter {
-        let continuation: CheckedContinuation<[ConsumedDelivery], Never>
+        let continuation: CheckedContinuation<Deque<ConsumedDelivery>, Never>
         let wantsAll: Bool
     }
 
@@ -21,17 +21,19 @@ final class DeliveryQueue: Sendable {
         var finished = false
         var consumerGone = false
 
-        /// What one consumer takes now, or nil when nothing is buffered.
-        mutating func take(all: Bool) -> [ConsumedDelivery]? {
+        /// What one consumer takes now, or nil when nothing is buffered. Taking everything
+        /// moves the buffer out whole: no per-delivery copy, retain or release.
+        mutating func take(all: Bool) -> Deque<ConsumedDelivery>? {
             guard !buffer.isEmpty else { return nil }
             guard all else { return [buffer.removeFirst()] }
-            defer { buffer.removeAll(keepingCapacity: true) }
-            return Array(buffer)
+            let taken = buffer
+            buffer = Deque(minimumCapacity: taken.count)
+            return taken
         }
 
         /// Pairs waiting consumers with buffered deliveries (or with the end, once finished).
-        mutating func matchWaiters() -> [(CheckedContinuation<[ConsumedDelivery], Never>, [ConsumedDelivery])] {
-            var matched: [(CheckedContinuation<[ConsumedDelivery], Never>, [ConsumedDelivery])] = []
+        mutating func matchWaiters() -> [(CheckedContinuation<Deque<ConsumedDelivery>, Never>, Deque<ConsumedDelivery>)] {
+            var matched: [(CheckedContinuation<Deque<ConsumedDelivery>, Never>, Deque<ConsumedDelivery>)] = []
             while let waiter = waiters.first {
                 if let ready = take(all: waiter.wantsAll) {
                     matched.append((waiter.continuation, ready))
@@ -95,7 +97,7 @@ final class DeliveryQueue: Sendable {
 
     /// Everything buffered, waiting if there is nothing yet. An empty result means the queue
     /// is finished (or the waiting task was cancelled).
-    func takeAll() async -> [ConsumedDelivery] {
+    func takeAll() async -> Deque<ConsumedDelivery> {
         await take(all: true)
     }
 
@@ -105,13 +107,13 @@ final class DeliveryQueue: Sendable {
         await take(all: false).first
     }
 
-    private func take(all: Bool) async -> [ConsumedDelivery] {
+    private func take(all: Bool) async -> Deque<ConsumedDelivery> {
         if let ready = state.withLock({ state in state.take(all: all) ?? (state.finished ? [] : nil) }) {
             return ready
         }
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<[ConsumedDelivery], Never>) in
-                let immediate = state.withLock { state -> [ConsumedDelivery]? in
+            await withCheckedContinuation { (continuation: CheckedContinuation<Deque<ConsumedDelivery>, Never>) in
+                let immediate = state.withLock { state -> Deque<ConsumedDelivery>? in
                     if let ready = state.take(all: all) { return ready }
                     if state.finished || Task.isCancelled { return [] }
                     state.waiters.append(Waiter(continuation: continuation, wantsAll: all))

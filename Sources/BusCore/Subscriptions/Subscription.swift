@@ -1,3 +1,4 @@
+import DequeModule
 import Logging
 
 /// One message from a subscription, decoded.
@@ -76,8 +77,7 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
     public struct Iterator: AsyncIteratorProtocol {
         let subscription: Subscription
         /// Deliveries taken from the queue in one go, consumed from `next`.
-        private var batch: [ConsumedDelivery] = []
-        private var position = 0
+        private var batch: Deque<ConsumedDelivery> = []
         /// Taken broadcast deliveries not yet acknowledged.
         private var taken: [AckToken] = []
 
@@ -88,7 +88,7 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
         /// Taken is as good as handled for a broadcast. Acknowledging a quarter window at a time
         /// keeps the broker sending (it stops only when a whole window is unacknowledged) while
         /// costing one ack frame and one engine wake-up per quarter window, not per batch.
-        private mutating func acknowledgeTaken(_ batch: [ConsumedDelivery], window: Int) {
+        private mutating func acknowledgeTaken(_ batch: Deque<ConsumedDelivery>, window: Int) {
             taken.append(contentsOf: batch.map { AckToken(generation: $0.generation, deliveryTag: $0.delivery.deliveryTag) })
             guard taken.count >= Swift.max(1, window / 4) else { return }
             subscription.engine.submit(.ackAll(taken))
@@ -96,16 +96,14 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
         }
 
         private mutating func nextConsumed() async -> ConsumedDelivery? {
-            if position == batch.count {
+            if batch.isEmpty {
                 batch = await subscription.handle.queue.takeAll()
-                position = 0
                 if batch.isEmpty { return nil }
                 if case .onTake(let window) = subscription.acknowledgement {
                     acknowledgeTaken(batch, window: Int(window))
                 }
             }
-            defer { position += 1 }
-            return batch[position]
+            return batch.popFirst()
         }
 
         public mutating func next() async -> Delivery<Message>? {
