@@ -17,12 +17,19 @@ final class EngineLoop {
         static let scratch: UInt16 = 4
     }
 
-    private struct Consumer {
-        var spec: ConsumerSpec
-        var sink: DeliveryQueue?
+    /// A class, so that routing a delivery to it costs one retain rather than a copy of its spec.
+    private final class Consumer {
+        let spec: ConsumerSpec
+        let sink: DeliveryQueue?
         var ready: CheckedContinuation<String, any Error>?
         var consumerTag: String?
         var queueName: String?
+
+        init(spec: ConsumerSpec, sink: DeliveryQueue?, ready: CheckedContinuation<String, any Error>?) {
+            self.spec = spec
+            self.sink = sink
+            self.ready = ready
+        }
     }
 
     private let shared: EngineShared
@@ -69,7 +76,9 @@ final class EngineLoop {
                 shutdown()
                 return
             }
-            if case .connect(let attempt) = lifecycle.tick(now: .now) {
+            // One clock read per turn: at tens of thousands of turns a second, each read shows.
+            let now = ContinuousClock.now
+            if case .connect(let attempt) = lifecycle.tick(now: now) {
                 connect(attempt: attempt)
             }
             for command in commands {
@@ -78,11 +87,11 @@ final class EngineLoop {
             flushAcks()
             if connection != nil {
                 pumpInbound()
-                serviceHeartbeats()
+                serviceHeartbeats(now: now)
             }
             // Calls time out here, on this thread, not on a timer task that a busy
             // cooperative pool could hold up.
-            let nextCallDeadline = shared.pending.expire(now: .now)
+            let nextCallDeadline = shared.pending.expire(now: now)
             waitForWork(until: nextCallDeadline)
         }
     }
@@ -174,7 +183,7 @@ final class EngineLoop {
     }
 
     private func establish(consumerID id: UInt64) {
-        guard let connection, var consumer = consumers[id] else { return }
+        guard let connection, let consumer = consumers[id] else { return }
         do {
             let queueName: String
             switch consumer.spec.queue {
@@ -203,7 +212,6 @@ final class EngineLoop {
             consumerByTag[tag] = id
             consumer.ready?.resume(returning: queueName)
             consumer.ready = nil
-            consumers[id] = consumer
         } catch let error as BusError {
             if error.code == .channelClosed {
                 // The broker refused this consumer (406 mismatched queue flags, 405 locked, 404 missing
@@ -543,9 +551,8 @@ final class EngineLoop {
 
     // MARK: Heartbeats and waiting
 
-    private func serviceHeartbeats() {
+    private func serviceHeartbeats(now: ContinuousClock.Instant) {
         guard let connection, heartbeat > .zero else { return }
-        let now = ContinuousClock.now
         if now - lastReceive > heartbeat * 2 {
             connectionLost(BusError(code: .connectionLost, message: "no heartbeat from the broker for \(heartbeat * 2)"))
             return
