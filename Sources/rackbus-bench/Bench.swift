@@ -107,11 +107,11 @@ var benchLogger: Logger {
 func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
 /// Reads `sentAt` out of a `Stamped` body without a JSON decoder (raw mode measures the bus alone).
+/// The bench writes `sentAt` last, so its digits end the body just before the closing brace.
 func sentAt(in body: [UInt8]) -> UInt64 {
-    let key = Array("\"sentAt\":".utf8)
-    guard let start = body.indices.first(where: { body[$0...].starts(with: key) }) else { return now() }
+    guard let colon = body.lastIndex(of: UInt8(ascii: ":")) else { return now() }
     var value: UInt64 = 0
-    for byte in body[(start + key.count)...] {
+    for byte in body[(colon + 1)...] {
         guard byte >= 48, byte <= 57 else { break }
         value = value * 10 + UInt64(byte - 48)
     }
