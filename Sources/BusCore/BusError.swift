@@ -18,6 +18,7 @@ public struct BusError: Error, Sendable, CustomStringConvertible {
             case cancelled
             case backpressure
             case brokerRefused
+            case callerNotFollowing
         }
 
         fileprivate let base: Base
@@ -52,6 +53,9 @@ public struct BusError: Error, Sendable, CustomStringConvertible {
         public static let backpressure = Code(base: .backpressure)
         /// The broker refused a declaration or another synchronous method.
         public static let brokerRefused = Code(base: .brokerRefused)
+        /// A command asked its caller a question, but the caller does not follow the command
+        /// (a plain RPC caller, which only waits for the final reply).
+        public static let callerNotFollowing = Code(base: .callerNotFollowing)
 
         public var description: String { base.rawValue }
     }

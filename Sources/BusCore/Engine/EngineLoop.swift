@@ -484,7 +484,12 @@ final class EngineLoop {
     }
 
     private func deliverReply(_ delivery: InboundDelivery) {
-        guard let id = shared.correlation.decode(delivery.properties.correlationID), shared.pending.resolve(id, with: delivery) else {
+        let id = shared.correlation.decode(delivery.properties.correlationID)
+        if let id, CommandWire.isInterim(delivery.properties.type) {
+            if !shared.pending.deliverInterim(id, delivery, now: .now) { shared.metrics.lateReplies.increment() }
+            return
+        }
+        guard let id, shared.pending.resolve(id, with: delivery) else {
             shared.metrics.lateReplies.increment()
             logger.debug(
                 "dropped a reply nobody waits for", metadata: ["amqp.correlation_id": "\(delivery.properties.correlationID ?? "-")"])

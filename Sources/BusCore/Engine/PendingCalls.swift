@@ -15,6 +15,9 @@ final class PendingCalls: Sendable {
         /// `exchange:routingKey`, for error messages.
         var description: String
         var timeout: Duration
+        /// A command's interim messages (acceptance, progress, questions) go here, on the I/O
+        /// thread, so it must not block; each one restarts the deadline (an idle timeout).
+        var interim: (@Sendable (InboundDelivery) -> Void)?
     }
 
     private struct State {
@@ -38,14 +41,15 @@ final class PendingCalls: Sendable {
     /// Registers a call. Returns `false` (and fails the continuation) if the call was cancelled first.
     func register(
         id: UInt64, deadline: ContinuousClock.Instant, timeout: Duration, description: String,
-        continuation: CheckedContinuation<InboundDelivery, any Error>
+        continuation: CheckedContinuation<InboundDelivery, any Error>, interim: (@Sendable (InboundDelivery) -> Void)? = nil
     ) -> Bool {
         let accepted = state.withLock { state -> Bool in
             if state.tombstones.remove(id) != nil {
                 return false
             }
             state.slots[id] = Slot(
-                continuation: continuation, deadline: deadline, sentOnGeneration: nil, description: description, timeout: timeout)
+                continuation: continuation, deadline: deadline, sentOnGeneration: nil, description: description, timeout: timeout,
+                interim: interim)
             state.earliestDeadline = min(state.earliestDeadline ?? deadline, deadline)
             return true
         }
@@ -75,6 +79,20 @@ final class PendingCalls: Sendable {
         guard let slot = state.withLock({ $0.slots.removeValue(forKey: id) }) else { return false }
         slot.continuation.resume(returning: delivery)
         return true
+    }
+
+    /// Hands a command its interim message and restarts its deadline. Returns `false` when no
+    /// command waits under `id` (a late message, or a plain call that expects none).
+    @discardableResult
+    func deliverInterim(_ id: UInt64, _ delivery: InboundDelivery, now: ContinuousClock.Instant) -> Bool {
+        let interim = state.withLock { state -> (@Sendable (InboundDelivery) -> Void)? in
+            guard let interim = state.slots[id]?.interim else { return nil }
+            // Only later: `earliestDeadline` stays a valid lower bound.
+            state.slots[id]!.deadline = now + state.slots[id]!.timeout
+            return interim
+        }
+        interim?(delivery)
+        return interim != nil
     }
 
     func fail(_ id: UInt64, with error: BusError) {

@@ -37,8 +37,12 @@ extension MessageBus {
         return RawReply(type: reply.properties.type, body: reply.body, properties: reply.properties)
     }
 
+    /// Sends a request and waits for its reply. With `command`, the request asks for interim
+    /// messages, which go to `command`'s handler and restart the timeout, and cancelling the
+    /// calling task asks the server to stop instead of abandoning the call.
     func performCall(
-        exchange: String, routingKey: String, method: String, body: [UInt8], type: String, timeout: Duration?
+        exchange: String, routingKey: String, method: String, body: [UInt8], type: String, timeout: Duration?,
+        command: CommandCall? = nil
     ) async throws -> InboundDelivery {
         let timeout = timeout ?? configuration.defaultCallTimeout
         let metrics = metrics(exchange: exchange, method: method)
@@ -52,6 +56,9 @@ extension MessageBus {
         properties.correlationID = engine.shared.correlation.encode(id)
         properties.expiration = String(timeoutMilliseconds)
         properties.headers = [EnvelopeHeader.deadline: .int(Int64(sentAt.timeIntervalSince1970 * 1000) + timeoutMilliseconds)]
+        if command != nil {
+            properties.headers[CommandWire.commandHeader] = .int(1)
+        }
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body)
         let engine = self.engine
         do {
@@ -61,14 +68,18 @@ extension MessageBus {
                     guard
                         pending.register(
                             id: id, deadline: started + timeout, timeout: timeout, description: "\(exchange):\(routingKey)",
-                            continuation: continuation)
+                            continuation: continuation, interim: command?.receive)
                     else { return }
                     if !engine.submit(.call(message, id: id)) {
                         pending.fail(id, with: BusError(code: .shutdown, message: "the bus is shut down"))
                     }
                 }
             } onCancel: {
-                pending.cancel(id)
+                if let command {
+                    command.requestCancel()
+                } else {
+                    pending.cancel(id)
+                }
             }
             metrics.latency.record(duration: ContinuousClock.now - started)
             if reply.properties.type == WireFormat.errorType {

@@ -51,8 +51,16 @@ extension MessageBus {
         for type: Request.Type, routingKey: String? = nil, concurrency: Int = 64,
         handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
     ) async throws -> RPCServer {
+        try await typedServer(for: type, routingKey: routingKey ?? Request.method, concurrency: concurrency, handler: handler)
+    }
+
+    /// A raw server that decodes requests into `Request` (a 400 when they do not decode) and
+    /// encodes the handler's reply in RackHD's `Result` envelope.
+    func typedServer<Request: BusRequest>(
+        for type: Request.Type, routingKey key: String, concurrency: Int,
+        handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
+    ) async throws -> RPCServer {
         let exchange = name(of: Request.exchange)
-        let key = routingKey ?? Request.method
         return try await rawServer(
             exchangeNamed: exchange, routingKey: key, method: Request.method, expectedType: Request.payloadType, concurrency: concurrency
         ) {
@@ -165,6 +173,8 @@ public struct RPCServer: Sendable {
     /// As many as the consumer's prefetch: a worker per request the broker may hand over.
     let workers: Int
     let answer: @Sendable (ConsumedDelivery) async -> Void
+    /// A command server's control queue (its callers' cancels and answers), read beside the requests.
+    var control: (messages: Subscription<InboundDelivery>, handle: @Sendable (InboundDelivery) -> Void)?
 
     /// Runs a fixed pool of workers, each taking the next request off the queue, rather than a
     /// task per request: the I/O thread resumes an idle worker directly, which saves a wake-up
@@ -173,20 +183,29 @@ public struct RPCServer: Sendable {
         let queue = requests.handle.queue
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
-                for _ in 0..<workers {
+                if let control {
                     group.addTask {
-                        while let request = await queue.takeOne() {
-                            await answer(request)
+                        for await message in control.messages { control.handle(message.message) }
+                    }
+                }
+                await withDiscardingTaskGroup { workers in
+                    for _ in 0..<self.workers {
+                        workers.addTask {
+                            while let request = await queue.takeOne() {
+                                await answer(request)
+                            }
                         }
                     }
                 }
+                control?.messages.cancel()
             }
         } onCancel: {
-            requests.cancel()
+            cancel()
         }
     }
 
     public func cancel() {
         requests.cancel()
+        control?.messages.cancel()
     }
 }

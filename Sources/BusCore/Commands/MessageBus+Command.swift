@@ -1,0 +1,184 @@
+import Foundation
+import Logging
+import Synchronization
+
+extension MessageBus {
+    /// Runs a command and returns its reply, following it meanwhile.
+    ///
+    /// Progress reports go to `onProgress`, in order, and all of them before this returns.
+    /// Questions go to `onQuestion`; what it throws goes back to the server as an ErrorEvent.
+    /// `idleTimeout` bounds the wait for the next message from the server, not the whole run.
+    /// Cancelling the calling task asks the server to stop: the handler is cancelled, and this
+    /// still returns the server's final answer (what it did so far, or an ErrorEvent with status
+    /// 499), or times out.
+    ///
+    /// - Throws: as ``call(_:timeout:)``.
+    public func perform<Command: BusCommand>(
+        _ command: Command, idleTimeout: Duration? = nil,
+        onProgress: @escaping @Sendable (Command.Progress) async -> Void = { _ in },
+        onQuestion: @escaping @Sendable (Command.Question) async throws -> Command.Answer = { _ in
+            throw ErrorEvent.notImplemented("this caller answers no questions")
+        }
+    ) async throws -> Command.Reply {
+        let body = try WireFormat.encode(command)
+        let engine = self.engine
+        let call = CommandCall { [self] type in
+            outboundProperties(type: type)
+        } send: {
+            engine.submit(.publish($0))
+        }
+        let logger = self.logger
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await message in call.messages {
+                    switch message.properties.type {
+                    case CommandWire.progressType:
+                        do {
+                            await onProgress(try WireFormat.decode(Command.Progress.self, from: message.body))
+                        } catch {
+                            logger.warning("dropped a progress report that does not decode", metadata: ["error": "\(error)"])
+                        }
+                    case CommandWire.questionType:
+                        let answer: (type: String, body: [UInt8])
+                        do {
+                            let question = try WireFormat.decode(Command.Question.self, from: message.body)
+                            answer = (CommandWire.answerType, try WireFormat.encode(try await onQuestion(question)))
+                        } catch {
+                            answer = (WireFormat.errorType, (try? WireFormat.encode(ErrorEvent.from(error))) ?? [])
+                        }
+                        call.answer(message, type: answer.type, body: answer.body)
+                    default:
+                        break
+                    }
+                }
+            }
+            do {
+                let reply = try await performCall(
+                    exchange: name(of: Command.exchange), routingKey: command.routingKey, method: Command.method, body: body,
+                    type: Command.payloadType, timeout: idleTimeout, command: call)
+                call.finish()
+                try await group.waitForAll()
+                return try WireFormat.decodeReply(Command.Reply.self, messageType: reply.properties.type, body: reply.body)
+            } catch {
+                call.finish()
+                throw error
+            }
+        }
+    }
+
+    /// A server for a command: like ``server(for:routingKey:concurrency:handler:)``, and the
+    /// handler also gets a ``CommandContext`` to report progress and ask its caller questions.
+    /// A caller's cancel cancels the handler's task; if the handler then throws
+    /// `CancellationError`, the caller gets an ErrorEvent with status 499, otherwise what it returns.
+    ///
+    /// Cancels and answers arrive on the server's own control queue, which every interim
+    /// message names in `reply_to`.
+    public func commandServer<Command: BusCommand>(
+        for type: Command.Type, routingKey: String? = nil, concurrency: Int = 16,
+        handler: @escaping @Sendable (Command, CommandContext<Command>) async throws -> Command.Reply
+    ) async throws -> RPCServer {
+        var generator = SystemRandomNumberGenerator()
+        let control = try await makeSubscription(
+            ConsumerSpec(
+                queue: .shared(
+                    name: "rackbus.control.\(configuration.connectionName).\(EngineLoop.randomSuffix(using: &generator))",
+                    durable: false, autoDelete: true, arguments: [:]),
+                bindings: [], acknowledgement: .automatic),
+            decode: { $0 })
+        let sessions = CommandSessions()
+        let engine = self.engine
+        let defaultTimeout = configuration.defaultCallTimeout
+        let key = routingKey ?? Command.method
+        var server = try await typedServer(for: type, routingKey: key, concurrency: concurrency) { [self] command, context in
+            let session = CommandSession(
+                request: context, controlQueue: control.queueName, engine: engine, defaultTimeout: defaultTimeout,
+                envelope: { self.outboundProperties(type: $0) })
+            sessions.add(session)
+            defer { sessions.remove(session) }
+            session.send(JSONValue.object([:]), type: CommandWire.acceptedType)
+            do {
+                return try await session.run { try await handler(command, CommandContext(session: session)) }
+            } catch is CancellationError where session.wasCancelledByCaller {
+                throw ErrorEvent(name: "CancelledError", message: "\(key) was cancelled by its caller", status: CommandWire.cancelledStatus)
+            }
+        }
+        server.control = (control, { sessions.dispatch($0) })
+        return server
+    }
+}
+
+/// A command in flight on the caller's side: its interim messages, and the cancel it may owe.
+final class CommandCall: Sendable {
+    private struct State {
+        /// From `CommandAccepted`: where cancels and answers go, and the call's correlation id.
+        var control: (queue: String, correlationID: String?)?
+        var cancelRequested = false
+        var cancelSent = false
+    }
+
+    private let state = Mutex(State())
+    let messages: AsyncStream<InboundDelivery>
+    private let continuation: AsyncStream<InboundDelivery>.Continuation
+    private let envelope: @Sendable (String) -> MessageProperties
+    private let send: @Sendable (OutboundMessage) -> Void
+
+    init(envelope: @escaping @Sendable (String) -> MessageProperties, send: @escaping @Sendable (OutboundMessage) -> Void) {
+        (messages, continuation) = AsyncStream.makeStream(of: InboundDelivery.self)
+        self.envelope = envelope
+        self.send = send
+    }
+
+    /// An interim message (I/O thread: must not block). Acceptance is handled here, so that a
+    /// cancel requested before it goes out even if the caller's tasks are already cancelled.
+    @Sendable func receive(_ delivery: InboundDelivery) {
+        guard delivery.properties.type == CommandWire.acceptedType else {
+            continuation.yield(delivery)
+            return
+        }
+        guard let queue = delivery.properties.replyTo, !queue.isEmpty else { return }
+        let owesCancel = state.withLock { state -> Bool in
+            state.control = (queue, delivery.properties.correlationID)
+            return takeCancel(&state)
+        }
+        if owesCancel { sendCancel() }
+    }
+
+    /// The caller's task was cancelled: tell the server, now or once it has accepted.
+    func requestCancel() {
+        let now = state.withLock { state -> Bool in
+            state.cancelRequested = true
+            return takeCancel(&state)
+        }
+        if now { sendCancel() }
+    }
+
+    private func takeCancel(_ state: inout State) -> Bool {
+        guard state.cancelRequested, !state.cancelSent, state.control != nil else { return false }
+        state.cancelSent = true
+        return true
+    }
+
+    private func sendCancel() {
+        guard let control = state.withLock({ $0.control }) else { return }
+        sendControl(
+            type: CommandWire.cancelType, to: control.queue, correlationID: control.correlationID, headers: [:], body: Array("{}".utf8))
+    }
+
+    /// Answers `question` (a `CommandQuestion` delivery) with an answer or an ErrorEvent body.
+    func answer(_ question: InboundDelivery, type: String, body: [UInt8]) {
+        guard let queue = question.properties.replyTo, let id = question.properties.headers[CommandWire.questionHeader] else { return }
+        sendControl(
+            type: type, to: queue, correlationID: question.properties.correlationID, headers: [CommandWire.questionHeader: id], body: body)
+    }
+
+    private func sendControl(type: String, to queue: String, correlationID: String?, headers: [String: HeaderValue], body: [UInt8]) {
+        var properties = envelope(type)
+        properties.correlationID = correlationID
+        properties.headers = headers
+        send(OutboundMessage(exchange: "", routingKey: queue, properties: properties, body: body))
+    }
+
+    func finish() {
+        continuation.finish()
+    }
+}
