@@ -346,3 +346,18 @@ struct AckCoalescerTests {
         #expect(frames(acks.acknowledge([1])) == ["1+"])
     }
 }
+
+@Suite("Observed reply keys")
+struct ObservedReplyKeyTests {
+    @Test func namesTheMethodAndTheCallersReplyQueue() {
+        #expect(
+            WireFormat.observedReplyKey(routingKey: "methods.lookupIpLease", replyTo: "rackbus.reply.cli.abc1234")
+                == "reply.methods.lookupIpLease.rackbus.reply.cli.abc1234")
+    }
+
+    @Test func staysWithinAMQPsShortStringLimit() {
+        let key = WireFormat.observedReplyKey(routingKey: "methods.x", replyTo: String(repeating: "é", count: 200))
+        #expect(key.utf8.count <= 255)
+        #expect(key.hasPrefix("reply.methods.x.é"))
+    }
+}

@@ -210,6 +210,44 @@ struct RPCTests {
         }
     }
 
+    @Test("an observed server's replies, errors included, can be followed on the events exchange")
+    func observedReplies() async throws {
+        try await TestBroker.withBus { bus in
+            let copies = try await bus.subscribeRaw(toExchangeNamed: bus.name(of: .events), patterns: ["reply.#"])
+            let echo = try await bus.server(for: Echo.self, observed: true) { request, _ in
+                EchoReply(text: request.text, number: request.number, servedBy: "observed")
+            }
+            let fails = try await bus.server(for: Fails.self) { request, _ in
+                throw ErrorEvent(name: "ConflictError", message: "not observed", status: request.status)
+            }
+            let failsObserved = try await bus.server(for: Fails.self, routingKey: "methods.failsObserved", observed: true) { request, _ in
+                throw ErrorEvent(name: "ConflictError", message: "observed", status: request.status)
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for server in [echo, fails, failsObserved] { group.addTask { await server.run() } }
+                defer { group.cancelAll() }
+                _ = try await bus.call(Echo(text: "watched", number: 3))
+                _ = try? await bus.call(Fails(status: 409))
+                _ = try? await bus.callRaw(
+                    exchangeNamed: bus.name(of: .dhcp), routingKey: "methods.failsObserved", body: Array(#"{"status":410}"#.utf8))
+                var seen: [Delivery<[UInt8]>] = []
+                for await copy in copies {
+                    seen.append(copy)
+                    if seen.count == 2 { break }
+                }
+                #expect(seen[0].routingKey.hasPrefix("reply.methods.echo.rackbus.reply."))
+                #expect(seen[0].type == "Result")
+                #expect(seen[0].properties.correlationID != nil)
+                #expect(String(decoding: seen[0].body, as: UTF8.self).contains(#""servedBy":"observed""#))
+                #expect(seen[1].routingKey.hasPrefix("reply.methods.failsObserved."))
+                #expect(seen[1].type == "ErrorEvent")
+                #expect(seen[1].properties.headers[EnvelopeHeader.status]?.intValue == 410)
+                // The unobserved server's reply was never copied: it came between the two.
+                #expect(!seen.contains { $0.routingKey.hasPrefix("reply.methods.fails.") })
+            }
+        }
+    }
+
     @Test("two replicas share one method's calls instead of both answering each")
     func replicasShareCalls() async throws {
         let configuration = try TestBroker.configuration()

@@ -66,7 +66,7 @@ extension MessageBus {
         }
     }
 
-    /// A server for a command: like ``server(for:routingKey:concurrency:handler:)``, and the
+    /// A server for a command: like ``server(for:routingKey:concurrency:observed:handler:)``, and the
     /// handler also gets a ``CommandContext`` to report progress and ask its caller questions.
     /// A caller's cancel cancels the handler's task; if the handler then throws
     /// `CancellationError`, the caller gets an ErrorEvent with status 499, otherwise what it returns.
@@ -74,7 +74,7 @@ extension MessageBus {
     /// Cancels and answers arrive on the server's own control queue, which every interim
     /// message names in `reply_to`.
     public func commandServer<Command: BusCommand>(
-        for type: Command.Type, routingKey: String? = nil, concurrency: Int = 16,
+        for type: Command.Type, routingKey: String? = nil, concurrency: Int = 16, observed: Bool = false,
         handler: @escaping @Sendable (Command, CommandContext<Command>) async throws -> Command.Reply
     ) async throws -> RPCServer {
         var generator = SystemRandomNumberGenerator()
@@ -89,7 +89,8 @@ extension MessageBus {
         let engine = self.engine
         let defaultTimeout = configuration.defaultCallTimeout
         let key = routingKey ?? Command.method
-        var server = try await typedServer(for: type, routingKey: key, concurrency: concurrency) { [self] command, context in
+        var server = try await typedServer(for: type, routingKey: key, concurrency: concurrency, observed: observed) {
+            [self] command, context in
             let session = CommandSession(
                 request: context, controlQueue: control.queueName, engine: engine, defaultTimeout: defaultTimeout,
                 envelope: { self.outboundProperties(type: $0) })

@@ -62,6 +62,14 @@ public enum WireFormat {
         return ErrorEvent(name: "Error", message: String(decoding: body.prefix(512), as: UTF8.self))
     }
 
+    /// The routing key of a reply's copy for observers: `reply.<request key>.<reply_to>`, cut to
+    /// AMQP's 255 bytes (at a character boundary).
+    public static func observedReplyKey(routingKey: String, replyTo: String) -> String {
+        var key = "reply.\(routingKey).\(replyTo)"
+        while key.utf8.count > 255 { key.removeLast() }
+        return key
+    }
+
     /// A short, single-line description of a decoding failure for an ErrorEvent message.
     static func describe(_ error: any Error) -> String {
         guard let decoding = error as? DecodingError else { return "\(error)" }

@@ -38,31 +38,37 @@ extension MessageBus {
     /// A request whose deadline passed is dropped unanswered. A request with the wrong AMQP type
     /// or a body that does not decode is answered with a 400 ErrorEvent without calling `handler`.
     /// An error thrown by `handler` becomes an ErrorEvent (see ``ErrorEvent/from(_:)``).
+    ///
+    /// With `observed`, a copy of every reply also goes to the events exchange under
+    /// `reply.<routingKey>.<reply_to>`, so that other parties (a dashboard, an audit log,
+    /// `rackbus listen on.events 'reply.#'`) can follow the answers meant for one caller.
     public func serve<Request: BusRequest>(
-        _ type: Request.Type, routingKey: String? = nil, concurrency: Int = 64,
+        _ type: Request.Type, routingKey: String? = nil, concurrency: Int = 64, observed: Bool = false,
         handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
     ) async throws {
-        try await server(for: type, routingKey: routingKey, concurrency: concurrency, handler: handler).run()
+        try await server(for: type, routingKey: routingKey, concurrency: concurrency, observed: observed, handler: handler).run()
     }
 
-    /// Like ``serve(_:routingKey:concurrency:handler:)``, but returns once the server's queue is
-    /// bound and consuming, so that callers can start calling right away; then `run()` it.
+    /// Like ``serve(_:routingKey:concurrency:observed:handler:)``, but returns once the server's queue
+    /// is bound and consuming, so that callers can start calling right away; then `run()` it.
     public func server<Request: BusRequest>(
-        for type: Request.Type, routingKey: String? = nil, concurrency: Int = 64,
+        for type: Request.Type, routingKey: String? = nil, concurrency: Int = 64, observed: Bool = false,
         handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
     ) async throws -> RPCServer {
-        try await typedServer(for: type, routingKey: routingKey ?? Request.method, concurrency: concurrency, handler: handler)
+        try await typedServer(
+            for: type, routingKey: routingKey ?? Request.method, concurrency: concurrency, observed: observed, handler: handler)
     }
 
     /// A raw server that decodes requests into `Request` (a 400 when they do not decode) and
     /// encodes the handler's reply in RackHD's `Result` envelope.
     func typedServer<Request: BusRequest>(
-        for type: Request.Type, routingKey key: String, concurrency: Int,
+        for type: Request.Type, routingKey key: String, concurrency: Int, observed: Bool,
         handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
     ) async throws -> RPCServer {
         let exchange = name(of: Request.exchange)
         return try await rawServer(
-            exchangeNamed: exchange, routingKey: key, method: Request.method, expectedType: Request.payloadType, concurrency: concurrency
+            exchangeNamed: exchange, routingKey: key, method: Request.method, expectedType: Request.payloadType, concurrency: concurrency,
+            observed: observed
         ) {
             body, context in
             let request: Request
@@ -82,7 +88,7 @@ extension MessageBus {
     /// checks as a typed server; errors it throws become ErrorEvents.
     public func rawServer(
         exchangeNamed exchange: String, routingKey: String, method: String? = nil, expectedType: String = "Object",
-        concurrency: Int = 64, handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
+        concurrency: Int = 64, observed: Bool = false, handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
     ) async throws -> RPCServer {
         let method = method ?? routingKey
         let spec = ConsumerSpec(
@@ -94,14 +100,16 @@ extension MessageBus {
         logger.debug(
             "serving",
             metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "amqp.queue": "\(requests.queueName)"])
+        let observers = observed ? name(of: .events) : nil
         return RPCServer(requests: requests, workers: max(1, concurrency)) { request in
-            await self.answer(request, exchange: exchange, expectedType: expectedType, metrics: metrics, handler: handler)
+            await self.answer(
+                request, exchange: exchange, expectedType: expectedType, metrics: metrics, observers: observers, handler: handler)
         }
     }
 
     /// Answers one request and acknowledges it, whatever happens.
     private func answer(
-        _ consumed: ConsumedDelivery, exchange: String, expectedType: String, metrics: ServedMetrics,
+        _ consumed: ConsumedDelivery, exchange: String, expectedType: String, metrics: ServedMetrics, observers: String?,
         handler: @Sendable ([UInt8], RequestContext) async throws -> ServedReply
     ) async {
         let raw = consumed.delivery
@@ -117,7 +125,7 @@ extension MessageBus {
             engine.submit(.ack(token))
         case .reject(let event):
             metrics.failures.increment()
-            reply(to: raw, acknowledging: token, error: event)
+            reply(to: raw, acknowledging: token, error: event, observers: observers)
         case .handle:
             metrics.requests.increment()
             let started = ContinuousClock.now
@@ -126,15 +134,15 @@ extension MessageBus {
                 metrics.latency.record(duration: ContinuousClock.now - started)
                 var properties = replyProperties(for: raw, type: served.type)
                 properties.headers[EnvelopeHeader.status] = .int(served.hasValue ? 200 : 204)
-                send(reply: served.body, properties: properties, to: raw, acknowledging: token)
+                send(reply: served.body, properties: properties, to: raw, acknowledging: token, observers: observers)
             } catch {
                 metrics.failures.increment()
-                reply(to: raw, acknowledging: token, error: ErrorEvent.from(error))
+                reply(to: raw, acknowledging: token, error: ErrorEvent.from(error), observers: observers)
             }
         }
     }
 
-    private func reply(to request: InboundDelivery, acknowledging token: AckToken, error: ErrorEvent) {
+    private func reply(to request: InboundDelivery, acknowledging token: AckToken, error: ErrorEvent, observers: String?) {
         var properties = replyProperties(for: request, type: WireFormat.errorType)
         properties.headers[EnvelopeHeader.status] = .int(Int64(error.status ?? 500))
         if request.properties.replyTo?.isEmpty ?? true {
@@ -144,15 +152,22 @@ extension MessageBus {
                     "amqp.routing_key": "\(request.routingKey)", "error": "\(error.message)",
                 ])
         }
-        send(reply: (try? WireFormat.encode(error)) ?? [], properties: properties, to: request, acknowledging: token)
+        send(reply: (try? WireFormat.encode(error)) ?? [], properties: properties, to: request, acknowledging: token, observers: observers)
     }
 
     /// Sends a reply to `reply_to` through the default exchange together with the request's
     /// ack; a request that expects no reply (or a reply that cannot be encoded) is only acked.
-    private func send(reply body: [UInt8], properties: MessageProperties, to request: InboundDelivery, acknowledging token: AckToken) {
+    /// With `observers` (the events exchange), a copy goes there too.
+    private func send(
+        reply body: [UInt8], properties: MessageProperties, to request: InboundDelivery, acknowledging token: AckToken, observers: String?
+    ) {
         guard let replyTo = request.properties.replyTo, !replyTo.isEmpty, !body.isEmpty else {
             engine.submit(.ack(token))
             return
+        }
+        if let observers {
+            let key = WireFormat.observedReplyKey(routingKey: request.routingKey, replyTo: replyTo)
+            engine.submit(.publish(OutboundMessage(exchange: observers, routingKey: key, properties: properties, body: body)))
         }
         engine.submit(.reply(OutboundMessage(exchange: "", routingKey: replyTo, properties: properties, body: body), acknowledging: token))
     }
