@@ -9,6 +9,9 @@ struct Call: AsyncParsableCommand {
             Prints the reply's value as JSON. On an ErrorEvent prints its name, message and status to
             standard error. Exit status: 0 success, 1 remote error, 3 timeout, 4 broker unreachable
             or connection lost, 64 bad arguments.
+            With --follow the call is a long command: progress reports go to standard error as
+            they come, each question is printed there and answered with a line of JSON read
+            from standard input, and --timeout is the longest silence between two messages.
             Example: rackbus call dhcp methods.lookupIpLease '{"value":"10.1.1.5"}' --type IpAddress
             """)
 
@@ -32,6 +35,9 @@ struct Call: AsyncParsableCommand {
     @Flag(help: "Print the whole reply body (not just its value)")
     var raw = false
 
+    @Flag(help: "Follow a long command: print its progress, answer its questions from standard input")
+    var follow = false
+
     func validate() throws {
         guard timeout > 0 else { throw ValidationError("--timeout must be positive") }
     }
@@ -46,8 +52,22 @@ struct Call: AsyncParsableCommand {
             let reply = try await MessageBus.withBus(configuration: configuration) { messageBus in
                 // The connection counts against the caller's patience too.
                 try await messageBus.waitUntilConnected(timeout: timeout)
-                return try await messageBus.callRaw(
-                    exchangeNamed: exchangeName, routingKey: routingKey, body: body, type: type, timeout: timeout)
+                guard follow else {
+                    return try await messageBus.callRaw(
+                        exchangeNamed: exchangeName, routingKey: routingKey, body: body, type: type, timeout: timeout)
+                }
+                return try await messageBus.performRaw(
+                    exchangeNamed: exchangeName, routingKey: routingKey, body: body, type: type, idleTimeout: timeout
+                ) { progress in
+                    FileHandle.standardError.write(Data("progress: \(render(progress))\n".utf8))
+                } onQuestion: { question in
+                    FileHandle.standardError.write(Data("question: \(render(question))\n".utf8))
+                    guard let line = await readLineOffThePool(), !line.isEmpty else {
+                        throw ErrorEvent.badRequest("no answer on standard input")
+                    }
+                    guard let answer = try? jsonBody(line) else { throw ErrorEvent.badRequest("the answer is not JSON: \(line)") }
+                    return answer
+                }
             }
             if raw {
                 print(render(reply.body, pretty: true))
@@ -63,5 +83,13 @@ struct Call: AsyncParsableCommand {
             default: throw ExitCode(4)
             }
         }
+    }
+}
+
+/// One line of standard input, read on a thread of its own: a blocking read must not hold one of
+/// the cooperative pool's threads, which the bus's tasks need meanwhile.
+func readLineOffThePool() async -> String? {
+    await withCheckedContinuation { continuation in
+        Thread { continuation.resume(returning: readLine()) }.start()
     }
 }

@@ -73,7 +73,9 @@ public enum TestBroker {
     /// Runs a program to completion and returns its output; throws with the output when it fails.
     /// The wait happens on a thread of its own, never on the cooperative pool.
     @discardableResult
-    public static func run(_ executable: String, _ arguments: [String], environment extra: [String: String] = [:]) async throws -> String {
+    public static func run(
+        _ executable: String, _ arguments: [String], environment extra: [String: String] = [:], input: String? = nil
+    ) async throws -> String {
         let environment = self.environment.merging(extra) { _, new in new }
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
             Thread {
@@ -90,6 +92,11 @@ public enum TestBroker {
                     process.environment = environment
                     process.standardOutput = output
                     process.standardError = output
+                    if let input {
+                        let inputURL = outputURL.appendingPathExtension("in")
+                        try Data(input.utf8).write(to: inputURL)
+                        process.standardInput = try FileHandle(forReadingFrom: inputURL)
+                    }
                     try process.run()
                     process.waitUntilExit()
                     try? output.close()

@@ -20,33 +20,64 @@ extension MessageBus {
             throw ErrorEvent.notImplemented("this caller answers no questions")
         }
     ) async throws -> Command.Reply {
-        let body = try WireFormat.encode(command)
+        let logger = self.logger
+        let reply = try await performCommand(
+            exchange: name(of: Command.exchange), routingKey: command.routingKey, method: Command.method,
+            body: try WireFormat.encode(command), type: Command.payloadType, idleTimeout: idleTimeout
+        ) { body in
+            do {
+                await onProgress(try WireFormat.decode(Command.Progress.self, from: body))
+            } catch {
+                logger.warning("dropped a progress report that does not decode", metadata: ["error": "\(error)"])
+            }
+        } onQuestion: { body in
+            try WireFormat.encode(try await onQuestion(try WireFormat.decode(Command.Question.self, from: body)))
+        }
+        return try WireFormat.decodeReply(Command.Reply.self, messageType: reply.properties.type, body: reply.body)
+    }
+
+    /// ``perform(_:idleTimeout:onProgress:onQuestion:)`` for any routing key, with JSON bodies as
+    /// bytes (tools such as `rackbus call --follow`). Throws ``BusError/Code/remote`` for
+    /// ErrorEvent replies.
+    public func performRaw(
+        exchangeNamed exchange: String, routingKey: String, body: [UInt8], type: String = "Object", idleTimeout: Duration? = nil,
+        onProgress: @escaping @Sendable ([UInt8]) async -> Void = { _ in },
+        onQuestion: @escaping @Sendable ([UInt8]) async throws -> [UInt8] = { _ in
+            throw ErrorEvent.notImplemented("this caller answers no questions")
+        }
+    ) async throws -> RawReply {
+        let reply = try await performCommand(
+            exchange: exchange, routingKey: routingKey, method: routingKey, body: body, type: type, idleTimeout: idleTimeout,
+            onProgress: onProgress, onQuestion: onQuestion)
+        if reply.properties.type == WireFormat.errorType {
+            throw BusError.remote(WireFormat.decodeErrorEvent(reply.body))
+        }
+        return RawReply(type: reply.properties.type, body: reply.body, properties: reply.properties)
+    }
+
+    private func performCommand(
+        exchange: String, routingKey: String, method: String, body: [UInt8], type: String, idleTimeout: Duration?,
+        onProgress: @escaping @Sendable ([UInt8]) async -> Void,
+        onQuestion: @escaping @Sendable ([UInt8]) async throws -> [UInt8]
+    ) async throws -> InboundDelivery {
         let engine = self.engine
         let call = CommandCall { [self] type in
             outboundProperties(type: type)
         } send: {
             engine.submit(.publish($0))
         }
-        let logger = self.logger
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await message in call.messages {
                     switch message.properties.type {
                     case CommandWire.progressType:
-                        do {
-                            await onProgress(try WireFormat.decode(Command.Progress.self, from: message.body))
-                        } catch {
-                            logger.warning("dropped a progress report that does not decode", metadata: ["error": "\(error)"])
-                        }
+                        await onProgress(message.body)
                     case CommandWire.questionType:
-                        let answer: (type: String, body: [UInt8])
                         do {
-                            let question = try WireFormat.decode(Command.Question.self, from: message.body)
-                            answer = (CommandWire.answerType, try WireFormat.encode(try await onQuestion(question)))
+                            call.answer(message, type: CommandWire.answerType, body: try await onQuestion(message.body))
                         } catch {
-                            answer = (WireFormat.errorType, (try? WireFormat.encode(ErrorEvent.from(error))) ?? [])
+                            call.answer(message, type: WireFormat.errorType, body: (try? WireFormat.encode(ErrorEvent.from(error))) ?? [])
                         }
-                        call.answer(message, type: answer.type, body: answer.body)
                     default:
                         break
                     }
@@ -54,11 +85,11 @@ extension MessageBus {
             }
             do {
                 let reply = try await performCall(
-                    exchange: name(of: Command.exchange), routingKey: command.routingKey, method: Command.method, body: body,
-                    type: Command.payloadType, timeout: idleTimeout, command: call)
+                    exchange: exchange, routingKey: routingKey, method: method, body: body, type: type, timeout: idleTimeout, command: call)
+                // Every progress report is handed over before the reply.
                 call.finish()
                 try await group.waitForAll()
-                return try WireFormat.decodeReply(Command.Reply.self, messageType: reply.properties.type, body: reply.body)
+                return reply
             } catch {
                 call.finish()
                 throw error
