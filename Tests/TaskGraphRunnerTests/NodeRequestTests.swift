@@ -73,9 +73,10 @@ struct NodeRequestTests {
     }
 }
 
-/// Calls until the task has started answering (it starts a moment after the graph).
+/// Calls until the task (or a service process) has started answering. Starting a process can
+/// take more than 10 s while the whole suite runs in parallel on two cores.
 func retryingCall<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-    let deadline = ContinuousClock.now + .seconds(10)
+    let deadline = ContinuousClock.now + .seconds(30)
     while true {
         do {
             return try await body()
