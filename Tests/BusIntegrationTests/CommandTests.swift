@@ -55,6 +55,18 @@ func withCommandServer<Command: BusCommand, Result: Sendable>(
     }
 }
 
+/// Starts counting to `limit` in a task of its own and returns it once the first number arrived.
+func countingOnceItReports(_ bus: MessageBus, limit: Int) async -> Task<[Int], any Error> {
+    let firstProgress = AsyncStream.makeStream(of: Int.self)
+    let run = Task {
+        try await bus.perform(CountTo(limit: limit, stepMilliseconds: 100), idleTimeout: .seconds(5)) { number in
+            firstProgress.continuation.yield(number)
+        }
+    }
+    for await _ in firstProgress.stream { break }
+    return run
+}
+
 @Suite("Long commands over the real broker", .timeLimit(.minutes(2)))
 struct CommandTests {
     @Test("progress arrives in order before the reply, and keeps an idle timeout alive")
@@ -78,13 +90,7 @@ struct CommandTests {
     func cancelReturnsPartialResult() async throws {
         try await TestBroker.withBus { bus in
             try await withCommandServer(bus, CountTo.self, handler: countingHandler) {
-                let firstProgress = AsyncStream.makeStream(of: Int.self)
-                let run = Task {
-                    try await bus.perform(CountTo(limit: 999, stepMilliseconds: 100), idleTimeout: .seconds(5)) { number in
-                        firstProgress.continuation.yield(number)
-                    }
-                }
-                for await _ in firstProgress.stream { break }
+                let run = await countingOnceItReports(bus, limit: 999)
                 let cancelledAt = ContinuousClock.now
                 run.cancel()
                 let counted = try await run.value
@@ -116,13 +122,7 @@ struct CommandTests {
     func cancelWithoutResult() async throws {
         try await TestBroker.withBus { bus in
             try await withCommandServer(bus, CountTo.self, handler: countingHandler) {
-                let firstProgress = AsyncStream.makeStream(of: Int.self)
-                let run = Task {
-                    try await bus.perform(CountTo(limit: 1000, stepMilliseconds: 100), idleTimeout: .seconds(5)) { number in
-                        firstProgress.continuation.yield(number)
-                    }
-                }
-                for await _ in firstProgress.stream { break }
+                let run = await countingOnceItReports(bus, limit: 1000)
                 run.cancel()
                 let error = await #expect(throws: BusError.self) { _ = try await run.value }
                 #expect(error?.code == .remote)
