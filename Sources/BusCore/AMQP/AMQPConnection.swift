@@ -242,6 +242,12 @@ final class AMQPConnection {
 
     /// Reads the next inbound event without waiting. Returns `nil` when nothing complete is
     /// buffered or readable. Throws when the connection is unusable.
+    /// Whether the socket becomes readable within `milliseconds` (0: right now).
+    func waitUntilReadable(milliseconds: Int32) -> Bool {
+        var descriptor = pollfd(fd: socketDescriptor, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, milliseconds) > 0
+    }
+
     func nextEvent() throws -> InboundEvent? {
         amqp_maybe_release_buffers(state)
         var envelope = amqp_envelope_t()

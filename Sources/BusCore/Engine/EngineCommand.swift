@@ -61,6 +61,9 @@ struct AckToken: Sendable, Hashable {
 struct ConsumedDelivery: Sendable {
     var delivery: InboundDelivery
     var generation: UInt64
+
+    /// What acknowledges or rejects this delivery.
+    var ackToken: AckToken { AckToken(generation: generation, deliveryTag: delivery.deliveryTag) }
 }
 
 /// Work for the I/O thread. Everything that touches the C connection goes through here.

@@ -198,10 +198,7 @@ final class EngineLoop {
                     autoDelete: autoDelete, arguments: arguments
                 ).name
             }
-            for binding in consumer.spec.bindings {
-                try connection.bindQueue(
-                    channel: Channel.scratch, queue: queueName, exchange: binding.exchange, routingKey: binding.pattern)
-            }
+            try bind(queueName, consumer.spec.bindings, on: connection)
             if let prefetch = consumer.spec.prefetch {
                 try connection.setPrefetch(channel: Channel.consume, count: prefetch)
             }
@@ -251,17 +248,12 @@ final class EngineLoop {
         }
         do {
             switch command {
-            case .publish(let message):
+            case .publish(let message), .reply(let message, _):
                 try connection.publish(
                     channel: Channel.publish, exchange: message.exchange, routingKey: message.routingKey,
                     mandatory: message.mandatory, properties: message.properties, body: message.body)
                 lastSend = .now
-            case .reply(let message, let token):
-                try connection.publish(
-                    channel: Channel.publish, exchange: message.exchange, routingKey: message.routingKey,
-                    mandatory: false, properties: message.properties, body: message.body)
-                lastSend = .now
-                if token.generation == lifecycle.currentGeneration {
+                if case .reply(_, let token) = command, token.generation == lifecycle.currentGeneration {
                     pendingAcks.append(token.deliveryTag)
                 }
             case .publishConfirmed(let message, let continuation):
@@ -301,10 +293,7 @@ final class EngineLoop {
                     _ = try connection.declareQueue(
                         channel: Channel.scratch, name: name, passive: false, durable: true, exclusive: false, autoDelete: false,
                         arguments: [:])
-                    for binding in bindings {
-                        try connection.bindQueue(
-                            channel: Channel.scratch, queue: name, exchange: binding.exchange, routingKey: binding.pattern)
-                    }
+                    try bind(name, bindings, on: connection)
                 }
             case .inspectQueue(let name, let continuation):
                 try answer(continuation) {
@@ -325,6 +314,14 @@ final class EngineLoop {
             connectionLost(error)
         } catch {
             connectionLost(BusError(code: .connectionLost, message: "\(error)"))
+        }
+    }
+
+    /// Binds `queue` with each of `bindings` (on the scratch channel, where a refusal cannot
+    /// take the consumers down).
+    private func bind(_ queue: String, _ bindings: [Binding], on connection: AMQPConnection) throws {
+        for binding in bindings {
+            try connection.bindQueue(channel: Channel.scratch, queue: queue, exchange: binding.exchange, routingKey: binding.pattern)
         }
     }
 
@@ -578,18 +575,13 @@ final class EngineLoop {
     private func wakeConsumers() {
         guard !sleepingSinks.isEmpty else { return }
         if unwokenDeliveries < Self.wakeBatchLimit, ContinuousClock.now - firstUnwokenAt < Self.wakeBatchDelay,
-            let connection, connection.hasBufferedInput || socketIsReadableNow(connection)
+            let connection, connection.hasBufferedInput || connection.waitUntilReadable(milliseconds: 0)
         {
             return
         }
         for sink in sleepingSinks { sink.wake() }
         sleepingSinks.removeAll(keepingCapacity: true)
         unwokenDeliveries = 0
-    }
-
-    private func socketIsReadableNow(_ connection: AMQPConnection) -> Bool {
-        var descriptor = pollfd(fd: connection.socketDescriptor, events: Int16(POLLIN), revents: 0)
-        return poll(&descriptor, 1, 0) > 0
     }
 
     static let wakeBatchLimit = 256
@@ -651,8 +643,7 @@ final class EngineLoop {
             socketMayBeReadable = true
             pumpInbound()
             if confirms.count > 0, let connection {
-                var descriptor = pollfd(fd: connection.socketDescriptor, events: Int16(POLLIN), revents: 0)
-                _ = poll(&descriptor, 1, 50)
+                _ = connection.waitUntilReadable(milliseconds: 50)
             }
         }
     }

@@ -113,7 +113,7 @@ extension MessageBus {
         handler: @Sendable ([UInt8], RequestContext) async throws -> ServedReply
     ) async {
         let raw = consumed.delivery
-        let token = AckToken(generation: consumed.generation, deliveryTag: raw.deliveryTag)
+        let token = consumed.ackToken
         let context = RequestContext(exchange: exchange, routingKey: raw.routingKey, properties: raw.properties)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         switch RequestDisposition.evaluate(

@@ -89,7 +89,7 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
         /// keeps the broker sending (it stops only when a whole window is unacknowledged) while
         /// costing one ack frame and one engine wake-up per quarter window, not per batch.
         private mutating func acknowledgeTaken(_ batch: Deque<ConsumedDelivery>, window: Int) {
-            taken.append(contentsOf: batch.map { AckToken(generation: $0.generation, deliveryTag: $0.delivery.deliveryTag) })
+            taken.append(contentsOf: batch.map(\.ackToken))
             guard taken.count >= Swift.max(1, window / 4) else { return }
             subscription.engine.submit(.ackAll(taken))
             taken.removeAll(keepingCapacity: true)
@@ -112,7 +112,7 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
                 let acknowledger =
                     subscription.acknowledgement.isByConsumer
                     ? Acknowledger(
-                        engine: subscription.engine, token: AckToken(generation: consumed.generation, deliveryTag: raw.deliveryTag))
+                        engine: subscription.engine, token: consumed.ackToken)
                     : nil
                 do {
                     let message = try subscription.decode(raw)
