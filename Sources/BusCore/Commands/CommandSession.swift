@@ -8,8 +8,7 @@ final class CommandSession: Sendable {
     /// The caller's reply queue and correlation id, when it follows the command.
     private let caller: (replyTo: String, correlationID: String)?
     private let controlQueue: String
-    private let engine: BusEngine
-    private let envelope: @Sendable (String) -> MessageProperties
+    private let bus: MessageBus
     /// How long the caller waits between two messages (the request's `expiration`).
     let idleTimeout: Duration
 
@@ -22,13 +21,11 @@ final class CommandSession: Sendable {
     private let state = Mutex(State())
 
     init(
-        request: RequestContext, controlQueue: String, engine: BusEngine, defaultTimeout: Duration,
-        envelope: @escaping @Sendable (String) -> MessageProperties
+        request: RequestContext, controlQueue: String, bus: MessageBus
     ) {
         self.request = request
         self.controlQueue = controlQueue
-        self.engine = engine
-        self.envelope = envelope
+        self.bus = bus
         let properties = request.properties
         if properties.headers[CommandWire.commandHeader] != nil, let replyTo = properties.replyTo, !replyTo.isEmpty,
             let correlationID = properties.correlationID
@@ -37,7 +34,7 @@ final class CommandSession: Sendable {
         } else {
             caller = nil
         }
-        idleTimeout = properties.expiration.flatMap(Int64.init).map { .milliseconds($0) } ?? defaultTimeout
+        idleTimeout = properties.expiration.flatMap(Int64.init).map { .milliseconds($0) } ?? bus.configuration.defaultCallTimeout
     }
 
     var callerFollows: Bool { caller != nil }
@@ -45,19 +42,16 @@ final class CommandSession: Sendable {
     var wasCancelledByCaller: Bool { state.withLock { $0.cancelledByCaller } }
 
     /// Sends an interim message to a following caller; `reply_to` names the control queue.
-    func send<Value: Encodable>(_ value: Value, type: String, headers: [String: HeaderValue] = [:]) {
+    func send<Value: Encodable>(_ value: Value, type: String) {
         guard let caller, let body = try? WireFormat.encode(value) else { return }
-        send(body: body, type: type, to: caller, headers: headers)
+        send(body: body, type: type, to: caller, headers: [:])
     }
 
     private func send(body: [UInt8], type: String, to caller: (replyTo: String, correlationID: String), headers: [String: HeaderValue]) {
-        var properties = envelope(type)
-        properties.correlationID = caller.correlationID
-        properties.replyTo = controlQueue
-        properties.headers = headers
-        properties.headers[EnvelopeHeader.status] = .int(
-            type == CommandWire.acceptedType ? CommandWire.acceptedStatus : CommandWire.interimStatus)
-        engine.submit(.publish(OutboundMessage(exchange: "", routingKey: caller.replyTo, properties: properties, body: body)))
+        var headers = headers
+        headers[EnvelopeHeader.status] = .int(type == CommandWire.acceptedType ? CommandWire.acceptedStatus : CommandWire.interimStatus)
+        bus.sendDirect(
+            to: caller.replyTo, type: type, correlationID: caller.correlationID, replyTo: controlQueue, headers: headers, body: body)
     }
 
     /// Runs the handler as a task of its own, so that the caller's cancel can reach it.

@@ -60,12 +60,7 @@ extension MessageBus {
         onProgress: @escaping @Sendable ([UInt8]) async -> Void,
         onQuestion: @escaping @Sendable ([UInt8]) async throws -> [UInt8]
     ) async throws -> InboundDelivery {
-        let engine = self.engine
-        let call = CommandCall { [self] type in
-            outboundProperties(type: type)
-        } send: {
-            engine.submit(.publish($0))
-        }
+        let call = CommandCall(bus: self)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await message in call.messages {
@@ -117,14 +112,10 @@ extension MessageBus {
                 bindings: [], acknowledgement: .automatic),
             decode: { $0 })
         let sessions = CommandSessions()
-        let engine = self.engine
-        let defaultTimeout = configuration.defaultCallTimeout
         let key = routingKey ?? Command.method
         var server = try await typedServer(for: type, routingKey: key, concurrency: concurrency, observed: observed) {
             [self] command, context in
-            let session = CommandSession(
-                request: context, controlQueue: control.queueName, engine: engine, defaultTimeout: defaultTimeout,
-                envelope: { self.outboundProperties(type: $0) })
+            let session = CommandSession(request: context, controlQueue: control.queueName, bus: self)
             sessions.add(session)
             defer { sessions.remove(session) }
             session.send(JSONValue.object([:]), type: CommandWire.acceptedType)
@@ -136,6 +127,21 @@ extension MessageBus {
         }
         server.control = (control, { sessions.dispatch($0) })
         return server
+    }
+}
+
+extension MessageBus {
+    /// Sends `body`, in the bus's envelope, straight to `queue` through the default exchange:
+    /// how the two sides of a command reach each other's queues.
+    func sendDirect(
+        to queue: String, type: String, correlationID: String?, replyTo: String? = nil, headers: [String: HeaderValue] = [:],
+        body: [UInt8]
+    ) {
+        var properties = outboundProperties(type: type)
+        properties.correlationID = correlationID
+        properties.replyTo = replyTo
+        properties.headers = headers
+        engine.submit(.publish(OutboundMessage(exchange: "", routingKey: queue, properties: properties, body: body)))
     }
 }
 
@@ -151,13 +157,11 @@ final class CommandCall: Sendable {
     private let state = Mutex(State())
     let messages: AsyncStream<InboundDelivery>
     private let continuation: AsyncStream<InboundDelivery>.Continuation
-    private let envelope: @Sendable (String) -> MessageProperties
-    private let send: @Sendable (OutboundMessage) -> Void
+    private let bus: MessageBus
 
-    init(envelope: @escaping @Sendable (String) -> MessageProperties, send: @escaping @Sendable (OutboundMessage) -> Void) {
+    init(bus: MessageBus) {
         (messages, continuation) = AsyncStream.makeStream(of: InboundDelivery.self)
-        self.envelope = envelope
-        self.send = send
+        self.bus = bus
     }
 
     /// An interim message (I/O thread: must not block). Acceptance is handled here, so that a
@@ -192,22 +196,14 @@ final class CommandCall: Sendable {
 
     private func sendCancel() {
         guard let control = state.withLock({ $0.control }) else { return }
-        sendControl(
-            type: CommandWire.cancelType, to: control.queue, correlationID: control.correlationID, headers: [:], body: Array("{}".utf8))
+        bus.sendDirect(to: control.queue, type: CommandWire.cancelType, correlationID: control.correlationID, body: Array("{}".utf8))
     }
 
     /// Answers `question` (a `CommandQuestion` delivery) with an answer or an ErrorEvent body.
     func answer(_ question: InboundDelivery, type: String, body: [UInt8]) {
         guard let queue = question.properties.replyTo, let id = question.properties.headers[CommandWire.questionHeader] else { return }
-        sendControl(
-            type: type, to: queue, correlationID: question.properties.correlationID, headers: [CommandWire.questionHeader: id], body: body)
-    }
-
-    private func sendControl(type: String, to queue: String, correlationID: String?, headers: [String: HeaderValue], body: [UInt8]) {
-        var properties = envelope(type)
-        properties.correlationID = correlationID
-        properties.headers = headers
-        send(OutboundMessage(exchange: "", routingKey: queue, properties: properties, body: body))
+        bus.sendDirect(
+            to: queue, type: type, correlationID: question.properties.correlationID, headers: [CommandWire.questionHeader: id], body: body)
     }
 
     func finish() {
