@@ -223,14 +223,6 @@ private final class RecordingSink: Sendable {
     }
 }
 
-private func waitUntil(timeout: Duration = .seconds(10), _ condition: @Sendable () -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while !condition() {
-        guard ContinuousClock.now < deadline else { throw TestFailure("condition not met within \(timeout)") }
-        try await Task.sleep(for: .milliseconds(5))
-    }
-}
-
 @Suite("BusLogPublisher without a broker", .timeLimit(.minutes(1)))
 struct BusLogPublisherTests {
     @Test("records pass through the handler's level, metadata and provider into the sink, in order")
@@ -247,7 +239,7 @@ struct BusLogPublisherTests {
             logger.debug("below the minimum")
             logger.info("first", metadata: ["requestId": "explicit wins"])
             logger.error("second", error: TestFailure("boom"))
-            try await waitUntil { recorder.received.count == 2 }
+            try await eventually(pollingEvery: .milliseconds(5)) { recorder.received.count == 2 }
         }
         let events = recorder.received
         #expect(events.map(\.message) == ["first", "second"])
@@ -274,7 +266,7 @@ struct BusLogPublisherTests {
             #expect(publisher.bufferedCount == 100)
             #expect(try metrics.expectCounter("rackbus_log_dropped_total").totalValue == 9_900)
             recorder.open()
-            try await waitUntil { publisher.publishedCount == 100 }
+            try await eventually(pollingEvery: .milliseconds(5)) { publisher.publishedCount == 100 }
         }
         #expect(recorder.received.map(\.message) == (0..<100).map { "record \($0)" })
         #expect(publisher.droppedCount == 9_900)
@@ -304,7 +296,7 @@ struct BusLogPublisherTests {
         for index in 0..<500 {
             logger.info("record \(index)")
         }
-        try await waitUntil { publisher.bufferedCount == 500 }
+        try await eventually(pollingEvery: .milliseconds(5)) { publisher.bufferedCount == 500 }
         run.cancel()
         recorder.open()
         try await run.value
@@ -319,7 +311,7 @@ struct BusLogPublisherTests {
         let logger = Logger(label: "test.module") { BusLogHandler(label: $0, serviceName: "svc", publisher: publisher) }
         try await whilePublishing(publisher) {
             for _ in 0..<3 { logger.warning("lost") }
-            try await waitUntil { publisher.droppedCount == 3 }
+            try await eventually(pollingEvery: .milliseconds(5)) { publisher.droppedCount == 3 }
         }
         #expect(publisher.publishedCount == 0)
     }
@@ -345,7 +337,7 @@ struct BusLogPublisherTests {
         try await whilePublishing(publisher) {
             busLogger.warning("cannot reach the broker")
             logger.info("one")
-            try await waitUntil { recorder.received.count == 1 }
+            try await eventually(pollingEvery: .milliseconds(5)) { recorder.received.count == 1 }
             try await Task.sleep(for: .milliseconds(100))
         }
         #expect(recorder.received.map(\.message) == ["one"])

@@ -97,7 +97,7 @@ struct LogHandlerTests {
                 #expect(elapsed < .seconds(5), "logging took \(elapsed)")
                 #expect(publisher.droppedCount > 0)
                 #expect(publisher.bufferedCount <= 100)
-                try await waitUntil { publisher.bufferedCount == 0 }
+                try await eventually(timeout: .seconds(30), pollingEvery: .milliseconds(10)) { publisher.bufferedCount == 0 }
                 #expect(publisher.droppedCount + publisher.publishedCount == total)
                 try #require(publisher.publishedCount > 0)
                 // Whatever was not dropped reaches the broker, in order.
@@ -145,13 +145,5 @@ struct LogHandlerTests {
         // Every record is accounted for: the bus took it (and will drop what it cannot keep), or it was dropped here.
         #expect(publisher.droppedCount + publisher.publishedCount == total + 1)
         #expect(publisher.bufferedCount == 0)
-    }
-
-    private func waitUntil(timeout: Duration = .seconds(30), _ condition: @Sendable () -> Bool) async throws {
-        let deadline = ContinuousClock.now + timeout
-        while !condition() {
-            guard ContinuousClock.now < deadline else { throw TestFailure("condition not met within \(timeout)") }
-            try await Task.sleep(for: .milliseconds(10))
-        }
     }
 }

@@ -211,6 +211,30 @@ public final class BrokerLock: Sendable {
     }
 }
 
+/// Polls until `condition` holds (a change travels through the broker first), or fails after `timeout`.
+public func eventually(
+    timeout: Duration = .seconds(10), pollingEvery interval: Duration = .milliseconds(50), _ condition: () async throws -> Bool
+) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else { throw TestFailure("condition not met within \(timeout)") }
+        try await Task.sleep(for: interval)
+    }
+}
+
+/// Repeats a call that times out until it is answered, for a service that is still starting
+/// (in a process of its own, which can take long while the whole suite runs on two cores).
+public func retryingUntilAnswered<T: Sendable>(within window: Duration, _ body: () async throws -> T) async throws -> T {
+    let deadline = ContinuousClock.now + window
+    while true {
+        do {
+            return try await body()
+        } catch let error as BusError where error.code == .timeout && ContinuousClock.now < deadline {
+            continue
+        }
+    }
+}
+
 /// Collects `count` deliveries, or fails after `timeout`.
 public func collect<T: Sendable>(_ subscription: Subscription<T>, count: Int, timeout: Duration = .seconds(10)) async throws -> [Delivery<
     T

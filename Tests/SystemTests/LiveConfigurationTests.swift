@@ -28,7 +28,7 @@ struct LiveConfigurationTests {
         do {
             try await TestBroker.withBus(configuration) { bus in
                 // Up once the configuration owner answers.
-                _ = try await retryingUntilAnswered { try await bus.call(GetConfiguration(), timeout: .seconds(1)) }
+                _ = try await retryingUntilAnswered(within: .seconds(60)) { try await bus.call(GetConfiguration(), timeout: .seconds(1)) }
                 #expect(try await bus.call(IpInRange(ip: "172.31.128.20")) == true)
 
                 _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "172.31.130.1-172.31.130.50"))
@@ -61,26 +61,5 @@ struct LiveConfigurationTests {
             throw error
         }
         await up.stop()
-    }
-}
-
-/// Retries a call that times out while the service starts.
-func retryingUntilAnswered<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-    let deadline = ContinuousClock.now + .seconds(60)
-    while true {
-        do {
-            return try await body()
-        } catch let error as BusError where error.code == .timeout && ContinuousClock.now < deadline {
-            continue
-        }
-    }
-}
-
-/// Polls until `condition` holds (a change travels through the broker first).
-func eventually(timeout: Duration = .seconds(10), _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + timeout
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else { throw TestFailure("condition not met within \(timeout)") }
-        try await Task.sleep(for: .milliseconds(50))
     }
 }

@@ -54,7 +54,9 @@ struct DurabilityTests {
             let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
             let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
             // The TaskGraphRunner answers once it is up.
-            _ = try await retryingCall { try await bus.call(DefineTaskGraph(definition: Self.graph), timeout: .seconds(1)) }
+            _ = try await retryingUntilAnswered(within: .seconds(30)) {
+                try await bus.call(DefineTaskGraph(definition: Self.graph), timeout: .seconds(1))
+            }
             _ = try await bus.call(RunTaskGraph(name: "Graph.Test.Durable", target: "durable-node"))
             // Kill in the middle: once p2 has finished (its end reported), while w2 waits.
             let first = try await collect(ran, count: 2, timeout: .seconds(30))
@@ -91,7 +93,9 @@ struct DurabilityTests {
             let handedOver = try await bus.subscribe(to: .task, patterns: ["run.*"], as: TaskSpec.self)
             let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
             let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
-            _ = try await retryingCall { try await bus.call(DefineTaskGraph(definition: graph), timeout: .seconds(1)) }
+            _ = try await retryingUntilAnswered(within: .seconds(30)) {
+                try await bus.call(DefineTaskGraph(definition: graph), timeout: .seconds(1))
+            }
             let started = ContinuousClock.now
             _ = try await bus.call(RunTaskGraph(name: graph.injectableName, target: "timeout-node"))
             // The Scheduler has handed the task on and is timing it: it dies and comes back knowing nothing.

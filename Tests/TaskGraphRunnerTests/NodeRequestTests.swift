@@ -19,7 +19,9 @@ struct NodeRequestTests {
                 ])
             _ = try await bus.call(DefineTaskGraph(definition: graph))
             let started = try await bus.call(RunTaskGraph(name: "Graph.Test.Boot", target: "node-9"))
-            let active = try await retryingCall { try await bus.call(ActiveTaskExists(nodeId: "node-9"), timeout: .milliseconds(500)) }
+            let active = try await retryingUntilAnswered(within: .seconds(30)) {
+                try await bus.call(ActiveTaskExists(nodeId: "node-9"), timeout: .milliseconds(500))
+            }
             #expect(active.graphId == started.instanceId)
             #expect(active.label == "boot")
             #expect(try await bus.call(RequestProfile(nodeId: "node-9")) == "linux.ipxe")
@@ -60,7 +62,9 @@ struct NodeRequestTests {
                         friendlyName: "catalog", injectableName: "Graph.Test.Catalog",
                         tasks: [GraphTask(label: "catalog", taskName: "Task.Test.Catalog")])))
             let graph = try await bus.call(RunTaskGraph(name: "Graph.Test.Catalog", target: "node-11"))
-            let commands = try await retryingCall { try await bus.call(RequestCommands(nodeId: "node-11"), timeout: .milliseconds(500)) }
+            let commands = try await retryingUntilAnswered(within: .seconds(30)) {
+                try await bus.call(RequestCommands(nodeId: "node-11"), timeout: .milliseconds(500))
+            }
             #expect(commands.identifier == "node-11")
             #expect(commands.tasks == [["cmd": "sudo dmidecode"], ["command": "lsblk", "cmd": "lsblk"]])
             try await bus.publish(
@@ -69,19 +73,6 @@ struct NodeRequestTests {
             #expect(try await finishedStatus(finished) == "succeeded")
             let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
             #expect(properties.context["commandResults"] != nil)
-        }
-    }
-}
-
-/// Calls until the task (or a service process) has started answering. Starting a process can
-/// take more than 10 s while the whole suite runs in parallel on two cores.
-func retryingCall<T: Sendable>(_ body: () async throws -> T) async throws -> T {
-    let deadline = ContinuousClock.now + .seconds(30)
-    while true {
-        do {
-            return try await body()
-        } catch let error as BusError where error.code == .timeout && ContinuousClock.now < deadline {
-            continue
         }
     }
 }
