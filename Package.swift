@@ -1,6 +1,16 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+/// What a bus service that keeps its state in SQLite builds on (DHCPService, TaskGraphRunner, EventsLogger).
+let serviceWithStoreDependencies: [Target.Dependency] = [
+    "BusCore",
+    "StoreSupport",
+    .product(name: "GRDB", package: "GRDB.swift"),
+    .product(name: "Logging", package: "swift-log"),
+    .product(name: "Metrics", package: "swift-metrics"),
+    .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+]
+
 let package = Package(
     name: "RackBus",
     platforms: [.macOS(.v15)],
@@ -54,25 +64,11 @@ let package = Package(
         ),
         .target(
             name: "DHCPService",
-            dependencies: [
-                "BusCore",
-                "StoreSupport",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            dependencies: serviceWithStoreDependencies
         ),
         .target(
             name: "TaskGraphRunner",
-            dependencies: [
-                "BusCore",
-                "StoreSupport",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            dependencies: serviceWithStoreDependencies
         ),
         .target(
             name: "Scheduler",
@@ -86,14 +82,7 @@ let package = Package(
         ),
         .target(
             name: "EventsLogger",
-            dependencies: [
-                "BusCore",
-                "StoreSupport",
-                .product(name: "GRDB", package: "GRDB.swift"),
-                .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            dependencies: serviceWithStoreDependencies
         ),
         .target(
             name: "ConfigurationService",
