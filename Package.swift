@@ -21,6 +21,10 @@ let package = Package(
         .library(name: "Scheduler", targets: ["Scheduler"]),
         .library(name: "EventsLogger", targets: ["EventsLogger"]),
         .library(name: "ConfigurationService", targets: ["ConfigurationService"]),
+        .library(name: "NodeProtocol", targets: ["NodeProtocol"]),
+        .library(name: "NodeRegistry", targets: ["NodeRegistry"]),
+        .library(name: "TFTPService", targets: ["TFTPService"]),
+        .library(name: "HTTPService", targets: ["HTTPService"]),
         .executable(name: "rackbus", targets: ["rackbus"]),
         .executable(name: "rackbus-bench", targets: ["rackbus-bench"]),
     ],
@@ -32,6 +36,9 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
     ],
     targets: [
         .systemLibrary(
@@ -94,6 +101,40 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        .target(
+            name: "NodeProtocol",
+            dependencies: ["BusCore"]
+        ),
+        .target(
+            name: "NodeRegistry",
+            dependencies: serviceWithStoreDependencies + ["NodeProtocol"]
+        ),
+        .target(
+            name: "TFTPService",
+            dependencies: [
+                "BusCore",
+                "NodeProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "HTTPService",
+            dependencies: [
+                "BusCore",
+                "NodeProtocol",
+                "TaskGraphRunner",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Mustache", package: "swift-mustache"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "rackbus",
             dependencies: [
@@ -104,6 +145,10 @@ let package = Package(
                 "ConfigurationService",
                 "EventsLogger",
                 "Observability",
+                "NodeProtocol",
+                "NodeRegistry",
+                "TFTPService",
+                "HTTPService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -118,8 +163,14 @@ let package = Package(
                 "DHCPService",
                 "TaskGraphRunner",
                 "Scheduler",
+                "NodeProtocol",
+                "NodeRegistry",
+                "TFTPService",
+                "HTTPService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(
@@ -177,9 +228,43 @@ let package = Package(
                 "TaskGraphRunner",
                 "Scheduler",
                 "Observability",
+                "NodeProtocol",
+                "NodeRegistry",
+                "TFTPService",
+                "HTTPService",
+                "EventsLogger",
                 "BusTestSupport",
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
+        .testTarget(
+            name: "NodeRegistryTests",
+            dependencies: ["NodeRegistry", "NodeProtocol", "BusCore", "BusTestSupport"]
+        ),
+        .testTarget(
+            name: "TFTPServiceTests",
+            dependencies: [
+                "TFTPService",
+                "NodeProtocol",
+                "BusCore",
+                "BusTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "HTTPServiceTests",
+            dependencies: [
+                "HTTPService",
+                "NodeRegistry",
+                "NodeProtocol",
+                "TaskGraphRunner",
+                "Scheduler",
+                "BusCore",
+                "BusTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
         ),
         .testTarget(

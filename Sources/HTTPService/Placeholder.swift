@@ -1,0 +1,1 @@
+// HTTPService: being written.

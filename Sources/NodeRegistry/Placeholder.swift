@@ -1,0 +1,1 @@
+// NodeRegistry: being written.

@@ -1,0 +1,1 @@
+// TFTPService: being written.
