@@ -71,11 +71,11 @@ let package = Package(
         ),
         .target(
             name: "DHCPService",
-            dependencies: serviceWithStoreDependencies
+            dependencies: serviceWithStoreDependencies + ["NodeProtocol"]
         ),
         .target(
             name: "TaskGraphRunner",
-            dependencies: serviceWithStoreDependencies
+            dependencies: serviceWithStoreDependencies + ["NodeProtocol"]
         ),
         .target(
             name: "Scheduler",
@@ -171,6 +171,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),
         .target(
