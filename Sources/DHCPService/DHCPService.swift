@@ -2,6 +2,7 @@ import BusCore
 import Foundation
 import Logging
 import Metrics
+import NodeProtocol
 import ServiceLifecycle
 import Synchronization
 
@@ -124,6 +125,37 @@ public final class DHCPService: Service, Sendable {
     /// The lease table, once `run()` has loaded it (for tools and benchmarks in the same process).
     public var leaseTable: LeaseTable? { tableBox.withLock { $0 } }
 
+    /// Puts the client's boot file into an offer or ack: chosen by what the client is and what
+    /// the node registry says about its MAC (asked only for clients that network-boot).
+    private func chooseBootFile(for request: DHCPPacket, reply: inout DHCPPacket) async {
+        let settings = configuration.bootSettings
+        let client = BootClient(request)
+        guard settings.isEnabled || settings.fixedBootFile != nil else { return }
+        var node = BootNodeStatus.unavailable
+        if client.isNetworkBootClient || settings.fixedBootFile != nil, let mac = request.clientMAC {
+            node = await nodeStatus(mac: mac.description)
+        }
+        let choice = BootFileChoice.choose(client: client, node: node, settings: settings)
+        BootFileChoice.apply(choice, to: &reply)
+        logger.debug(
+            "boot file chosen",
+            metadata: [
+                "dhcp.mac": "\(request.clientMAC.map { "\($0)" } ?? "?")", "dhcp.arch": "\(client.architecture.map { "\($0)" } ?? "-")",
+                "dhcp.user_class": "\(client.userClass ?? "-")", "dhcp.boot": "\(choice.map { "\($0)" } ?? "none")",
+            ])
+    }
+
+    private func nodeStatus(mac: String) async -> BootNodeStatus {
+        do {
+            let node = try await bus.call(GetNode(mac), timeout: .milliseconds(300))
+            return .known(networkBoot: node.bootSettings?.allowsNetworkBoot ?? true)
+        } catch let error as BusError where error.remote?.status == 404 {
+            return .unknown
+        } catch {
+            return .unavailable
+        }
+    }
+
     private func serve(_ datagrams: AsyncStream<[UInt8]>, socket: DHCPSocket, table: LeaseTable) async {
         for await datagram in datagrams {
             let request: DHCPPacket
@@ -136,7 +168,10 @@ public final class DHCPService: Service, Sendable {
                 logger.debug("dropped a malformed DHCP packet", metadata: ["dhcp.bytes": "\(datagram.count)", "error": "\(error)"])
                 continue
             }
-            guard let reply = await table.handle(request) else { continue }
+            guard var reply = await table.handle(request) else { continue }
+            if reply.messageType == .offer || reply.messageType == .ack {
+                await chooseBootFile(for: request, reply: &reply)
+            }
             let destination = DHCPReplies.destination(of: reply, for: request, configuration: configuration)
             if socket.send(reply.serialize(), to: destination.address, port: destination.port) {
                 answered.increment()

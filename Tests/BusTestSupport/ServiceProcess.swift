@@ -9,21 +9,25 @@ public final class ServiceProcess: Sendable {
     public let arguments: [String]
     /// Where the process writes its log (standard error), if anywhere.
     public let logFile: URL?
+    /// Variables set for the process on top of the test's environment.
+    public let environment: [String: String]
 
     /// `rackbus` sits next to the test bundle in the build folder.
     public static var executable: URL {
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("rackbus")
     }
 
-    public init(arguments: [String], logFile: URL? = nil) {
+    public init(arguments: [String], logFile: URL? = nil, environment: [String: String] = [:]) {
         self.arguments = arguments
         self.logFile = logFile
+        self.environment = environment
     }
 
     public func start() throws {
         let process = Process()
         process.executableURL = Self.executable
         process.arguments = ["up"] + arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
         process.standardOutput = FileHandle.nullDevice
         if let logFile {
             if !FileManager.default.fileExists(atPath: logFile.path) {

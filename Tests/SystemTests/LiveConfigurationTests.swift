@@ -22,6 +22,10 @@ struct LiveConfigurationTests {
                 "--configuration-database", directory.appendingPathComponent("config.sqlite").path,
                 "--dhcp-database", directory.appendingPathComponent("dhcp.sqlite").path,
                 "--taskgraph-database", directory.appendingPathComponent("tg.sqlite").path,
+                "--nodes-database", directory.appendingPathComponent("nodes.sqlite").path,
+                // Every service runs; the boot servers take free loopback ports, so no other test is in their way.
+                "--tftp-root", directory.appendingPathComponent("tftp").path, "--tftp-listen", "127.0.0.1:0",
+                "--http-listen", "127.0.0.1:0", "--http-api-listen", "127.0.0.1:0",
                 "--metrics-listen", "127.0.0.1:\(metricsPort)",
             ], logFile: log)
         try up.start()

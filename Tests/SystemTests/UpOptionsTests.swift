@@ -10,7 +10,8 @@ struct UpOptionsTests {
             (["--events-log-format", "xml"], "unknown events log format \"xml\""),
             (["--events-log-level", "loud"], "unknown events log level \"loud\""),
             (["--metrics-listen", "9180"], "expected HOST:PORT"),
-            (["--services", "dhcp,tftp"], "unknown services: tftp"),
+            (["--services", "dhcp,ftp"], "unknown services: ftp"),
+            (["--services", "http", "--http-api-listen", "0.0.0.0:8080"], "without a token"),
             (["--scheduler-concurrency", "0"], "the scheduler concurrency must be positive"),
         ])
     func refused(arguments: [String], reason: String) async throws {

@@ -1,7 +1,7 @@
 /// One event about a node, as ``MessageBus/subscribe(toNode:)`` delivers it.
 public struct NodeEvent: Sendable, Equatable {
     public let routingKey: String
-    /// The first word of the routing key: `tftp`, `dhcp`, `http`, `graph` or `sku`.
+    /// The first word of the routing key: `tftp`, `dhcp`, `http`, `graph`, `sku` or `node`.
     public let kind: String
     public let body: JSONValue
     public let type: String?
@@ -10,7 +10,7 @@ public struct NodeEvent: Sendable, Equatable {
 extension MessageBus {
     /// Every event about one node, on one queue, so in the order the broker received them:
     /// `tftp.success|failure.<node>`, `dhcp.bind.success.<node>`, `http.response.<node>`,
-    /// `sku.assigned.<node>` (the node id is their last word) and `graph.*` events whose body
+    /// `sku.assigned.<node>`, `node.discovered.<node>` (the node id is their last word) and `graph.*` events whose body
     /// names the node (`nodeId`, as RackBus's TaskGraphRunner writes it).
     public func subscribe(toNode nodeID: String) async throws -> Subscription<NodeEvent> {
         guard NodeEventFilter.isValidNodeID(nodeID) else {
@@ -29,7 +29,7 @@ extension MessageBus {
 
 /// Which events belong to a node, as a pure function of the routing key and body.
 public enum NodeEventFilter {
-    static let nodeKeyedKinds: Set<Substring> = ["tftp", "dhcp", "http", "sku"]
+    static let nodeKeyedKinds: Set<Substring> = ["tftp", "dhcp", "http", "sku", "node"]
 
     public static func isValidNodeID(_ nodeID: String) -> Bool {
         !nodeID.isEmpty && !nodeID.contains(".") && !nodeID.contains("*") && !nodeID.contains("#")

@@ -1,4 +1,5 @@
 import Foundation
+import NodeProtocol
 
 /// Everything the DHCP service needs. Defaults suit a lab provisioning network
 /// (172.31.128.0/22, as RackHD's own setups used); every field can come from the environment.
@@ -21,7 +22,14 @@ public struct DHCPConfiguration: Sendable, Equatable {
     public var declineHoldSeconds: UInt32
     /// PXE: the TFTP server (`siaddr` and option 66) and boot file (`file` and option 67).
     public var nextServer: IPv4Address?
+    /// One boot file for every client; unset, the file is chosen by client (``BootFileChoice``).
     public var bootFileName: String?
+    /// Boot files by client type, and what unknown MACs get (see ``DHCPBootSettings``).
+    public var biosBootFile = "undionly.kpxe"
+    public var efiBootFile = "ipxe.efi"
+    public var ipxeScript = "boot.ipxe"
+    public var httpBootURL: String?
+    public var unknownNodes = UnknownNodePolicy.discover
     /// SQLite file for leases and pins (`:memory:` keeps them in memory only).
     public var databasePath: String
 
@@ -65,6 +73,17 @@ public struct DHCPConfiguration: Sendable, Equatable {
         public static let bootFile = "RACKBUS_DHCP_BOOT_FILE"
         public static let database = "RACKBUS_DHCP_DATABASE"
         public static let port = "RACKBUS_DHCP_PORT"
+        public static let biosBootFile = "RACKBUS_DHCP_BIOS_BOOT_FILE"
+        public static let efiBootFile = "RACKBUS_DHCP_EFI_BOOT_FILE"
+        public static let ipxeScript = "RACKBUS_DHCP_IPXE_SCRIPT"
+        public static let httpBootURL = "RACKBUS_DHCP_HTTP_BOOT_URL"
+    }
+
+    /// The settings ``BootFileChoice`` chooses with.
+    public var bootSettings: DHCPBootSettings {
+        DHCPBootSettings(
+            nextServer: nextServer, fixedBootFile: bootFileName, biosBootFile: biosBootFile, efiBootFile: efiBootFile,
+            ipxeScript: ipxeScript, httpBootURL: httpBootURL, unknownNodes: unknownNodes)
     }
 
     /// Reads the `RACKBUS_DHCP_*` variables over `base`. Invalid values are refused with a message
@@ -110,6 +129,26 @@ public struct DHCPConfiguration: Sendable, Equatable {
         }
         if let next = try address(Key.nextServer) { configuration.nextServer = next }
         if let file = environment[Key.bootFile], !file.isEmpty { configuration.bootFileName = file }
+        if let file = environment[Key.biosBootFile], !file.isEmpty { configuration.biosBootFile = file }
+        if let file = environment[Key.efiBootFile], !file.isEmpty { configuration.efiBootFile = file }
+        if let script = environment[Key.ipxeScript], !script.isEmpty { configuration.ipxeScript = script }
+        if let url = environment[Key.httpBootURL], !url.isEmpty {
+            guard url.hasPrefix("http://") || url.hasPrefix("https://") else {
+                throw DHCPConfigurationError("\(Key.httpBootURL)=\(url) must be an http:// or https:// URL")
+            }
+            configuration.httpBootURL = url
+        } else if let base = environment[BootURL.environmentKey].flatMap({ $0.isEmpty ? nil : BootURL.fromEnvironment(environment) })
+            ?? configuration.nextServer.map({ "http://\($0):9080" })
+        {
+            // UEFI HTTP boot clients fetch iPXE from the HTTP service's static files.
+            configuration.httpBootURL = base + "/common/" + configuration.efiBootFile
+        }
+        guard let policy = UnknownNodePolicy.fromEnvironment(environment) else {
+            throw DHCPConfigurationError(
+                "\(UnknownNodePolicy.environmentKey)=\(environment[UnknownNodePolicy.environmentKey] ?? "") must be one of "
+                    + UnknownNodePolicy.allCases.map(\.rawValue).joined(separator: ", "))
+        }
+        configuration.unknownNodes = policy
         if let database = environment[Key.database], !database.isEmpty { configuration.databasePath = database }
         if let text = environment[Key.port], !text.isEmpty {
             guard let port = UInt16(text), port > 0 else { throw DHCPConfigurationError("\(Key.port)=\(text) is not a port") }
@@ -121,7 +160,9 @@ public struct DHCPConfiguration: Sendable, Equatable {
 
     public func validate() throws(DHCPConfigurationError) {
         try pool.validate()
-        if let file = bootFileName, file.utf8.count > 127 { throw DHCPConfigurationError("the boot file name is longer than 127 bytes") }
+        for file in [bootFileName, biosBootFile, efiBootFile, ipxeScript].compactMap({ $0 }) where file.utf8.count > 127 {
+            throw DHCPConfigurationError("the boot file name \(file) is longer than 127 bytes")
+        }
         if leaseSeconds < 60 { throw DHCPConfigurationError("the lease time must be at least 60 seconds") }
     }
 }

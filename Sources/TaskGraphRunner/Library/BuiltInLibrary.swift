@@ -133,6 +133,43 @@ public enum BuiltInLibrary {
                 "implementsTask": "Task.Base.Evaluate.Condition",
                 "options": { "when": null },
                 "properties": {}
+            },
+            {
+                "friendlyName": "base-wait-completion-uri",
+                "injectableName": "Task.Base.Wait.Completion.Uri",
+                "runJob": "Job.Wait.Completion.Uri",
+                "requiredOptions": ["completionUri"],
+                "requiredProperties": {},
+                "properties": {}
+            },
+            {
+                "friendlyName": "Wait for a completion URI",
+                "injectableName": "Task.Wait.Completion.Uri",
+                "implementsTask": "Task.Base.Wait.Completion.Uri",
+                "options": { "completionUri": null, "profile": null, "timeout": 600000 },
+                "properties": {}
+            },
+            {
+                "friendlyName": "Discover a node's SMBIOS from iPXE",
+                "injectableName": "Task.Discovery.Ipxe.Smbios",
+                "implementsTask": "Task.Base.Wait.Completion.Uri",
+                "options": { "profile": "discovery.ipxe", "completionUri": "catalogs/smbios", "timeout": 600000 },
+                "properties": { "catalog": { "type": "smbios" } }
+            },
+            {
+                "friendlyName": "base-sku-assign",
+                "injectableName": "Task.Base.Sku.Assign",
+                "runJob": "Job.Sku.Assign",
+                "requiredOptions": [],
+                "requiredProperties": {},
+                "properties": {}
+            },
+            {
+                "friendlyName": "Assign a SKU",
+                "injectableName": "Task.Sku.Assign",
+                "implementsTask": "Task.Base.Sku.Assign",
+                "options": {},
+                "properties": {}
             }
         ]
         """#
@@ -197,6 +234,14 @@ public enum BuiltInLibrary {
                     { "label": "evaluate-condition", "taskName": "Task.Evaluate.Condition", "ignoreFailure": true },
                     { "label": "when-true", "taskName": "Task.noop", "waitOn": { "evaluate-condition": "succeeded" } },
                     { "label": "when-false", "taskName": "Task.noop", "waitOn": { "evaluate-condition": "failed" } }
+                ]
+            },
+            {
+                "friendlyName": "Discover a node without a microkernel",
+                "injectableName": "Graph.Discovery",
+                "tasks": [
+                    { "label": "discover-smbios", "taskName": "Task.Discovery.Ipxe.Smbios" },
+                    { "label": "assign-sku", "taskName": "Task.Sku.Assign", "waitOn": { "discover-smbios": "succeeded" } }
                 ]
             }
         ]

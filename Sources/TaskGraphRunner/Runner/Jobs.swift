@@ -1,6 +1,7 @@
 import BusCore
 import Foundation
 import Logging
+import NodeProtocol
 
 /// What a job gets: its task, the bus, a logger.
 public struct JobContext: Sendable {
@@ -40,6 +41,7 @@ public struct JobError: Error, Sendable, CustomStringConvertible {
 public enum BuiltInJobs {
     public static let all: [any Job] = [
         NoopJob(), WaitJob(), WaitForEventJob(), PublishEventJob(), EvaluateConditionJob(), LinuxCommandsJob(),
+        WaitForCompletionURIJob(), AssignSKUJob(),
     ]
 }
 
