@@ -78,7 +78,8 @@ struct Nodes: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let settings = clear ? nil : BootSettings(profile: profile, options: try parsedOptions(), networkBoot: noNetworkBoot ? false : nil)
+            let options = try parsedOptions()
+            let settings = clear ? nil : BootSettings(profile: profile, options: options, networkBoot: noNetworkBoot ? false : nil)
             let request = SetBootSettings(nodeId: node, bootSettings: settings)
             let updated = try await common.withBus { try await $0.call(request) }
             print(common.json ? jsonLine(updated) : describe(updated))
