@@ -51,7 +51,8 @@ struct Nodes: AsyncParsableCommand {
         @OptionGroup var common: Graph.Common
         @Argument(help: "Node id") var node: String
         @Option(help: "Boot profile template, a plain file name (install-debian.ipxe)") var profile: String?
-        @Option(name: .customLong("option"), help: "A value the profile is rendered with, key=value (repeatable)") var options: [String] = []
+        @Option(name: .customLong("option"), help: "A value the profile is rendered with, key=value (repeatable)") var options: [String] =
+            []
         @Flag(help: "Give the node an address but no boot file") var noNetworkBoot = false
         @Flag(help: "Remove the node's boot settings") var clear = false
 
@@ -124,7 +125,11 @@ struct SKU: AsyncParsableCommand {
                 for sku in skus { print(jsonLine(sku)) }
                 return
             }
-            print(skus.isEmpty ? "no SKUs" : skus.map { sku in ([sku.name] + sku.rules.map { "  " + describe($0) }).joined(separator: "\n") }.joined(separator: "\n"))
+            print(
+                skus.isEmpty
+                    ? "no SKUs"
+                    : skus.map { sku in ([sku.name] + sku.rules.map { "  " + describe($0) }).joined(separator: "\n") }.joined(
+                        separator: "\n"))
         }
     }
 }

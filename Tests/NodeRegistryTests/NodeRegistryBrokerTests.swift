@@ -224,7 +224,8 @@ extension NodeRegistryBrokerTests {
                 SKURule(path: "dmi.System Information.Manufacturer", equals: "Quanta"),
                 SKURule(path: "ohai.cpu.total", matches: "^(16|32)$"),
             ])
-        static let anyQuanta = SKUDefinition(name: "any-quanta", rules: [SKURule(path: "dmi.System Information.Manufacturer", contains: "Quanta")])
+        static let anyQuanta = SKUDefinition(
+            name: "any-quanta", rules: [SKURule(path: "dmi.System Information.Manufacturer", contains: "Quanta")])
 
         @Test("defineSku stores and replaces by name; listSkus lists by name; invalid definitions are 400s naming the problem")
         func defineAndList() async throws {
@@ -304,8 +305,10 @@ extension NodeRegistryBrokerTests {
             try await TestBroker.withBus { bus in
                 let before = try await withRegistry(databasePath: path, on: bus) { _ in
                     let node = try await bus.call(RegisterNode(macs: ["52:54:00:aa:09:01", "52:54:00:aa:09:02"], name: "n9")).node
-                    _ = try await bus.call(SetBootSettings(nodeId: node.id, bootSettings: BootSettings(profile: "p.ipxe", options: ["k": "v"])))
-                    _ = try await bus.call(AddCatalog(nodeId: node.id, source: "dmi", data: ["System Information": ["Manufacturer": "Quanta"]]))
+                    _ = try await bus.call(
+                        SetBootSettings(nodeId: node.id, bootSettings: BootSettings(profile: "p.ipxe", options: ["k": "v"])))
+                    _ = try await bus.call(
+                        AddCatalog(nodeId: node.id, source: "dmi", data: ["System Information": ["Manufacturer": "Quanta"]]))
                     _ = try await bus.call(DefineSKU(SKUs.anyQuanta))
                     _ = try await bus.call(AssignSKU(nodeId: node.id))
                     return try await bus.call(GetNode(node.id))
