@@ -6,6 +6,7 @@ import EventsLogger
 import Foundation
 import Logging
 import Metrics
+import NodeRegistry
 import Observability
 import Prometheus
 import Scheduler
@@ -25,8 +26,14 @@ struct Up: AsyncParsableCommand {
 
     @OptionGroup var bus: BusOptions
 
-    @Option(help: "Which services to run: a comma-separated list of configuration, dhcp, taskgraph, scheduler, eventslogger (default: all)")
-    var services: String = "configuration,dhcp,taskgraph,scheduler,eventslogger"
+    /// Every service `rackbus up` can run.
+    static let allServices = ["configuration", "dhcp", "taskgraph", "scheduler", "eventslogger", "nodes"]
+
+    @Option(help: "Which services to run: a comma-separated list of \(Up.allServices.joined(separator: ", ")) (default: all)")
+    var services: String = Up.allServices.joined(separator: ",")
+
+    @Option(help: "Node registry database file (default: $RACKBUS_NODES_DATABASE, else .rackbus/nodes.sqlite)")
+    var nodesDatabase: String?
 
     @Option(help: "Event journal file (default: $RACKBUS_EVENTS_DATABASE, else .rackbus/events.sqlite)")
     var eventsDatabase: String?
@@ -115,7 +122,7 @@ struct Up: AsyncParsableCommand {
         }
 
         let selected = Set(services.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) })
-        let unknown = selected.subtracting(["configuration", "dhcp", "taskgraph", "scheduler", "eventslogger"])
+        let unknown = selected.subtracting(Up.allServices)
         guard unknown.isEmpty, !selected.isEmpty else {
             throw ValidationError("unknown services: \(unknown.sorted().joined(separator: ", "))")
         }
@@ -152,7 +159,17 @@ struct Up: AsyncParsableCommand {
                     lineFormat: eventsFormat),
                 logger: Logger(label: "rackbus.events-logger"))
             : nil
-        let readiness = Readiness(bus: messageBus, dhcp: dhcp, taskGraphRunner: taskGraphRunner, logger: logger)
+        environment[NodeRegistryConfiguration.Key.database] = nodesDatabase ?? environment[NodeRegistryConfiguration.Key.database]
+        let nodeRegistry =
+            selected.contains("nodes")
+            ? NodeRegistryService(
+                bus: messageBus, configuration: .fromEnvironment(environment), logger: Logger(label: "rackbus.nodes"))
+            : nil
+        var readinessChecks: [@Sendable () async -> Void] = []
+        if let dhcp { readinessChecks.append { await dhcp.waitUntilReady() } }
+        if let taskGraphRunner { readinessChecks.append { await taskGraphRunner.waitUntilReady() } }
+        if let nodeRegistry { readinessChecks.append { await nodeRegistry.waitUntilReady() } }
+        let readiness = Readiness(bus: messageBus, services: readinessChecks, logger: logger)
         // The bus comes first, so it shuts down last; the log publisher right after, so that it
         // still carries the others' last records.
         var members: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: messageBus), .init(service: logPublisher)]
@@ -163,6 +180,7 @@ struct Up: AsyncParsableCommand {
         }
         if let eventsLogger { members.append(.init(service: eventsLogger)) }
         if let configurationOwner { members.append(.init(service: configurationOwner)) }
+        if let nodeRegistry { members.append(.init(service: nodeRegistry)) }
         if let dhcp { members.append(.init(service: dhcp)) }
         if let scheduler { members.append(.init(service: scheduler)) }
         if let taskGraphRunner { members.append(.init(service: taskGraphRunner)) }
@@ -208,14 +226,13 @@ struct Up: AsyncParsableCommand {
 /// Reports when everything is connected and serving, then waits for shutdown.
 struct Readiness: Service {
     let bus: MessageBus
-    let dhcp: DHCPService?
-    let taskGraphRunner: TaskGraphRunnerService?
+    /// Each returns once its service serves.
+    let services: [@Sendable () async -> Void]
     let logger: Logger
 
     func run() async throws {
         try await bus.waitUntilConnected(timeout: .seconds(365 * 24 * 3600))
-        await dhcp?.waitUntilReady()
-        await taskGraphRunner?.waitUntilReady()
+        for waitUntilReady in services { await waitUntilReady() }
         logger.notice(
             "ready: connected to the broker, exchanges declared, services serving",
             metadata: ["exchanges": "\(Exchange.conventions.map { bus.name(of: $0) }.joined(separator: ", "))"])
