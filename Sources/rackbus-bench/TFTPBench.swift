@@ -100,22 +100,23 @@ struct TFTPBench: AsyncParsableCommand {
         let configuration = TFTPConfiguration(listenHost: host, listenPort: port, root: directory, ipxeDirectory: nil)
         try await MessageBus.withBus(configuration: try benchConfiguration("rackbus-bench-tftp"), logger: benchLogger) { bus in
             let service = TFTPService(bus: bus, configuration: configuration, logger: benchLogger)
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await service.run() }
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { try? await service.run() }
                 await service.waitUntilReady()
-                print("{\"serving\": \"\(host):\(service.boundPort ?? port)\", \"pid\": \(getpid())}")
-                fflush(stdout)
+                // Unbuffered, so the script sees it at once.
+                FileHandle.standardOutput.write(Data("{\"serving\": \"\(host):\(service.boundPort ?? port)\", \"pid\": \(getpid())}\n".utf8))
                 // Until SIGINT or SIGTERM.
-                let signals = AsyncStream<Int32> { continuation in
-                    for signalNumber in [SIGINT, SIGTERM] {
-                        signal(signalNumber, SIG_IGN)
-                        let source = DispatchSource.makeSignalSource(signal: signalNumber)
-                        source.setEventHandler { continuation.yield(signalNumber) }
-                        source.resume()
-                        continuation.onTermination = { _ in source.cancel() }
-                    }
+                let (signals, continuation) = AsyncStream.makeStream(of: Int32.self)
+                var sources: [any DispatchSourceSignal] = []
+                for signalNumber in [SIGINT, SIGTERM] {
+                    signal(signalNumber, SIG_IGN)
+                    let source = DispatchSource.makeSignalSource(signal: signalNumber)
+                    source.setEventHandler { continuation.yield(signalNumber) }
+                    source.resume()
+                    sources.append(source)
                 }
                 for await _ in signals { break }
+                for source in sources { source.cancel() }
                 group.cancelAll()
             }
         }
@@ -150,7 +151,7 @@ struct CPUMeter {
 
     static func ownCPUSeconds() -> Double {
         var usage = rusage()
-        getrusage(RUSAGE_SELF, &usage)
+        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
         func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
         return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
