@@ -1,1 +1,0 @@
-// TFTPService: being written.
