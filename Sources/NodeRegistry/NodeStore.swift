@@ -1,0 +1,225 @@
+import BusCore
+import Foundation
+import GRDB
+import NodeProtocol
+import StoreSupport
+
+/// Nodes, their MACs and catalogs, and SKU definitions in SQLite (GRDB).
+///
+/// Every call runs on GRDB's own serial queue; callers suspend, they never block the cooperative
+/// pool. Because writes are serialized there, a registration's "find, else create" is atomic:
+/// concurrent registrations of one MAC create one node.
+final class NodeStore: Sendable {
+    private let database: DatabaseQueue
+
+    private init(database: DatabaseQueue) {
+        self.database = database
+    }
+
+    /// Opens (creating if needed) the store at `path`; `:memory:` gives a private in-memory store.
+    static func open(path: String) async throws -> NodeStore {
+        NodeStore(database: try await DatabaseQueue.open(path: path, migrator: migrator))
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: nodes, identifiers, catalogs, skus") { db in
+            try db.create(table: "node") { table in
+                table.primaryKey("id", .text)
+                table.column("name", .text).notNull()
+                table.column("type", .text).notNull()
+                table.column("bootSettings", .blob)
+                table.column("sku", .text)
+                table.column("createdAt", .integer).notNull()
+                table.column("updatedAt", .integer).notNull()
+            }
+            // The primary key is the unique MAC index: a MAC belongs to one node at most.
+            try db.create(table: "identifier") { table in
+                table.primaryKey("mac", .text)
+                table.column("nodeId", .text).notNull().indexed().references("node", onDelete: .cascade)
+            }
+            try db.create(table: "catalog") { table in
+                table.column("nodeId", .text).notNull().references("node", onDelete: .cascade)
+                table.column("source", .text).notNull()
+                table.column("data", .blob).notNull()
+                table.column("createdAt", .integer).notNull()
+                table.primaryKey(["nodeId", "source"])
+            }
+            try db.create(table: "sku") { table in
+                table.primaryKey("name", .text)
+                table.column("rules", .blob).notNull()
+                table.column("updatedAt", .integer).notNull()
+            }
+        }
+        return migrator
+    }
+
+    // MARK: Nodes
+
+    /// The node that has any of `macs` (normalized), with the ones it lacked added; else a new
+    /// node named after the first MAC. Throws a 409 when the MACs belong to different nodes.
+    func register(macs: [String], name: String?, type: String?, now: Int64) async throws -> (node: Node, created: Bool) {
+        try await database.write { db in
+            let owners = try String.fetchAll(
+                db, sql: "SELECT DISTINCT nodeId FROM identifier WHERE mac IN (\(Self.placeholders(macs.count)))",
+                arguments: StatementArguments(macs))
+            let nodeId: String
+            let created: Bool
+            switch owners.count {
+            case 0:
+                // Normalized MACs always give an id.
+                nodeId = NodeIdentity.nodeId(forMAC: macs[0]) ?? macs[0]
+                if try Self.nodeExists(db, id: nodeId) {
+                    throw ErrorEvent.conflict(
+                        "Node \(nodeId) exists but does not have \(macs[0]).", context: ["nodeId": .string(nodeId), "mac": .string(macs[0])])
+                }
+                try db.execute(
+                    sql: "INSERT INTO node (id, name, type, createdAt, updatedAt) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [nodeId, name ?? macs[0], type ?? "compute", now, now])
+                created = true
+            case 1:
+                nodeId = owners[0]
+                created = false
+            default:
+                throw ErrorEvent.conflict(
+                    "These MACs belong to different nodes (\(owners.sorted().joined(separator: ", "))).",
+                    context: ["nodes": .array(owners.sorted().map { .string($0) })])
+            }
+            var added = 0
+            for mac in macs {
+                try db.execute(sql: "INSERT OR IGNORE INTO identifier (mac, nodeId) VALUES (?, ?)", arguments: [mac, nodeId])
+                added += db.changesCount
+            }
+            if !created, added > 0 {
+                try db.execute(sql: "UPDATE node SET updatedAt = ? WHERE id = ?", arguments: [now, nodeId])
+            }
+            guard let node = try Self.fetchNode(db, id: nodeId) else {
+                throw ErrorEvent.internalError("Node \(nodeId) vanished while it was registered.")
+            }
+            return (node, created)
+        }
+    }
+
+    /// The node with this id, else the node that has this MAC.
+    func node(idOrMAC value: String) async throws -> Node? {
+        try await database.read { db in
+            if let node = try Self.fetchNode(db, id: value) { return node }
+            guard let mac = NodeIdentity.normalizedMAC(value),
+                let owner = try String.fetchOne(db, sql: "SELECT nodeId FROM identifier WHERE mac = ?", arguments: [mac])
+            else { return nil }
+            return try Self.fetchNode(db, id: owner)
+        }
+    }
+
+    /// Every node, oldest first.
+    func nodes() async throws -> [Node] {
+        try await database.read { db in
+            var identifiers: [String: [String]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT mac, nodeId FROM identifier ORDER BY rowid") {
+                identifiers[row["nodeId"], default: []].append(row["mac"])
+            }
+            var catalogs: [String: [Catalog]] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT nodeId, source, data, createdAt FROM catalog ORDER BY rowid") {
+                if let catalog = Self.catalog(row) { catalogs[row["nodeId"], default: []].append(catalog) }
+            }
+            return try Row.fetchAll(db, sql: "SELECT * FROM node ORDER BY createdAt, rowid").map { row in
+                let id: String = row["id"]
+                return Self.node(row, identifiers: identifiers[id] ?? [], catalogs: catalogs[id] ?? [])
+            }
+        }
+    }
+
+    /// Replaces a node's boot settings; nil when there is no such node.
+    func setBootSettings(nodeId: String, _ settings: BootSettings?, now: Int64) async throws -> Node? {
+        let encoded = try settings.map { try JSONEncoder().encode($0) }
+        return try await database.write { db in
+            try db.execute(
+                sql: "UPDATE node SET bootSettings = ?, updatedAt = ? WHERE id = ?", arguments: [encoded, now, nodeId])
+            guard db.changesCount > 0 else { return nil }
+            return try Self.fetchNode(db, id: nodeId)
+        }
+    }
+
+    /// Stores a catalog, replacing the node's previous one from the same source (which keeps its
+    /// place in the node's list); false when there is no such node.
+    func addCatalog(nodeId: String, _ catalog: Catalog) async throws -> Bool {
+        let data = try JSONEncoder().encode(catalog.data)
+        return try await database.write { db in
+            guard try Self.nodeExists(db, id: nodeId) else { return false }
+            try db.execute(
+                sql: """
+                    INSERT INTO catalog (nodeId, source, data, createdAt) VALUES (?, ?, ?, ?)
+                    ON CONFLICT(nodeId, source) DO UPDATE SET data = excluded.data, createdAt = excluded.createdAt
+                    """,
+                arguments: [nodeId, catalog.source, data, catalog.createdAt])
+            try db.execute(sql: "UPDATE node SET updatedAt = ? WHERE id = ?", arguments: [catalog.createdAt, nodeId])
+            return true
+        }
+    }
+
+    // MARK: SKUs
+
+    /// Creates or replaces the SKU named `definition.name`.
+    func defineSKU(_ definition: SKUDefinition, now: Int64) async throws {
+        let rules = try JSONEncoder().encode(definition.rules)
+        try await database.write { db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO sku (name, rules, updatedAt) VALUES (?, ?, ?)", arguments: [definition.name, rules, now])
+        }
+    }
+
+    /// Every SKU definition, by name.
+    func skus() async throws -> [SKUDefinition] {
+        try await database.read { db in try Self.fetchSKUs(db) }
+    }
+
+    /// Matches the SKUs against the node's catalogs and stores the result on the node (nil
+    /// clears it). Returns the outcome, or nil when there is no such node.
+    func assignSKU(nodeId: String, now: Int64) async throws -> AssignSKU.Assigned? {
+        try await database.write { db in
+            guard let node = try Self.fetchNode(db, id: nodeId) else { return nil }
+            let sku = SKUMatcher.bestMatch(try Self.fetchSKUs(db), catalogs: node.catalogs)?.name
+            try db.execute(sql: "UPDATE node SET sku = ?, updatedAt = ? WHERE id = ?", arguments: [sku, now, nodeId])
+            return AssignSKU.Assigned(sku: sku)
+        }
+    }
+
+    // MARK: Rows
+
+    private static func placeholders(_ count: Int) -> String {
+        Array(repeating: "?", count: count).joined(separator: ", ")
+    }
+
+    private static func nodeExists(_ db: Database, id: String) throws -> Bool {
+        try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM node WHERE id = ?)", arguments: [id]) ?? false
+    }
+
+    private static func fetchNode(_ db: Database, id: String) throws -> Node? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM node WHERE id = ?", arguments: [id]) else { return nil }
+        let identifiers = try String.fetchAll(db, sql: "SELECT mac FROM identifier WHERE nodeId = ? ORDER BY rowid", arguments: [id])
+        let catalogs = try Row.fetchAll(
+            db, sql: "SELECT source, data, createdAt FROM catalog WHERE nodeId = ? ORDER BY rowid", arguments: [id]
+        ).compactMap(catalog)
+        return node(row, identifiers: identifiers, catalogs: catalogs)
+    }
+
+    private static func node(_ row: Row, identifiers: [String], catalogs: [Catalog]) -> Node {
+        // Settings this version cannot read count as none rather than hiding the node.
+        let settings = (row["bootSettings"] as Data?).flatMap { try? JSONDecoder().decode(BootSettings.self, from: $0) }
+        return Node(
+            id: row["id"], identifiers: identifiers, type: row["type"], name: row["name"], bootSettings: settings, catalogs: catalogs,
+            sku: row["sku"], createdAt: row["createdAt"], updatedAt: row["updatedAt"])
+    }
+
+    private static func catalog(_ row: Row) -> Catalog? {
+        guard let data = try? JSONDecoder().decode(JSONValue.self, from: row["data"] as Data) else { return nil }
+        return Catalog(source: row["source"], data: data, createdAt: row["createdAt"])
+    }
+
+    private static func fetchSKUs(_ db: Database) throws -> [SKUDefinition] {
+        try Row.fetchAll(db, sql: "SELECT name, rules FROM sku ORDER BY name").compactMap { row in
+            guard let rules = try? JSONDecoder().decode([SKURule].self, from: row["rules"] as Data) else { return nil }
+            return SKUDefinition(name: row["name"], rules: rules)
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// NodeRegistry: being written.
