@@ -24,7 +24,7 @@ public struct APIError: HTTPResponseError, Sendable, Equatable {
         var message: String
     }
 
-    public func response(from request: Request, context: some RequestContext) throws -> Response {
+    public func response(from request: Request, context: some Hummingbird.RequestContext) throws -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "application/json; charset=utf-8"
         if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
@@ -81,7 +81,7 @@ public struct APIError: HTTPResponseError, Sendable, Equatable {
 }
 
 /// Turns every error under it into an ``APIError`` response, so clients always get JSON.
-struct APIErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+struct APIErrorMiddleware<Context: Hummingbird.RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)

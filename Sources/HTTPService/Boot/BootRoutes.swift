@@ -38,7 +38,8 @@ struct BootRoutes: Sendable {
             throw BootHTTPError(.badRequest, error.message)
         }
         let node = try await findNode(macs: macs)
-        let activeTask: ActiveTaskAnswer = if let node { try await activeTaskAnswer(nodeId: node.id) } else { .noGraph }
+        var activeTask = ActiveTaskAnswer.noGraph
+        if let node { activeTask = try await activeTaskAnswer(nodeId: node.id) }
         switch bootDecision(node: node, unknownNodes: configuration.unknownNodes, activeTask: activeTask) {
         case .serve(let script):
             return try await serve(script, node: node, macs: macs)

@@ -55,7 +55,7 @@ final class ResponseEventPublisher: Sendable {
     }
 
     func record(_ answered: AnsweredRequest) {
-        if case .dropped = continuation.yield(answered) { dropped.increment() }
+        if case .dropped(_) = continuation.yield(answered) { dropped.increment() }
     }
 
     /// Ends ``run()`` once what is queued is published.
