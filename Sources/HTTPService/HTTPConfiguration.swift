@@ -26,7 +26,8 @@ public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
         guard let colon = text.lastIndex(of: ":") else { return nil }
         var host = String(text[..<colon])
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        guard !host.isEmpty, !host.contains(where: \.isWhitespace), let port = Int(text[text.index(after: colon)...]), (0...65_535).contains(port)
+        guard !host.isEmpty, !host.contains(where: \.isWhitespace), let port = Int(text[text.index(after: colon)...]),
+            (0...65_535).contains(port)
         else { return nil }
         self.host = host
         self.port = port
@@ -118,7 +119,9 @@ public struct HTTPConfiguration: Sendable, Equatable {
         }
         func address(_ key: String) throws(HTTPConfigurationError) -> ListenAddress? {
             guard let text = value(key) else { return nil }
-            guard let parsed = ListenAddress(text) else { throw HTTPConfigurationError("\(key)=\(text) must look like HOST:PORT, e.g. 0.0.0.0:9080") }
+            guard let parsed = ListenAddress(text) else {
+                throw HTTPConfigurationError("\(key)=\(text) must look like HOST:PORT, e.g. 0.0.0.0:9080")
+            }
             return parsed
         }
         if let listen = try address(Key.listen) { configuration.bootListen = listen }
@@ -148,7 +151,8 @@ public struct HTTPConfiguration: Sendable, Equatable {
     public func validate() throws(HTTPConfigurationError) {
         if !apiListen.isLoopback && (apiToken ?? "").isEmpty {
             throw HTTPConfigurationError(
-                "the management API would listen on \(apiListen) without a token: set \(Key.apiToken) or listen on 127.0.0.1 (\(Key.apiListen))")
+                "the management API would listen on \(apiListen) without a token: set \(Key.apiToken) or listen on 127.0.0.1 (\(Key.apiListen))"
+            )
         }
         if Self.normalizedBootURL(bootURL) == nil {
             throw HTTPConfigurationError("the boot URL \(bootURL) must be an http:// or https:// URL with a host (\(Key.bootURL))")
@@ -157,7 +161,8 @@ public struct HTTPConfiguration: Sendable, Equatable {
 
     /// `url` without a trailing slash, or nil when it is not an http(s) URL with a host.
     static func normalizedBootURL(_ url: String) -> String? {
-        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(), scheme == "http" || scheme == "https",
+        guard let components = URLComponents(string: url), let scheme = components.scheme?.lowercased(),
+            scheme == "http" || scheme == "https",
             let host = components.host, !host.isEmpty, components.query == nil
         else { return nil }
         var trimmed = url

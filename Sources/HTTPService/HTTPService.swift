@@ -83,7 +83,8 @@ public final class HTTPService: Service, Sendable {
             logger.notice(
                 "serving HTTP",
                 metadata: [
-                    "http.boot": "\(configuration.bootListen.host):\(bootPort ?? 0)", "http.api": "\(configuration.apiListen.host):\(apiPort ?? 0)",
+                    "http.boot": "\(configuration.bootListen.host):\(bootPort ?? 0)",
+                    "http.api": "\(configuration.apiListen.host):\(apiPort ?? 0)",
                     "http.api.token": "\(configuration.apiToken == nil ? "none" : "required")",
                 ])
             readiness.signal()
@@ -95,8 +96,10 @@ public final class HTTPService: Service, Sendable {
         router.add(middleware: ResponseEventMiddleware(publisher: publisher))
         router.add(middleware: MetricsMiddleware())
         router.add(middleware: FileMiddleware(fileProvider: ConfinedFileSystem(root: configuration.staticRoot), urlBasePath: "/common"))
-        BootRoutes(bus: bus, configuration: configuration, templates: TemplateLibrary(directory: configuration.templatesDirectory), logger: logger)
-            .add(to: router)
+        BootRoutes(
+            bus: bus, configuration: configuration, templates: TemplateLibrary(directory: configuration.templatesDirectory), logger: logger
+        )
+        .add(to: router)
         return router
     }
 

@@ -28,15 +28,19 @@ struct HTTPBench: AsyncParsableCommand {
 
     func run() async throws {
         if let url {
-            guard let target = BenchTarget(url) else { throw ValidationError("--url must look like http://127.0.0.1:9080/api/current/profiles?macs=…") }
+            guard let target = BenchTarget(url) else {
+                throw ValidationError("--url must look like http://127.0.0.1:9080/api/current/profiles?macs=…")
+            }
             try await measure(target, server: "external")
             return
         }
         let configuration = try benchConfiguration("rackbus-bench-http")
         try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { bus in
             try await bus.waitUntilConnected()
-            let registry = NodeRegistryService(bus: bus, configuration: NodeRegistryConfiguration(databasePath: ":memory:"), logger: benchLogger)
-            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: ":memory:", runsTasks: false), logger: benchLogger)
+            let registry = NodeRegistryService(
+                bus: bus, configuration: NodeRegistryConfiguration(databasePath: ":memory:"), logger: benchLogger)
+            let runner = TaskGraphRunnerService(
+                bus: bus, configuration: .init(databasePath: ":memory:", runsTasks: false), logger: benchLogger)
             let http = HTTPService(
                 bus: bus,
                 configuration: HTTPConfiguration(
@@ -53,8 +57,10 @@ struct HTTPBench: AsyncParsableCommand {
                 let mac = "02:be:00:00:00:01"
                 let node = try await bus.call(RegisterNode(macs: [mac], name: "bench")).node
                 _ = try await bus.call(
-                    SetBootSettings(nodeId: node.id, bootSettings: BootSettings(profile: "install-debian.ipxe", options: ["hostname": "bench"])))
-                let target = BenchTarget(host: "127.0.0.1", port: http.bootPort ?? 0, path: "/api/current/profiles?macs=02%3Abe%3A00%3A00%3A00%3A01")
+                    SetBootSettings(
+                        nodeId: node.id, bootSettings: BootSettings(profile: "install-debian.ipxe", options: ["hostname": "bench"])))
+                let target = BenchTarget(
+                    host: "127.0.0.1", port: http.bootPort ?? 0, path: "/api/current/profiles?macs=02%3Abe%3A00%3A00%3A00%3A01")
                 try await measure(target, server: "in-process")
             }
         }
@@ -104,7 +110,8 @@ struct BenchTarget: Sendable {
         guard let components = URLComponents(string: url), components.scheme == "http", let host = components.host else { return nil }
         self.host = host
         port = components.port ?? 80
-        path = (components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath)
+        path =
+            (components.percentEncodedPath.isEmpty ? "/" : components.percentEncodedPath)
             + (components.percentEncodedQuery.map { "?\($0)" } ?? "")
     }
 }

@@ -6,7 +6,8 @@ import Testing
 struct BootQueryTests {
     @Test("MACs come comma-separated, repeated or percent-encoded as iPXE sends them, normalized and without repeats")
     func macs() throws {
-        let query = try QueryParameters("macs=52%3A54%3A00%3A12%3A34%3A56,52-54-00-aa-bb-cc&macs=525400ABCDEF&macs=52:54:00:12:34:56&ips=10.0.0.5")
+        let query = try QueryParameters(
+            "macs=52%3A54%3A00%3A12%3A34%3A56,52-54-00-aa-bb-cc&macs=525400ABCDEF&macs=52:54:00:12:34:56&ips=10.0.0.5")
         #expect(try query.requiredMACs() == ["52:54:00:12:34:56", "52:54:00:aa:bb:cc", "52:54:00:ab:cd:ef"])
         #expect(query.list("ips") == ["10.0.0.5"])
     }
@@ -17,7 +18,9 @@ struct BootQueryTests {
         #expect(throws: QueryParameters.Malformed.self) { try QueryParameters("macs=52%3") }
     }
 
-    @Test("No MAC, or one that is not a MAC, is refused with a message", arguments: ["", "ips=10.0.0.1", "macs=", "macs=notamac", "macs=52:54:00:12:34"])
+    @Test(
+        "No MAC, or one that is not a MAC, is refused with a message",
+        arguments: ["", "ips=10.0.0.1", "macs=", "macs=notamac", "macs=52:54:00:12:34"])
     func invalidMACs(raw: String) throws {
         let query = try QueryParameters(raw)
         #expect(throws: BootRequestError.self) { try query.requiredMACs() }

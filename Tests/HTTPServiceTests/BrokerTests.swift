@@ -31,14 +31,16 @@ struct HTTPServiceBrokerTests {
                         _ = try await bus.call(DefineTaskGraph(definition: discovery))
                         let mac = uniqueMAC()
                         let id = nodeId(of: mac)
-                        let discovered = try await bus.subscribe(to: .events, patterns: ["node.discovered.\(id)"], as: NodeDiscoveredEvent.self)
+                        let discovered = try await bus.subscribe(
+                            to: .events, patterns: ["node.discovered.\(id)"], as: NodeDiscoveredEvent.self)
                         try await withHTTPService(bus: bus, testConfiguration(discoveryGraph: graphName)) { http in
                             let first = try await http.boot("/api/current/profiles?macs=\(uriEncoded(mac))")
                             #expect(first.status == .ok)
                             #expect(first.headers[.contentType]?.hasPrefix("text/plain") == true)
                             #expect(first.text.hasPrefix("#!ipxe"))
                             #expect(first.text.contains("echo RackBus: discovering node \(id)"), "\(first.text)")
-                            #expect(first.text.contains("chain http://10.9.8.7:9080/api/current/catalogs/smbios?macs=${net0/mac:uristring}"))
+                            #expect(
+                                first.text.contains("chain http://10.9.8.7:9080/api/current/catalogs/smbios?macs=${net0/mac:uristring}"))
                             let announced = try await collect(discovered, count: 1)[0].message
                             #expect(announced.nodeId == id)
                             #expect(announced.data.identifiers == [mac])
@@ -60,7 +62,8 @@ struct HTTPServiceBrokerTests {
 
                             // Boot settings give the profile and the options it is rendered with.
                             _ = try await bus.call(
-                                SetBootSettings(nodeId: id, bootSettings: BootSettings(profile: "install-debian.ipxe", options: ["hostname": "web7"])))
+                                SetBootSettings(
+                                    nodeId: id, bootSettings: BootSettings(profile: "install-debian.ipxe", options: ["hostname": "web7"])))
                             let install = try await http.boot("/api/current/profiles?macs=\(uriEncoded(mac))&ips=10.1.1.5")
                             #expect(install.status == .ok)
                             #expect(install.text.contains("echo RackBus: installing Debian on node \(id)"), "\(install.text)")
@@ -90,7 +93,9 @@ struct HTTPServiceBrokerTests {
                             let response = try await http.boot("/api/current/profiles?macs=\(mac)")
                             #expect(response.status == .ok)
                             #expect(response.text.contains("sleep 3"))
-                            #expect(response.text.contains("chain http://10.9.8.7:9080/api/current/profiles?macs=\(mac) || exit"), "\(response.text)")
+                            #expect(
+                                response.text.contains("chain http://10.9.8.7:9080/api/current/profiles?macs=\(mac) || exit"),
+                                "\(response.text)")
                         }
                         _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(target: node.id)))
                     }
@@ -151,11 +156,16 @@ struct HTTPServiceBrokerTests {
                         )
                         #expect(response.status == .ok)
                         #expect(response.text.hasPrefix("#!ipxe"))
-                        #expect(response.text.contains("sleep 1\nchain http://10.9.8.7:9080/api/current/profiles?macs=\(mac) || exit"), "\(response.text)")
+                        #expect(
+                            response.text.contains("sleep 1\nchain http://10.9.8.7:9080/api/current/profiles?macs=\(mac) || exit"),
+                            "\(response.text)")
                         let stored = try #require(try await bus.call(GetNode(node.id)).catalog("smbios"))
                         #expect(
                             stored.data
-                                == ["macs": [.string(mac)], "manufacturer": "QEMU", "product": "Standard PC (Q35)", "uuid": "1234-abcd", "platform": "x86_64"])
+                                == [
+                                    "macs": [.string(mac)], "manufacturer": "QEMU", "product": "Standard PC (Q35)", "uuid": "1234-abcd",
+                                    "platform": "x86_64",
+                                ])
                         let event = try await collect(events, count: 1)[0].message
                         #expect(event.statusCode == 200)
                         #expect(event.url.contains("catalogs/smbios"))
@@ -177,7 +187,9 @@ struct HTTPServiceBrokerTests {
                 try await withRegistry(bus: bus) {
                     let mac = uniqueMAC()
                     let node = try await bus.call(RegisterNode(macs: [mac], name: "rack-4")).node
-                    _ = try await bus.call(SetBootSettings(nodeId: node.id, bootSettings: BootSettings(profile: "install-debian.ipxe", options: ["hostname": "db4"])))
+                    _ = try await bus.call(
+                        SetBootSettings(
+                            nodeId: node.id, bootSettings: BootSettings(profile: "install-debian.ipxe", options: ["hostname": "db4"])))
                     try await withHTTPService(bus: bus, testConfiguration()) { http in
                         let byId = try await http.boot("/api/current/templates/preseed.cfg?nodeId=\(node.id)")
                         #expect(byId.status == .ok)
@@ -201,35 +213,37 @@ struct HTTPServiceBrokerTests {
         func everyRequestIsAnnounced() async throws {
             try await TestBroker.withBus { bus in
                 try await withRegistry(bus: bus) {
-                    let mac = uniqueMAC()
-                    let node = try await bus.call(RegisterNode(macs: [mac])).node
-                    let events = try await bus.subscribe(to: .events, patterns: ["http.response.*"], as: HTTPResponseEvent.self)
-                    let copies = try await bus.subscribe(to: .http, patterns: ["http.response"], as: HTTPResponseEvent.self)
-                    try await withHTTPService(bus: bus, testConfiguration()) { http in
-                        let byMAC = "/api/current/profiles?macs=\(uriEncoded(mac))"
-                        #expect(try await http.boot(byMAC).status == .ok)
-                        let byMACEvent = try await collect(events, count: 1)[0]
-                        #expect(byMACEvent.routingKey == "http.response.\(node.id)")
-                        #expect(byMACEvent.message.url == byMAC)
-                        #expect(byMACEvent.message.method == "GET")
-                        #expect(byMACEvent.message.statusCode == 200)
-                        #expect(byMACEvent.message.address == "127.0.0.1")
-                        #expect(byMACEvent.message.time >= 0)
+                    try await withWorkflowServices(bus: bus) {
+                        let mac = uniqueMAC()
+                        let node = try await bus.call(RegisterNode(macs: [mac])).node
+                        let events = try await bus.subscribe(to: .events, patterns: ["http.response.*"], as: HTTPResponseEvent.self)
+                        let copies = try await bus.subscribe(to: .http, patterns: ["http.response"], as: HTTPResponseEvent.self)
+                        try await withHTTPService(bus: bus, testConfiguration()) { http in
+                            let byMAC = "/api/current/profiles?macs=\(uriEncoded(mac))"
+                            #expect(try await http.boot(byMAC).status == .ok)
+                            let byMACEvent = try await collect(events, count: 1)[0]
+                            #expect(byMACEvent.routingKey == "http.response.\(node.id)")
+                            #expect(byMACEvent.message.url == byMAC)
+                            #expect(byMACEvent.message.method == "GET")
+                            #expect(byMACEvent.message.statusCode == 200)
+                            #expect(byMACEvent.message.address == "127.0.0.1")
+                            #expect(byMACEvent.message.time >= 0)
 
-                        #expect(try await http.boot("/api/current/templates/nope?nodeId=\(node.id)").status == .notFound)
-                        let byId = try await collect(events, count: 1)[0]
-                        #expect(byId.routingKey == "http.response.\(node.id)")
-                        #expect(byId.message.statusCode == 404)
+                            #expect(try await http.boot("/api/current/templates/nope?nodeId=\(node.id)").status == .notFound)
+                            let byId = try await collect(events, count: 1)[0]
+                            #expect(byId.routingKey == "http.response.\(node.id)")
+                            #expect(byId.message.statusCode == 404)
 
-                        // 127.0.0.1 has no DHCP lease: the request is nobody's.
-                        #expect(try await http.boot("/common/missing.iso").status == .notFound)
-                        let external = try await collect(events, count: 1)[0]
-                        #expect(external.routingKey == "http.response.external")
-                        #expect(external.message.url == "/common/missing.iso")
-                        #expect(external.message.statusCode == 404)
+                            // 127.0.0.1 has no DHCP lease: the request is nobody's.
+                            #expect(try await http.boot("/common/missing.iso").status == .notFound)
+                            let external = try await collect(events, count: 1)[0]
+                            #expect(external.routingKey == "http.response.external")
+                            #expect(external.message.url == "/common/missing.iso")
+                            #expect(external.message.statusCode == 404)
 
-                        let onHTTP = try await collect(copies, count: 3).map(\.message.url)
-                        #expect(Set(onHTTP) == [byMAC, "/api/current/templates/nope?nodeId=\(node.id)", "/common/missing.iso"])
+                            let onHTTP = try await collect(copies, count: 3).map(\.message.url)
+                            #expect(Set(onHTTP) == [byMAC, "/api/current/templates/nope?nodeId=\(node.id)", "/common/missing.iso"])
+                        }
                     }
                 }
             }
@@ -248,7 +262,8 @@ struct HTTPServiceBrokerTests {
             try "secret".write(to: outside, atomically: true, encoding: .utf8)
             try FileManager.default.createSymbolicLink(at: root.appendingPathComponent("leak.txt"), withDestinationURL: outside)
             try FileManager.default.createSymbolicLink(at: root.appendingPathComponent("up"), withDestinationURL: base)
-            try FileManager.default.createSymbolicLink(at: root.appendingPathComponent("kernel"), withDestinationURL: root.appendingPathComponent("debian/linux"))
+            try FileManager.default.createSymbolicLink(
+                at: root.appendingPathComponent("kernel"), withDestinationURL: root.appendingPathComponent("debian/linux"))
             return (root, outside)
         }
 
@@ -271,7 +286,8 @@ struct HTTPServiceBrokerTests {
                     #expect(try await http.boot("/common/kernel").text == "kernel", "a link inside the root is fine")
 
                     for path in [
-                        "/common/../Package.swift", "/common/%2e%2e/secret.txt", "/common/%2E%2E%2Fsecret.txt", "/common/debian/../../secret.txt",
+                        "/common/../Package.swift", "/common/%2e%2e/secret.txt", "/common/%2E%2E%2Fsecret.txt",
+                        "/common/debian/../../secret.txt",
                         "/common/leak.txt", "/common/up/secret.txt", "/common//etc/passwd", "/common/%00", "/common/debian%00/linux",
                     ] {
                         let response = try await http.boot(path)
@@ -314,19 +330,22 @@ struct HTTPServiceBrokerTests {
                             #expect(shown.json?["activeGraph"] == .null)
 
                             let settings = try await http.api(
-                                .put, "/api/current/nodes/\(node.id)/bootSettings", json: #"{"profile":"install-debian.ipxe","options":{"hostname":"h9"}}"#)
+                                .put, "/api/current/nodes/\(node.id)/bootSettings",
+                                json: #"{"profile":"install-debian.ipxe","options":{"hostname":"h9"}}"#)
                             #expect(settings.status == .ok, "\(settings.text)")
                             #expect(settings.json?["bootSettings"]?["profile"] == "install-debian.ipxe")
                             #expect(try await bus.call(GetNode(node.id)).bootSettings?.options["hostname"] == "h9")
 
-                            let started = try await http.api(.post, "/api/current/nodes/\(node.id)/workflows", json: #"{"name":"\#(graphName)","options":{}}"#)
+                            let started = try await http.api(
+                                .post, "/api/current/nodes/\(node.id)/workflows", json: #"{"name":"\#(graphName)","options":{}}"#)
                             #expect(started.status == .created, "\(started.text)")
                             let graphId = try #require(started.json?["instanceId"]?.stringValue)
                             let withGraph = try await http.api(.get, "/api/current/nodes/\(node.id)")
                             #expect(withGraph.json?["activeGraph"]?["instanceId"] == .string(graphId))
                             #expect(withGraph.json?["activeGraph"]?["name"] == .string(graphName))
 
-                            let second = try await http.api(.post, "/api/current/nodes/\(node.id)/workflows", json: #"{"name":"\#(graphName)"}"#)
+                            let second = try await http.api(
+                                .post, "/api/current/nodes/\(node.id)/workflows", json: #"{"name":"\#(graphName)"}"#)
                             #expect(second.status == .badRequest)
                             #expect(second.json?["status"] == 400)
                             #expect(second.json?["message"] == "Unable to run multiple task graphs against a single target.")
@@ -364,14 +383,17 @@ struct HTTPServiceBrokerTests {
                             let notJSON = try await http.api(.put, "/api/current/nodes/\(node.id)/bootSettings", json: "{not json")
                             #expect(notJSON.status == .badRequest)
                             #expect(notJSON.json?["name"] == "BadRequestError")
-                            let wrongShape = try await http.api(.put, "/api/current/nodes/\(node.id)/bootSettings", json: #"{"options": 3}"#)
+                            let wrongShape = try await http.api(
+                                .put, "/api/current/nodes/\(node.id)/bootSettings", json: #"{"options": 3}"#)
                             #expect(wrongShape.status == .badRequest)
-                            let badProfile = try await http.api(.put, "/api/current/nodes/\(node.id)/bootSettings", json: #"{"profile":"../x","options":{}}"#)
+                            let badProfile = try await http.api(
+                                .put, "/api/current/nodes/\(node.id)/bootSettings", json: #"{"profile":"../x","options":{}}"#)
                             #expect(badProfile.status == .badRequest)
                             let empty = try await http.api(.post, "/api/current/nodes/\(node.id)/workflows")
                             #expect(empty.status == .badRequest)
 
-                            let unknownGraph = try await http.api(.post, "/api/current/nodes/\(node.id)/workflows", json: #"{"name":"Graph.Nope"}"#)
+                            let unknownGraph = try await http.api(
+                                .post, "/api/current/nodes/\(node.id)/workflows", json: #"{"name":"Graph.Nope"}"#)
                             #expect((400..<500).contains(unknownGraph.status.code), "\(unknownGraph.text)")
                             #expect(unknownGraph.json?["message"]?.stringValue?.contains("Graph.Nope") == true, "\(unknownGraph.text)")
                             let unknownWorkflow = try await http.api(.get, "/api/current/workflows/nope")
@@ -469,7 +491,8 @@ struct HTTPServiceBrokerTests {
                     try await withHTTPService(bus: bus, testConfiguration(unknownNodes: .bootLocal)) { http in
                         for path in [
                             "/api/current/profiles?macs=%zz", "/api/current/profiles?macs=notamac", "/api/current/profiles",
-                            "/api/current/profiles?ips=10.0.0.1", "/api/current/profiles?macs=52:54:00:00:00", "/api/current/profiles?macs=%",
+                            "/api/current/profiles?ips=10.0.0.1", "/api/current/profiles?macs=52:54:00:00:00",
+                            "/api/current/profiles?macs=%",
                             "/api/current/templates/preseed.cfg?nodeId=%zz",
                         ] {
                             let response = try await http.boot(path)
@@ -491,7 +514,9 @@ struct HTTPServiceBrokerTests {
                             var headers = HTTPFields()
                             headers[.userAgent] = String(repeating: "a", count: 100_000)
                             do {
-                                let response = try await RunningHTTP.request(port: port, TestClient.Request("/api/current/profiles?macs=\(uniqueMAC())", method: .get, headers: headers))
+                                let response = try await RunningHTTP.request(
+                                    port: port,
+                                    TestClient.Request("/api/current/profiles?macs=\(uniqueMAC())", method: .get, headers: headers))
                                 #expect((400..<500).contains(response.status.code), "\(response.status)")
                             } catch {
                                 // The server closed the connection: also a refusal.

@@ -21,7 +21,8 @@ struct ConfigurationTests {
     func environment() throws {
         let configuration = try HTTPConfiguration.fromEnvironment([
             "RACKBUS_HTTP_LISTEN": "172.31.128.1:80", "RACKBUS_HTTP_API_LISTEN": "[::]:8443", "RACKBUS_HTTP_API_TOKEN": "s3cret",
-            "RACKBUS_HTTP_UNKNOWN_NODES": "boot-local", "RACKBUS_HTTP_DISCOVERY_GRAPH": "Graph.Mine", "RACKBUS_HTTP_STATIC_ROOT": "/srv/static",
+            "RACKBUS_HTTP_UNKNOWN_NODES": "boot-local", "RACKBUS_HTTP_DISCOVERY_GRAPH": "Graph.Mine",
+            "RACKBUS_HTTP_STATIC_ROOT": "/srv/static",
             "RACKBUS_HTTP_TEMPLATES": "/srv/templates", "RACKBUS_BOOT_HTTP_URL": "http://10.0.0.1:8000/",
         ])
         #expect(configuration.bootListen == ListenAddress(host: "172.31.128.1", port: 80))

@@ -17,8 +17,11 @@ struct ErrorMappingTests {
 
     @Test("The API answers an ErrorEvent's own status, 504 for a timeout, 503 without a broker")
     func apiMapping() {
-        let badRequest = APIError.from(ServiceCallFailure.remote(.badRequest("Unable to run multiple task graphs against a single target.")))
-        #expect(badRequest == APIError(.badRequest, name: "BadRequestError", message: "Unable to run multiple task graphs against a single target."))
+        let badRequest = APIError.from(
+            ServiceCallFailure.remote(.badRequest("Unable to run multiple task graphs against a single target.")))
+        #expect(
+            badRequest
+                == APIError(.badRequest, name: "BadRequestError", message: "Unable to run multiple task graphs against a single target."))
         #expect(APIError.from(ServiceCallFailure.remote(ErrorEvent(name: "X", message: "m"))).status == .internalServerError)
         #expect(APIError.from(ServiceCallFailure.timeout(service: "the node registry")).status == .gatewayTimeout)
         #expect(APIError.from(ServiceCallFailure.brokerUnavailable("down")).status == .serviceUnavailable)
@@ -48,7 +51,8 @@ struct ErrorMappingTests {
 
     @Test("The smbios catalog keeps the reported fields that have a value, and the MACs")
     func smbiosCatalog() throws {
-        let query = try QueryParameters("macs=52:54:00:00:00:01&manufacturer=QEMU&product=Standard+PC&serial=&uuid=u-1&asset=&platform=x86_64")
+        let query = try QueryParameters(
+            "macs=52:54:00:00:00:01&manufacturer=QEMU&product=Standard+PC&serial=&uuid=u-1&asset=&platform=x86_64")
         #expect(
             BootRoutes.smbiosCatalog(query, macs: ["52:54:00:00:00:01"])
                 == ["macs": ["52:54:00:00:00:01"], "manufacturer": "QEMU", "product": "Standard PC", "uuid": "u-1", "platform": "x86_64"])

@@ -2,9 +2,9 @@ import BusCore
 import BusTestSupport
 import Foundation
 import HTTPService
+import Hummingbird
 import HummingbirdTesting
 import Logging
-import Hummingbird
 import NodeRegistry
 import Scheduler
 import TaskGraphRunner
@@ -35,7 +35,8 @@ struct RunningHTTP: Sendable {
         var headers = HTTPFields()
         if json != nil { headers[.contentType] = "application/json" }
         if let token { headers[.authorization] = "Bearer \(token)" }
-        return try await Self.request(port: apiPort, TestClient.Request(path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }))
+        return try await Self.request(
+            port: apiPort, TestClient.Request(path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }))
     }
 
     static func request(port: Int, _ request: TestClient.Request) async throws -> TestClient.Response {
@@ -66,7 +67,8 @@ func withHTTPService<Result: Sendable>(
 
 /// Runs the real node registry (in memory) on `bus` for `body`.
 func withRegistry<Result: Sendable>(bus: MessageBus, _ body: @Sendable () async throws -> Result) async throws -> Result {
-    let registry = NodeRegistryService(bus: bus, configuration: NodeRegistryConfiguration(databasePath: ":memory:"), logger: TestBroker.logger)
+    let registry = NodeRegistryService(
+        bus: bus, configuration: NodeRegistryConfiguration(databasePath: ":memory:"), logger: TestBroker.logger)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await registry.run() }
         defer { group.cancelAll() }

@@ -54,7 +54,8 @@ struct TemplateTests {
     @Test("Values are text: nothing is HTML-escaped; whole numbers have no fraction; missing options take the defaults")
     func textRendering() async throws {
         let node = Node(id: "525400123456", identifiers: ["52:54:00:12:34:56"], name: "rack<1>&b", createdAt: 0, updatedAt: 0)
-        let text = try await library.render("preseed.cfg", values: values(options: ["hostname": "web&1", "rootPasswordHash": "$6$x<y"], node: node))
+        let text = try await library.render(
+            "preseed.cfg", values: values(options: ["hostname": "web&1", "rootPasswordHash": "$6$x<y"], node: node))
         #expect(text.contains("# RackBus preseed for node 525400123456 (rack<1>&b)"))
         #expect(text.contains("d-i netcfg/get_hostname string web&1"))
         #expect(text.contains("d-i passwd/root-password-crypted password $6$x<y"))
@@ -82,7 +83,8 @@ struct TemplateTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-templates-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        try "#!ipxe\necho custom local boot for {{nodeId}}\n".write(to: directory.appendingPathComponent("boot-local.ipxe"), atomically: true, encoding: .utf8)
+        try "#!ipxe\necho custom local boot for {{nodeId}}\n".write(
+            to: directory.appendingPathComponent("boot-local.ipxe"), atomically: true, encoding: .utf8)
         try "hostname={{options.hostname}}\n".write(to: directory.appendingPathComponent("user-data"), atomically: true, encoding: .utf8)
         try "{{#broken}}\n".write(to: directory.appendingPathComponent("broken.ipxe"), atomically: true, encoding: .utf8)
         let library = TemplateLibrary(directory: directory.path)

@@ -35,7 +35,8 @@ struct ManagementRoutes: Sendable {
     func showNode(_ idOrMAC: String) async throws -> Response {
         let node = try await call(GetNode(idOrMAC), service: ServiceName.registry)
         let graph = try await call(GetActiveTaskGraph(filter: GraphFilter(target: node.id)), service: ServiceName.taskGraphRunner)
-        return try json(NodeDetails(node: node, activeGraph: graph.map { ActiveGraph(instanceId: $0.instanceId, name: $0.name, status: $0.status) }))
+        return try json(
+            NodeDetails(node: node, activeGraph: graph.map { ActiveGraph(instanceId: $0.instanceId, name: $0.name, status: $0.status) }))
     }
 
     func setBootSettings(_ idOrMAC: String, request: Request) async throws -> Response {
@@ -58,7 +59,8 @@ struct ManagementRoutes: Sendable {
         let body = try await decodeBody(WorkflowRequest.self, from: request)
         guard !body.name.trimmingCharacters(in: .whitespaces).isEmpty else { throw APIError.badRequest("name must name a graph") }
         let node = try await call(GetNode(idOrMAC), service: ServiceName.registry)
-        let graph = try await call(RunTaskGraph(name: body.name, options: body.options, target: node.id), service: ServiceName.taskGraphRunner)
+        let graph = try await call(
+            RunTaskGraph(name: body.name, options: body.options, target: node.id), service: ServiceName.taskGraphRunner)
         return try json(graph, status: .created)
     }
 
@@ -155,6 +157,10 @@ struct NodeDetails: Encodable {
     func encode(to encoder: any Encoder) throws {
         try node.encode(to: encoder)
         var container = encoder.container(keyedBy: Keys.self)
-        if let activeGraph { try container.encode(activeGraph, forKey: .activeGraph) } else { try container.encodeNil(forKey: .activeGraph) }
+        if let activeGraph {
+            try container.encode(activeGraph, forKey: .activeGraph)
+        } else {
+            try container.encodeNil(forKey: .activeGraph)
+        }
     }
 }

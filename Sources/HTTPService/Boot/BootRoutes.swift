@@ -46,7 +46,8 @@ struct BootRoutes: Sendable {
         case .discover:
             let discovered = try await discover(macs: macs)
             let answer = await firstTaskAnswer(nodeId: discovered.id)
-            guard case .serve(let script) = bootDecision(node: discovered, unknownNodes: configuration.unknownNodes, activeTask: answer) else {
+            guard case .serve(let script) = bootDecision(node: discovered, unknownNodes: configuration.unknownNodes, activeTask: answer)
+            else {
                 throw BootHTTPError(.serviceUnavailable, "the node was registered but is still unknown; try again")
             }
             return try await serve(script, node: discovered, macs: macs)
@@ -91,7 +92,8 @@ struct BootRoutes: Sendable {
     private func discover(macs: [String]) async throws -> Node {
         let registered: RegisterNode.Registered
         do {
-            registered = try await bus.request(RegisterNode(macs: macs), timeout: configuration.serviceCallTimeout, service: ServiceName.registry)
+            registered = try await bus.request(
+                RegisterNode(macs: macs), timeout: configuration.serviceCallTimeout, service: ServiceName.registry)
         } catch {
             throw BootHTTPError.from(error)
         }
@@ -126,7 +128,8 @@ struct BootRoutes: Sendable {
 
     private func serve(_ script: BootScript, node: Node?, macs: [String]) async throws -> Response {
         let values = TemplateValues(
-            configuration: configuration, nodeId: node?.id ?? NodeIdentity.nodeId(forMAC: macs[0]) ?? "", macs: macs, options: script.options,
+            configuration: configuration, nodeId: node?.id ?? NodeIdentity.nodeId(forMAC: macs[0]) ?? "", macs: macs,
+            options: script.options,
             node: node)
         return try await render(script.template, values: values)
     }
@@ -163,7 +166,9 @@ struct BootRoutes: Sendable {
             } catch {
                 throw BootHTTPError(.badRequest, error.message)
             }
-            guard let found = try await findNode(macs: macs) else { throw BootHTTPError(.notFound, "no node has \(macs.joined(separator: ","))") }
+            guard let found = try await findNode(macs: macs) else {
+                throw BootHTTPError(.notFound, "no node has \(macs.joined(separator: ","))")
+            }
             node = found
         } else {
             throw BootHTTPError(.badRequest, "nodeId or macs is required")
@@ -171,7 +176,8 @@ struct BootRoutes: Sendable {
         // The running task's options when a task runs for the node, else its boot settings'.
         let taskProperties = try? await bus.call(RequestProperties(nodeId: node.id), timeout: configuration.taskCallTimeout)
         let options = taskProperties ?? node.bootSettings?.options ?? [:]
-        return try await render(name, values: TemplateValues(configuration: configuration, nodeId: node.id, macs: macs, options: options, node: node))
+        return try await render(
+            name, values: TemplateValues(configuration: configuration, nodeId: node.id, macs: macs, options: options, node: node))
     }
 
     private func lookUp(_ idOrMAC: String) async throws -> Node? {
@@ -206,7 +212,8 @@ struct BootRoutes: Sendable {
         }
         logger.info("stored the smbios catalog", metadata: ["nodeId": "\(node.id)"])
         return try await render(
-            BootTemplateName.catalogStored, values: TemplateValues(configuration: configuration, nodeId: node.id, macs: macs, options: [:], node: node))
+            BootTemplateName.catalogStored,
+            values: TemplateValues(configuration: configuration, nodeId: node.id, macs: macs, options: [:], node: node))
     }
 
     /// The catalog a discovery report stores: the reported fields that have a value, and the MACs. Pure.

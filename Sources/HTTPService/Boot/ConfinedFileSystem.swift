@@ -37,7 +37,8 @@ struct ConfinedFileSystem: FileProvider {
             let kind = status.st_mode & S_IFMT
             guard kind == S_IFREG || kind == S_IFDIR else { return nil }
             return FileAttributes(
-                isFolder: kind == S_IFDIR, size: Int(status.st_size), modificationDate: Date(timeIntervalSince1970: TimeInterval(status.st_mtim.tv_sec)))
+                isFolder: kind == S_IFDIR, size: Int(status.st_size),
+                modificationDate: Date(timeIntervalSince1970: TimeInterval(status.st_mtim.tv_sec)))
         }
     }
 

@@ -81,7 +81,8 @@ final class ResponseEventPublisher: Sendable {
             try await bus.publish(answered.event, to: .events, routingKey: HTTPResponseEvent.routingKey(nodeId: nodeId))
             try await bus.publish(answered.event, to: .http, routingKey: "http.response")
         } catch {
-            logger.warning("could not publish an http.response event", metadata: ["nodeId": "\(nodeId ?? NodeIdentity.external)", "error": "\(error)"])
+            logger.warning(
+                "could not publish an http.response event", metadata: ["nodeId": "\(nodeId ?? NodeIdentity.external)", "error": "\(error)"])
         }
     }
 
@@ -118,7 +119,8 @@ struct ResponseEventMiddleware: RouterMiddleware {
         let elapsed = ContinuousClock.now - started
         let milliseconds = Int(elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000)
         let event = HTTPResponseEvent(
-            address: context.clientAddress ?? "", method: request.method.rawValue, url: request.uri.string, statusCode: status, time: milliseconds)
+            address: context.clientAddress ?? "", method: request.method.rawValue, url: request.uri.string, statusCode: status,
+            time: milliseconds)
         publisher.record(AnsweredRequest(event: event, subject: .from(rawQuery: request.uri.query)))
     }
 }

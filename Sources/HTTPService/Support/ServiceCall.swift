@@ -33,7 +33,9 @@ enum ServiceName {
 
 extension MessageBus {
     /// `call`, with failures sorted into ``ServiceCallFailure``.
-    func request<Request: BusRequest>(_ request: Request, timeout: Duration, service: String) async throws(ServiceCallFailure) -> Request.Reply {
+    func request<Request: BusRequest>(_ request: Request, timeout: Duration, service: String) async throws(ServiceCallFailure)
+        -> Request.Reply
+    {
         do {
             return try await call(request, timeout: timeout)
         } catch {
