@@ -9,7 +9,10 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rackbus-bench",
         abstract: "Measure BusCore against the broker in RACKBUS_AMQP_URL. Prints one JSON line per case.",
-        subcommands: [RPCBench.self, PublishBench.self, FanoutBench.self, LeaseRPCBench.self, DHCPExchangeBench.self, GraphBench.self, TFTPBench.self]
+        subcommands: [
+            RPCBench.self, PublishBench.self, FanoutBench.self, LeaseRPCBench.self, DHCPExchangeBench.self, GraphBench.self, TFTPBench.self,
+            HTTPBench.self,
+        ]
     )
 }
 

@@ -1,1 +1,0 @@
-// HTTPService: being written.

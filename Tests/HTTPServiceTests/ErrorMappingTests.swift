@@ -1,0 +1,60 @@
+import BusCore
+import Hummingbird
+import Testing
+
+@testable import HTTPService
+
+@Suite("Errors, tokens and catalogs (pure)")
+struct ErrorMappingTests {
+    @Test("Bus failures are sorted: the remote ErrorEvent, a timeout, an unreachable broker")
+    func sorting() {
+        let remote = ErrorEvent.notFound("no node x")
+        #expect(ServiceCallFailure.from(BusError(code: .remote, message: "", remote: remote), service: "s") == .remote(remote))
+        #expect(ServiceCallFailure.from(BusError(code: .timeout, message: ""), service: "s") == .timeout(service: "s"))
+        #expect(ServiceCallFailure.from(BusError(code: .notConnected, message: "down"), service: "s") == .brokerUnavailable("down"))
+        #expect(ServiceCallFailure.from(BusError(code: .connectionLost, message: "lost"), service: "s") == .brokerUnavailable("lost"))
+    }
+
+    @Test("The API answers an ErrorEvent's own status, 504 for a timeout, 503 without a broker")
+    func apiMapping() {
+        let badRequest = APIError.from(
+            ServiceCallFailure.remote(.badRequest("Unable to run multiple task graphs against a single target.")))
+        #expect(
+            badRequest
+                == APIError(.badRequest, name: "BadRequestError", message: "Unable to run multiple task graphs against a single target."))
+        #expect(APIError.from(ServiceCallFailure.remote(ErrorEvent(name: "X", message: "m"))).status == .internalServerError)
+        #expect(APIError.from(ServiceCallFailure.timeout(service: "the node registry")).status == .gatewayTimeout)
+        #expect(APIError.from(ServiceCallFailure.brokerUnavailable("down")).status == .serviceUnavailable)
+        #expect(APIError.from(HTTPError(.contentTooLarge)).status == .contentTooLarge)
+    }
+
+    @Test("Boot routes answer 503 for anything the node should retry, and pass 4xx through")
+    func bootMapping() {
+        #expect(BootHTTPError.from(.timeout(service: "the node registry")).status == .serviceUnavailable)
+        #expect(BootHTTPError.from(.brokerUnavailable("down")).status == .serviceUnavailable)
+        #expect(BootHTTPError.from(.remote(.internalError("db"))).status == .serviceUnavailable)
+        #expect(BootHTTPError.from(.remote(.notFound("no node"))).status == .notFound)
+    }
+
+    @Test("Bearer tokens: the scheme is case-insensitive and the comparison exact")
+    func tokens() {
+        #expect(BearerTokenMiddleware<BasicRequestContext>.presentedToken("Bearer abc") == "abc")
+        #expect(BearerTokenMiddleware<BasicRequestContext>.presentedToken("bearer  abc ") == "abc")
+        #expect(BearerTokenMiddleware<BasicRequestContext>.presentedToken("Basic abc") == nil)
+        #expect(BearerTokenMiddleware<BasicRequestContext>.presentedToken("Bearer") == nil)
+        #expect(BearerTokenMiddleware<BasicRequestContext>.constantTimeEquals("s3cret", "s3cret"))
+        #expect(!BearerTokenMiddleware<BasicRequestContext>.constantTimeEquals("s3cres", "s3cret"))
+        #expect(!BearerTokenMiddleware<BasicRequestContext>.constantTimeEquals("s3cret!", "s3cret"))
+        #expect(!BearerTokenMiddleware<BasicRequestContext>.constantTimeEquals("", "s3cret"))
+        #expect(!BearerTokenMiddleware<BasicRequestContext>.constantTimeEquals("s3c", "s3cret"))
+    }
+
+    @Test("The smbios catalog keeps the reported fields that have a value, and the MACs")
+    func smbiosCatalog() throws {
+        let query = try QueryParameters(
+            "macs=52:54:00:00:00:01&manufacturer=QEMU&product=Standard+PC&serial=&uuid=u-1&asset=&platform=x86_64")
+        #expect(
+            BootRoutes.smbiosCatalog(query, macs: ["52:54:00:00:00:01"])
+                == ["macs": ["52:54:00:00:00:01"], "manufacturer": "QEMU", "product": "Standard PC", "uuid": "u-1", "platform": "x86_64"])
+    }
+}
