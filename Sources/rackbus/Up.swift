@@ -5,12 +5,14 @@ import DHCPService
 import EventsLogger
 import Foundation
 import Logging
+import HTTPService
 import Metrics
 import NodeRegistry
 import Observability
 import Prometheus
 import Scheduler
 import ServiceLifecycle
+import TFTPService
 import TaskGraphRunner
 
 struct Up: AsyncParsableCommand {
@@ -27,13 +29,25 @@ struct Up: AsyncParsableCommand {
     @OptionGroup var bus: BusOptions
 
     /// Every service `rackbus up` can run.
-    static let allServices = ["configuration", "dhcp", "taskgraph", "scheduler", "eventslogger", "nodes"]
+    static let allServices = ["configuration", "dhcp", "taskgraph", "scheduler", "eventslogger", "nodes", "tftp", "http"]
 
     @Option(help: "Which services to run: a comma-separated list of \(Up.allServices.joined(separator: ", ")) (default: all)")
     var services: String = Up.allServices.joined(separator: ",")
 
     @Option(help: "Node registry database file (default: $RACKBUS_NODES_DATABASE, else .rackbus/nodes.sqlite)")
     var nodesDatabase: String?
+
+    @Option(help: "Folder TFTP serves files from (default: $RACKBUS_TFTP_ROOT, else .rackbus/tftp)")
+    var tftpRoot: String?
+
+    @Option(help: "TFTP address, IPV4:PORT (default: $RACKBUS_TFTP_LISTEN, else 0.0.0.0:69)")
+    var tftpListen: String?
+
+    @Option(help: "The HTTP boot service's address for nodes, HOST:PORT (default: $RACKBUS_HTTP_LISTEN, else 0.0.0.0:9080)")
+    var httpListen: String?
+
+    @Option(help: "The management API's address, HOST:PORT (default: $RACKBUS_HTTP_API_LISTEN, else 127.0.0.1:8080)")
+    var httpApiListen: String?
 
     @Option(help: "Event journal file (default: $RACKBUS_EVENTS_DATABASE, else .rackbus/events.sqlite)")
     var eventsDatabase: String?
@@ -165,10 +179,32 @@ struct Up: AsyncParsableCommand {
             ? NodeRegistryService(
                 bus: messageBus, configuration: .fromEnvironment(environment), logger: Logger(label: "rackbus.nodes"))
             : nil
+        environment[TFTPConfiguration.Key.root] = tftpRoot ?? environment[TFTPConfiguration.Key.root]
+        environment[TFTPConfiguration.Key.listen] = tftpListen ?? environment[TFTPConfiguration.Key.listen]
+        environment[HTTPConfiguration.Key.listen] = httpListen ?? environment[HTTPConfiguration.Key.listen]
+        environment[HTTPConfiguration.Key.apiListen] = httpApiListen ?? environment[HTTPConfiguration.Key.apiListen]
+        let tftp: TFTPService?
+        do {
+            tftp =
+                selected.contains("tftp")
+                ? TFTPService(bus: messageBus, configuration: try .fromEnvironment(environment), logger: Logger(label: "rackbus.tftp")) : nil
+        } catch {
+            throw ValidationError("TFTP configuration: \(error)")
+        }
+        let http: HTTPService?
+        do {
+            http =
+                selected.contains("http")
+                ? HTTPService(bus: messageBus, configuration: try .fromEnvironment(environment), logger: Logger(label: "rackbus.http")) : nil
+        } catch {
+            throw ValidationError("HTTP configuration: \(error)")
+        }
         var readinessChecks: [@Sendable () async -> Void] = []
         if let dhcp { readinessChecks.append { await dhcp.waitUntilReady() } }
         if let taskGraphRunner { readinessChecks.append { await taskGraphRunner.waitUntilReady() } }
         if let nodeRegistry { readinessChecks.append { await nodeRegistry.waitUntilReady() } }
+        if let tftp { readinessChecks.append { await tftp.waitUntilReady() } }
+        if let http { readinessChecks.append { await http.waitUntilReady() } }
         let readiness = Readiness(bus: messageBus, services: readinessChecks, logger: logger)
         // The bus comes first, so it shuts down last; the log publisher right after, so that it
         // still carries the others' last records.
@@ -182,6 +218,8 @@ struct Up: AsyncParsableCommand {
         if let configurationOwner { members.append(.init(service: configurationOwner)) }
         if let nodeRegistry { members.append(.init(service: nodeRegistry)) }
         if let dhcp { members.append(.init(service: dhcp)) }
+        if let tftp { members.append(.init(service: tftp)) }
+        if let http { members.append(.init(service: http)) }
         if let scheduler { members.append(.init(service: scheduler)) }
         if let taskGraphRunner { members.append(.init(service: taskGraphRunner)) }
         // Settings every process applies live: its log level, and what concerns the services it runs.

@@ -40,7 +40,7 @@ struct HTTPServiceBrokerTests {
                             #expect(first.text.hasPrefix("#!ipxe"))
                             #expect(first.text.contains("echo RackBus: discovering node \(id)"), "\(first.text)")
                             #expect(
-                                first.text.contains("chain http://10.9.8.7:9080/api/current/catalogs/smbios?macs=${net0/mac:uristring}"))
+                                first.text.contains("chain http://10.9.8.7:9080/api/current/catalogs/smbios?macs=${net0/mac:hexhyp}"))
                             let announced = try await collect(discovered, count: 1)[0].message
                             #expect(announced.nodeId == id)
                             #expect(announced.data.identifiers == [mac])

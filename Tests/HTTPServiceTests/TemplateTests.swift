@@ -33,7 +33,7 @@ struct TemplateTests {
         #expect(text.contains("echo RackBus: discovering node 525400123456"))
         #expect(
             text.contains(
-                "chain http://172.31.128.1:9080/api/current/catalogs/smbios?macs=${net0/mac:uristring}&manufacturer=${manufacturer:uristring}&product=${product:uristring}&serial=${serial:uristring}&uuid=${uuid:uristring}&asset=${asset:uristring}&platform=${platform:uristring} || goto retry"
+                "chain http://172.31.128.1:9080/api/current/catalogs/smbios?macs=${net0/mac:hexhyp}&manufacturer=${manufacturer:uristring}&product=${product:uristring}&serial=${serial:uristring}&uuid=${uuid}&asset=${asset:uristring}&platform=${platform:uristring} || goto retry"
             ))
         #expect(text.contains("goto report"))
     }

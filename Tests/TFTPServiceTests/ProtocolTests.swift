@@ -145,7 +145,7 @@ struct ProtocolTests {
                 #!ipxe
                 # RackBus: ask the HTTP boot service what this machine should boot.
                 :retry
-                chain --autofree http://10.0.0.1:9080/api/current/profiles?macs=${net0/mac:uristring}&ips=${net0/ip:uristring} || goto wait
+                chain --autofree http://10.0.0.1:9080/api/current/profiles?macs=${net0/mac:hexhyp}&ips=${net0/ip} || goto wait
                 :wait
                 echo RackBus: the profile service did not answer; retrying in 3 s
                 sleep 3

@@ -301,7 +301,7 @@ struct ServerTests {
         try await withTFTPServer(root: root) { _, port, _ in
             let boot = try await download("boot.ipxe", from: port, options: [TFTPOption("tsize", "0")])
             let text = String(decoding: boot.data, as: UTF8.self)
-            #expect(text.contains("chain --autofree http://10.9.8.7:9080/api/current/profiles?macs=${net0/mac:uristring}&ips=${net0/ip:uristring} || goto wait"))
+            #expect(text.contains("chain --autofree http://10.9.8.7:9080/api/current/profiles?macs=${net0/mac:hexhyp}&ips=${net0/ip} || goto wait"))
             #expect(text.hasPrefix("#!ipxe\n"))
             #expect(boot.optionValues["tsize"] == "\(boot.data.count)")
             let custom = try await download("/custom.ipxe", from: port)

@@ -46,7 +46,7 @@ public enum BuiltInTemplates {
         #!ipxe
         echo RackBus: discovering node {{nodeId}}
         :report
-        chain {{apiBase}}/catalogs/smbios?macs=${net0/mac:uristring}&manufacturer=${manufacturer:uristring}&product=${product:uristring}&serial=${serial:uristring}&uuid=${uuid:uristring}&asset=${asset:uristring}&platform=${platform:uristring} || goto retry
+        chain {{apiBase}}/catalogs/smbios?macs=${net0/mac:hexhyp}&manufacturer=${manufacturer:uristring}&product=${product:uristring}&serial=${serial:uristring}&uuid=${uuid}&asset=${asset:uristring}&platform=${platform:uristring} || goto retry
         exit
         :retry
         echo RackBus: the report failed, retrying in 5 seconds
