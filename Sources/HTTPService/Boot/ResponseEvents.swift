@@ -36,7 +36,7 @@ struct AnsweredRequest: Sendable {
 /// Announces answered boot requests on the bus, off the request path: the middleware hands each
 /// one over and returns; a consumer attributes it to a node (which may take a registry or DHCP
 /// lookup) and publishes `http.response.<nodeId>` on `on.events` and `http.response` on `on.http`.
-/// Announcements beyond a bounded backlog are dropped and counted, never waited for.
+// Beyond a bounded backlog announcements are dropped and counted: a slow broker must never hold up a boot.
 final class ResponseEventPublisher: Sendable {
     private let bus: MessageBus
     private let resolver: NodeAddressResolver
