@@ -71,7 +71,8 @@ final class NodeStore: Sendable {
                 nodeId = NodeIdentity.nodeId(forMAC: macs[0]) ?? macs[0]
                 if try Self.nodeExists(db, id: nodeId) {
                     throw ErrorEvent.conflict(
-                        "Node \(nodeId) exists but does not have \(macs[0]).", context: ["nodeId": .string(nodeId), "mac": .string(macs[0])])
+                        "Node \(nodeId) exists but does not have \(macs[0]).",
+                        context: ["nodeId": .string(nodeId), "mac": .string(macs[0])])
                 }
                 try db.execute(
                     sql: "INSERT INTO node (id, name, type, createdAt, updatedAt) VALUES (?, ?, ?, ?, ?)",

@@ -51,7 +51,8 @@ struct Nodes: AsyncParsableCommand {
         @OptionGroup var common: Graph.Common
         @Argument(help: "Node id") var node: String
         @Option(help: "Boot profile template, a plain file name (install-debian.ipxe)") var profile: String?
-        @Option(name: .customLong("option"), help: "A value the profile is rendered with, key=value (repeatable)") var options: [String] = []
+        @Option(name: .customLong("option"), help: "A value the profile is rendered with, key=value (repeatable)") var options: [String] =
+            []
         @Flag(help: "Give the node an address but no boot file") var noNetworkBoot = false
         @Flag(help: "Remove the node's boot settings") var clear = false
 
@@ -78,7 +79,8 @@ struct Nodes: AsyncParsableCommand {
         }
 
         func run() async throws {
-            let settings = clear ? nil : BootSettings(profile: profile, options: try parsedOptions(), networkBoot: noNetworkBoot ? false : nil)
+            let options = try parsedOptions()
+            let settings = clear ? nil : BootSettings(profile: profile, options: options, networkBoot: noNetworkBoot ? false : nil)
             let request = SetBootSettings(nodeId: node, bootSettings: settings)
             let updated = try await common.withBus { try await $0.call(request) }
             print(common.json ? jsonLine(updated) : describe(updated))
@@ -123,7 +125,11 @@ struct SKU: AsyncParsableCommand {
                 for sku in skus { print(jsonLine(sku)) }
                 return
             }
-            print(skus.isEmpty ? "no SKUs" : skus.map { sku in ([sku.name] + sku.rules.map { "  " + describe($0) }).joined(separator: "\n") }.joined(separator: "\n"))
+            print(
+                skus.isEmpty
+                    ? "no SKUs"
+                    : skus.map { sku in ([sku.name] + sku.rules.map { "  " + describe($0) }).joined(separator: "\n") }.joined(
+                        separator: "\n"))
         }
     }
 }

@@ -28,7 +28,7 @@ func withRegistry<Result: Sendable>(_ body: @Sendable (MessageBus) async throws 
 }
 
 /// The status of the ErrorEvent a call was answered with.
-func status(of call: () async throws -> some Any) async -> Int? {
+func status<Reply>(of call: () async throws -> Reply) async -> Int? {
     do {
         _ = try await call()
         return nil
@@ -118,7 +118,9 @@ extension NodeRegistryBrokerTests {
                 #expect(event.nodeId == created.id && event.typeId == created.id)
                 #expect(event.data == created)
                 #expect(received[1].message.data == second)
-                let time = try #require(try? Date(event.createdAt, strategy: .iso8601.year().month().day().time(includingFractionalSeconds: true)))
+                let iso8601 = ISO8601DateFormatter()
+                iso8601.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+                let time = try #require(iso8601.date(from: event.createdAt), "\(event.createdAt)")
                 #expect(abs(time.timeIntervalSince1970 * 1000 - Double(created.createdAt)) < 1)
                 #expect(await drain(events, for: .milliseconds(500)).isEmpty, "no event for known nodes")
             }
@@ -133,7 +135,9 @@ extension NodeRegistryBrokerTests {
                     for index in 0..<20 {
                         group.addTask { try await bus.call(RegisterNode(macs: [spellings[index % spellings.count]])) }
                     }
-                    return try await group.reduce(into: []) { $0.append($1) }
+                    var replies: [RegisterNode.Registered] = []
+                    for try await reply in group { replies.append(reply) }
+                    return replies
                 }
                 #expect(replies.count == 20)
                 #expect(replies.filter(\.created).count == 1)
@@ -220,7 +224,8 @@ extension NodeRegistryBrokerTests {
                 SKURule(path: "dmi.System Information.Manufacturer", equals: "Quanta"),
                 SKURule(path: "ohai.cpu.total", matches: "^(16|32)$"),
             ])
-        static let anyQuanta = SKUDefinition(name: "any-quanta", rules: [SKURule(path: "dmi.System Information.Manufacturer", contains: "Quanta")])
+        static let anyQuanta = SKUDefinition(
+            name: "any-quanta", rules: [SKURule(path: "dmi.System Information.Manufacturer", contains: "Quanta")])
 
         @Test("defineSku stores and replaces by name; listSkus lists by name; invalid definitions are 400s naming the problem")
         func defineAndList() async throws {
@@ -300,8 +305,10 @@ extension NodeRegistryBrokerTests {
             try await TestBroker.withBus { bus in
                 let before = try await withRegistry(databasePath: path, on: bus) { _ in
                     let node = try await bus.call(RegisterNode(macs: ["52:54:00:aa:09:01", "52:54:00:aa:09:02"], name: "n9")).node
-                    _ = try await bus.call(SetBootSettings(nodeId: node.id, bootSettings: BootSettings(profile: "p.ipxe", options: ["k": "v"])))
-                    _ = try await bus.call(AddCatalog(nodeId: node.id, source: "dmi", data: ["System Information": ["Manufacturer": "Quanta"]]))
+                    _ = try await bus.call(
+                        SetBootSettings(nodeId: node.id, bootSettings: BootSettings(profile: "p.ipxe", options: ["k": "v"])))
+                    _ = try await bus.call(
+                        AddCatalog(nodeId: node.id, source: "dmi", data: ["System Information": ["Manufacturer": "Quanta"]]))
                     _ = try await bus.call(DefineSKU(SKUs.anyQuanta))
                     _ = try await bus.call(AssignSKU(nodeId: node.id))
                     return try await bus.call(GetNode(node.id))

@@ -33,7 +33,8 @@ extension NodeRegistryBrokerTests {
                     defer { try? FileManager.default.removeItem(at: directory) }
                     let file = directory.appendingPathComponent("intel.json")
                     try Data(
-                        #"{"name": "intel-board", "rules": [{"path": "dmi.Base Board Information.Manufacturer", "contains": "Intel"}]}"#.utf8
+                        #"{"name": "intel-board", "rules": [{"path": "dmi.Base Board Information.Manufacturer", "contains": "Intel"}]}"#
+                            .utf8
                     ).write(to: file)
                     let intel = SKUDefinition(
                         name: "intel-board", rules: [SKURule(path: "dmi.Base Board Information.Manufacturer", contains: "Intel")])
@@ -51,7 +52,8 @@ extension NodeRegistryBrokerTests {
                     _ = try await bus.call(AssignSKU(nodeId: node.id))
                     let shown = try await Self.rackbus(["nodes", "show", "52-54-00-AA-0A-01", "--json"], prefix: prefix)
                     let shownNodes = try Self.decodeLines(shown, as: Node.self)
-                    #expect(shownNodes == [try await bus.call(GetNode(node.id))], "\(shown)")
+                    let stored = try await bus.call(GetNode(node.id))
+                    #expect(shownNodes == [stored], "\(shown)")
                     #expect(shownNodes.first?.sku == "intel-board")
 
                     let table = try await Self.rackbus(["nodes", "list"], prefix: prefix)
@@ -62,7 +64,8 @@ extension NodeRegistryBrokerTests {
                             "nodes", "boot-settings", node.id, "--profile", "install-debian.ipxe", "--option", "hostname=n10", "--option",
                             "disks=2", "--no-network-boot", "--json",
                         ], prefix: prefix)
-                    let expected = BootSettings(profile: "install-debian.ipxe", options: ["hostname": "n10", "disks": 2], networkBoot: false)
+                    let expected = BootSettings(
+                        profile: "install-debian.ipxe", options: ["hostname": "n10", "disks": 2], networkBoot: false)
                     #expect(try Self.decodeLines(booted, as: Node.self).first?.bootSettings == expected, "\(booted)")
                     let cleared = try await Self.rackbus(["nodes", "boot-settings", node.id, "--clear", "--json"], prefix: prefix)
                     #expect(try Self.decodeLines(cleared, as: Node.self).first?.bootSettings == nil, "\(cleared)")
