@@ -64,10 +64,15 @@ public final class HTTPService: Service, Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await publisher.run() }
             // Either application failing (an address in use) stops the other: the service is
-            // both or nothing. Graceful shutdown reaches both through their own service groups.
-            try await withThrowingDiscardingTaskGroup { servers in
-                servers.addTask { try await boot.run() }
-                servers.addTask { try await api.run() }
+            // both or nothing. A graceful shutdown of the enclosing group reaches this one.
+            let servers = ServiceGroup(configuration: ServiceGroupConfiguration(services: [boot, api], logger: logger))
+            // The servers run in a task of their own so that cancelling `run()` becomes a graceful
+            // shutdown (requests in flight are answered) rather than connections cut mid-answer.
+            let serving = Task { try await servers.run() }
+            try await withTaskCancellationHandler {
+                try await serving.value
+            } onCancel: {
+                Task { await servers.triggerGracefulShutdown() }
             }
             publisher.finish()
             try await group.waitForAll()

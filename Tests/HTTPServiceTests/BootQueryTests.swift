@@ -12,6 +12,14 @@ struct BootQueryTests {
         #expect(query.list("ips") == ["10.0.0.5"])
     }
 
+    @Test("IPs are optional; given, each must be an address")
+    func ips() throws {
+        #expect(try QueryParameters("macs=52:54:00:12:34:56").optionalIPs() == [])
+        #expect(try QueryParameters("ips=10.0.0.5,fe80::1&ips=10.0.0.5").optionalIPs() == ["10.0.0.5", "fe80::1"])
+        #expect(throws: BootRequestError.self) { try QueryParameters("ips=10.0.0.300").optionalIPs() }
+        #expect(throws: BootRequestError.self) { try QueryParameters("ips=host").optionalIPs() }
+    }
+
     @Test("A malformed percent escape is refused, not passed on")
     func malformed() {
         #expect(throws: QueryParameters.Malformed.self) { try QueryParameters("macs=%zz") }

@@ -492,7 +492,7 @@ struct HTTPServiceBrokerTests {
                         for path in [
                             "/api/current/profiles?macs=%zz", "/api/current/profiles?macs=notamac", "/api/current/profiles",
                             "/api/current/profiles?ips=10.0.0.1", "/api/current/profiles?macs=52:54:00:00:00",
-                            "/api/current/profiles?macs=%",
+                            "/api/current/profiles?macs=%", "/api/current/profiles?macs=52:54:00:00:00:01&ips=notanip",
                             "/api/current/templates/preseed.cfg?nodeId=%zz",
                         ] {
                             let response = try await http.boot(path)

@@ -42,6 +42,12 @@ struct TemplateTests {
     func wait() async throws {
         let text = try await library.render("wait.ipxe", values: values())
         #expect(text.contains("sleep 3\nchain http://172.31.128.1:9080/api/current/profiles?macs=52:54:00:12:34:56 || exit"))
+        let withIPs = TemplateValues(
+            configuration: configuration, nodeId: "n", macs: ["52:54:00:12:34:56", "52:54:00:12:34:57"], ips: ["10.0.0.5"], options: [:],
+            node: nil)
+        #expect(
+            try await library.render("wait.ipxe", values: withIPs).contains(
+                "chain http://172.31.128.1:9080/api/current/profiles?macs=52:54:00:12:34:56,52:54:00:12:34:57&ips=10.0.0.5 || exit"))
     }
 
     @Test("ignore.ipxe says so and exits to the next boot device")

@@ -22,8 +22,9 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
         return parts[1].trimmingCharacters(in: .whitespaces)
     }
 
-    /// Compares every byte whatever the first difference, so the time taken does not tell how
-    /// much of a guess was right. Pure.
+    /// Whether the presented token is the expected one. Pure.
+    // Every byte is compared whatever the first difference, so the time taken does not tell how
+    // much of a guess was right.
     static func constantTimeEquals(_ presented: String, _ expected: String) -> Bool {
         let lhs = Array(presented.utf8)
         let rhs = Array(expected.utf8)

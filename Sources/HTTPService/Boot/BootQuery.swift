@@ -10,7 +10,7 @@ public struct QueryParameters: Sendable, Equatable {
         public let description: String
     }
 
-    /// Parses `a=1&b=2&b=3` (without the `?`); `+` is a space, as browsers and iPXE's `uristring` send it.
+    /// Parses `a=1&b=2&b=3` (without the `?`); `+` is a space, as in HTML forms.
     public init(_ rawQuery: String?) throws(Malformed) {
         pairs = []
         guard let rawQuery, !rawQuery.isEmpty else { return }
@@ -66,5 +66,23 @@ extension QueryParameters {
             if !macs.contains(mac) { macs.append(mac) }
         }
         return macs
+    }
+}
+
+extension QueryParameters {
+    /// The `ips` of a boot request (IPv4 or IPv6 addresses), in order; none is fine. Throws when one is not an address.
+    public func optionalIPs() throws(BootRequestError) -> [String] {
+        var ips: [String] = []
+        for text in list("ips") {
+            guard Self.isIPAddress(text) else { throw BootRequestError("'\(text.prefix(64))' is not an IP address") }
+            if !ips.contains(text) { ips.append(text) }
+        }
+        return ips
+    }
+
+    static func isIPAddress(_ text: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, text, &v4) == 1 || inet_pton(AF_INET6, text, &v6) == 1
     }
 }

@@ -32,8 +32,10 @@ struct BootRoutes: Sendable {
     func profiles(_ request: Request) async throws -> Response {
         let query = try Self.query(of: request)
         let macs: [String]
+        let ips: [String]
         do {
             macs = try query.requiredMACs()
+            ips = try query.optionalIPs()
         } catch {
             throw BootHTTPError(.badRequest, error.message)
         }
@@ -42,7 +44,7 @@ struct BootRoutes: Sendable {
         if let node { activeTask = try await activeTaskAnswer(nodeId: node.id) }
         switch bootDecision(node: node, unknownNodes: configuration.unknownNodes, activeTask: activeTask) {
         case .serve(let script):
-            return try await serve(script, node: node, macs: macs)
+            return try await serve(script, node: node, macs: macs, ips: ips)
         case .discover:
             let discovered = try await discover(macs: macs)
             let answer = await firstTaskAnswer(nodeId: discovered.id)
@@ -50,7 +52,7 @@ struct BootRoutes: Sendable {
             else {
                 throw BootHTTPError(.serviceUnavailable, "the node was registered but is still unknown; try again")
             }
-            return try await serve(script, node: discovered, macs: macs)
+            return try await serve(script, node: discovered, macs: macs, ips: ips)
         }
     }
 
@@ -126,11 +128,10 @@ struct BootRoutes: Sendable {
         return .noProfile
     }
 
-    private func serve(_ script: BootScript, node: Node?, macs: [String]) async throws -> Response {
+    private func serve(_ script: BootScript, node: Node?, macs: [String], ips: [String]) async throws -> Response {
         let values = TemplateValues(
-            configuration: configuration, nodeId: node?.id ?? NodeIdentity.nodeId(forMAC: macs[0]) ?? "", macs: macs,
-            options: script.options,
-            node: node)
+            configuration: configuration, nodeId: node?.id ?? NodeIdentity.nodeId(forMAC: macs[0]) ?? "", macs: macs, ips: ips,
+            options: script.options, node: node)
         return try await render(script.template, values: values)
     }
 

@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import NodeProtocol
+import Synchronization
 
 /// Whom a boot request is attributed to in `http.response.<nodeId>`. Pure.
 public enum ResponseEventSubject: Sendable, Equatable {
@@ -36,7 +37,7 @@ struct AnsweredRequest: Sendable {
 /// Announces answered boot requests on the bus, off the request path: the middleware hands each
 /// one over and returns; a consumer attributes it to a node (which may take a registry or DHCP
 /// lookup) and publishes `http.response.<nodeId>` on `on.events` and `http.response` on `on.http`.
-/// Announcements beyond a bounded backlog are dropped and counted, never waited for.
+// Beyond a bounded backlog announcements are dropped and counted: a slow broker must never hold up a boot.
 final class ResponseEventPublisher: Sendable {
     private let bus: MessageBus
     private let resolver: NodeAddressResolver
@@ -44,6 +45,9 @@ final class ResponseEventPublisher: Sendable {
     private let stream: AsyncStream<AnsweredRequest>
     private let continuation: AsyncStream<AnsweredRequest>.Continuation
     private let dropped = Counter(label: "rackbus_http_response_events_dropped_total")
+    // A booting machine asks several times within seconds: one registry lookup per MAC serves them all.
+    private let nodeIdsByMAC = Mutex<[String: (nodeId: String?, expires: ContinuousClock.Instant)]>([:])
+    private static let nodeIdLifetime: Duration = .seconds(10)
     /// Announcements attributed and published at once.
     private static let concurrency = 32
 
@@ -88,7 +92,15 @@ final class ResponseEventPublisher: Sendable {
 
     private func attribute(_ answered: AnsweredRequest) async -> String? {
         switch answered.subject {
-        case .mac(let mac): return await resolver.nodeId(forMAC: mac)
+        case .mac(let mac):
+            let now = ContinuousClock.now
+            if let cached = nodeIdsByMAC.withLock({ $0[mac] }), cached.expires > now { return cached.nodeId }
+            let nodeId = await resolver.nodeId(forMAC: mac)
+            nodeIdsByMAC.withLock { cache in
+                if cache.count > 10_000 { cache.removeAll(keepingCapacity: true) }
+                cache[mac] = (nodeId, now + Self.nodeIdLifetime)
+            }
+            return nodeId
         case .nodeId(let nodeId): return nodeId
         case .clientAddress:
             guard !answered.event.address.isEmpty else { return nil }

@@ -30,12 +30,17 @@ public struct TemplateValues: Sendable, Equatable {
     public var options: [String: JSONValue]
     public var node: Node?
 
-    public init(configuration: HTTPConfiguration, nodeId: String, macs: [String], options: [String: JSONValue], node: Node?) {
+    /// `ips`, when the request gave any, are kept in `profilesURL` so that a node asking again asks the same.
+    public init(
+        configuration: HTTPConfiguration, nodeId: String, macs: [String], ips: [String] = [], options: [String: JSONValue], node: Node?
+    ) {
         bootURL = configuration.bootURL
         apiBase = configuration.apiBase
         self.nodeId = nodeId
         macaddress = macs.first ?? ""
-        profilesURL = configuration.apiBase + "/profiles?macs=" + macs.joined(separator: ",")
+        profilesURL =
+            configuration.apiBase + "/profiles?macs=" + macs.joined(separator: ",")
+            + (ips.isEmpty ? "" : "&ips=" + ips.joined(separator: ","))
         self.options = options
         self.node = node
     }
@@ -71,7 +76,7 @@ public struct TemplateValues: Sendable, Equatable {
 public struct TemplateLibrary: Sendable {
     private let builtIns: [String: MustacheTemplate]
     private let directory: String?
-    /// Override files larger than this are refused (templates are scripts, not images).
+    // Templates are scripts, not images: a bigger file is a mistake, refused rather than rendered.
     private static let maximumFileBytes = 1 << 20
 
     public init(directory: String?) {
