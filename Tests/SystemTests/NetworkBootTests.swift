@@ -66,6 +66,9 @@ struct NetworkBootTests {
                         // Discovered, matched, and then sent to its disk: the boot-local profile says so on the console.
                         try await vm.waitForConsole("RackBus: node \(nodeId) boots from its local disk", timeout: .seconds(180))
                         #expect(vm.console.contains("RackBus: discovering node \(nodeId)"))
+                        // A machine sent to a disk it does not have goes back to its firmware; it does not ask again.
+                        try await Task.sleep(for: .seconds(6))
+                        #expect(vm.console.components(separatedBy: "boots from its local disk").count == 2, "\(vm.console.suffix(1500))")
                         await vm.stop()
                     } catch {
                         await vm.stop()

@@ -146,6 +146,7 @@ struct ProtocolTests {
                 # RackBus: ask the HTTP boot service what this machine should boot.
                 :retry
                 chain --autofree http://10.0.0.1:9080/api/current/profiles?macs=${net0/mac:hexhyp}&ips=${net0/ip} || goto wait
+                exit
                 :wait
                 echo RackBus: the profile service did not answer; retrying in 3 s
                 sleep 3
