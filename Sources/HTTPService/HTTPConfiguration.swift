@@ -1,15 +1,5 @@
 import Foundation
-
-/// What the HTTP service does with a machine that asks for a profile and that no node in the
-/// registry has the MAC of (`RACKBUS_HTTP_UNKNOWN_NODES`).
-public enum UnknownNodePolicy: String, Sendable, Equatable, CaseIterable {
-    /// Register the node, start the discovery graph for it and serve its first task's profile.
-    case discover
-    /// Tell the machine that RackBus does not provision it and hand back to the firmware.
-    case ignore
-    /// Serve `boot-local.ipxe`.
-    case bootLocal = "boot-local"
-}
+import NodeProtocol
 
 /// A `HOST:PORT` to listen on (`[::1]:8080` for IPv6).
 public struct ListenAddress: Sendable, Equatable, CustomStringConvertible {
@@ -100,7 +90,8 @@ public struct HTTPConfiguration: Sendable, Equatable {
         public static let listen = "RACKBUS_HTTP_LISTEN"
         public static let apiListen = "RACKBUS_HTTP_API_LISTEN"
         public static let apiToken = "RACKBUS_HTTP_API_TOKEN"
-        public static let unknownNodes = "RACKBUS_HTTP_UNKNOWN_NODES"
+        /// Shared with DHCPService, which gives unknown MACs no boot file under `ignore`.
+        public static let unknownNodes = UnknownNodePolicy.environmentKey
         public static let discoveryGraph = "RACKBUS_HTTP_DISCOVERY_GRAPH"
         public static let staticRoot = "RACKBUS_HTTP_STATIC_ROOT"
         public static let templates = "RACKBUS_HTTP_TEMPLATES"

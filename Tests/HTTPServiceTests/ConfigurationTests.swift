@@ -1,4 +1,5 @@
 import HTTPService
+import NodeProtocol
 import Testing
 
 @Suite("HTTPConfiguration (pure)")
@@ -21,7 +22,7 @@ struct ConfigurationTests {
     func environment() throws {
         let configuration = try HTTPConfiguration.fromEnvironment([
             "RACKBUS_HTTP_LISTEN": "172.31.128.1:80", "RACKBUS_HTTP_API_LISTEN": "[::]:8443", "RACKBUS_HTTP_API_TOKEN": "s3cret",
-            "RACKBUS_HTTP_UNKNOWN_NODES": "boot-local", "RACKBUS_HTTP_DISCOVERY_GRAPH": "Graph.Mine",
+            "RACKBUS_UNKNOWN_NODES": "boot-local", "RACKBUS_HTTP_DISCOVERY_GRAPH": "Graph.Mine",
             "RACKBUS_HTTP_STATIC_ROOT": "/srv/static",
             "RACKBUS_HTTP_TEMPLATES": "/srv/templates", "RACKBUS_BOOT_HTTP_URL": "http://10.0.0.1:8000/",
         ])
@@ -39,7 +40,7 @@ struct ConfigurationTests {
         "Invalid values are refused naming the variable",
         arguments: [
             ("RACKBUS_HTTP_LISTEN", "9080"), ("RACKBUS_HTTP_LISTEN", "0.0.0.0:99999"), ("RACKBUS_HTTP_API_LISTEN", "localhost:x"),
-            ("RACKBUS_HTTP_UNKNOWN_NODES", "reboot"), ("RACKBUS_BOOT_HTTP_URL", "ftp://x"), ("RACKBUS_BOOT_HTTP_URL", "not a url"),
+            ("RACKBUS_UNKNOWN_NODES", "reboot"), ("RACKBUS_BOOT_HTTP_URL", "ftp://x"), ("RACKBUS_BOOT_HTTP_URL", "not a url"),
         ])
     func invalid(key: String, value: String) {
         #expect {

@@ -5,6 +5,7 @@ import HTTPService
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import NodeProtocol
 import NodeRegistry
 import Scheduler
 import TaskGraphRunner
