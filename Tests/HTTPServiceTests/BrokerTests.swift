@@ -94,7 +94,7 @@ struct HTTPServiceBrokerTests {
                             #expect(response.status == .ok)
                             #expect(response.text.contains("sleep 3"))
                             #expect(
-                                response.text.contains("chain http://10.9.8.7:9080/api/current/profiles?macs=\(mac) || exit"),
+                                response.text.contains("chain http://10.9.8.7:9080/api/current/profiles?macs=\(mac) || exit 1"),
                                 "\(response.text)")
                         }
                         _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(target: node.id)))
@@ -157,7 +157,7 @@ struct HTTPServiceBrokerTests {
                         #expect(response.status == .ok)
                         #expect(response.text.hasPrefix("#!ipxe"))
                         #expect(
-                            response.text.contains("sleep 1\nchain http://10.9.8.7:9080/api/current/profiles?macs=\(mac) || exit"),
+                            response.text.contains("sleep 1\nchain http://10.9.8.7:9080/api/current/profiles?macs=\(mac) || exit 1"),
                             "\(response.text)")
                         let stored = try #require(try await bus.call(GetNode(node.id)).catalog("smbios"))
                         #expect(

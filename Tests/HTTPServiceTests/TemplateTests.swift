@@ -41,13 +41,13 @@ struct TemplateTests {
     @Test("wait.ipxe sleeps 3 s and chains the profiles URL again")
     func wait() async throws {
         let text = try await library.render("wait.ipxe", values: values())
-        #expect(text.contains("sleep 3\nchain http://172.31.128.1:9080/api/current/profiles?macs=52:54:00:12:34:56 || exit"))
+        #expect(text.contains("sleep 3\nchain http://172.31.128.1:9080/api/current/profiles?macs=52:54:00:12:34:56 || exit 1"))
         let withIPs = TemplateValues(
             configuration: configuration, nodeId: "n", macs: ["52:54:00:12:34:56", "52:54:00:12:34:57"], ips: ["10.0.0.5"], options: [:],
             node: nil)
         #expect(
             try await library.render("wait.ipxe", values: withIPs).contains(
-                "chain http://172.31.128.1:9080/api/current/profiles?macs=52:54:00:12:34:56,52:54:00:12:34:57&ips=10.0.0.5 || exit"))
+                "chain http://172.31.128.1:9080/api/current/profiles?macs=52:54:00:12:34:56,52:54:00:12:34:57&ips=10.0.0.5 || exit 1"))
     }
 
     @Test("ignore.ipxe says so and exits to the next boot device")

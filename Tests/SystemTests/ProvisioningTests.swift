@@ -67,7 +67,9 @@ struct ProvisioningTests {
                     #expect(properties.context["event"]?["ip"] == .string(lease["ip"] ?? ""), "the bind event is in the graph's context")
 
                     // A listener following the node saw it all, in order.
-                    let seen = try await collect(nodeEvents, count: 5, timeout: .seconds(10)).map(\.routingKey)
+                    // graph.started, the bind, two graph.progress, node.ready (the announce task's event) and graph.finished.
+                    let seen = try await collect(nodeEvents, count: 6, timeout: .seconds(10)).map(\.routingKey)
+                    #expect(seen.contains("node.ready.\(nodeID)"), "\(seen)")
                     #expect(seen.first == "graph.started.\(graph.instanceId)")
                     #expect(seen.contains("dhcp.bind.success.\(nodeID)"))
                     #expect(

@@ -24,12 +24,14 @@ public enum BuiltInTemplates {
 
         """
 
-    /// The node has a graph but no task with a profile yet: ask again in a moment.
+    /// The node has a graph but no task with a profile yet: ask again in a moment. A failed
+    /// chain exits with an error, so that the script that chained here (`boot.ipxe`, the
+    /// discovery report) retries instead of handing the machine back to its firmware.
     static let wait = """
         #!ipxe
         echo RackBus: waiting for a task for node {{nodeId}}
         sleep 3
-        chain {{profilesURL}} || exit
+        chain {{profilesURL}} || exit 1
 
         """
 
@@ -60,7 +62,7 @@ public enum BuiltInTemplates {
         #!ipxe
         echo RackBus: catalog stored for node {{nodeId}}
         sleep 1
-        chain {{profilesURL}} || exit
+        chain {{profilesURL}} || exit 1
 
         """
 
