@@ -20,23 +20,10 @@ struct WaitForCompletionURIJob: Job {
             to: .events, patterns: [HTTPResponseEvent.routingKey(nodeId: node)], as: HTTPResponseEvent.self)
         context.logger.info(
             "waiting for the node to call back", metadata: ["task.id": "\(context.task.taskId)", "node.id": "\(node)", "uri": "\(completionURI)"])
-        return try await withThrowingTaskGroup(of: [String: JSONValue]?.self) { group in
-            group.addTask {
-                for await response in responses where Self.completes(response.message, completionURI: completionURI) {
-                    return ["completionUrl": .string(response.message.url)]
-                }
-                return nil
-            }
-            group.addTask {
-                try await Task.sleep(for: .milliseconds(timeout))
-                return nil
-            }
-            defer { group.cancelAll() }
-            guard let result = try await group.next(), let found = result else {
-                try Task.checkCancellation()
-                throw JobError("node \(node) did not request \(completionURI) within \(timeout) ms")
-            }
-            return found
+        return try await context.firstDelivery(
+            of: responses, timeoutMs: timeout, orFail: "node \(node) did not request \(completionURI) within \(timeout) ms"
+        ) { response in
+            Self.completes(response.message, completionURI: completionURI) ? ["completionUrl": .string(response.message.url)] : nil
         }
     }
 

@@ -78,21 +78,34 @@ struct WaitForEventJob: Job {
         let timeout = context.option("timeout")?.intValue ?? 600_000
         let events = try await context.bus.subscribe(to: exchange, patterns: [pattern], as: JSONValue.self)
         context.logger.info("waiting for an event", metadata: ["task.id": "\(context.task.taskId)", "amqp.routing_key": "\(pattern)"])
-        return try await withThrowingTaskGroup(of: [String: JSONValue]?.self) { group in
+        return try await context.firstDelivery(of: events, timeoutMs: timeout, orFail: "no event matching \(pattern) within \(timeout) ms") {
+            event in ["event": event.message, "eventRoutingKey": .string(event.routingKey)]
+        }
+    }
+}
+
+extension JobContext {
+    /// What `accept` makes of the first delivery it accepts, or a ``JobError`` saying `failure`
+    /// once `timeoutMs` milliseconds have passed. Cancelling the job ends the wait.
+    func firstDelivery<Message: Sendable>(
+        of deliveries: Subscription<Message>, timeoutMs: Int, orFail failure: String,
+        accept: @escaping @Sendable (Delivery<Message>) -> [String: JSONValue]?
+    ) async throws -> [String: JSONValue] {
+        try await withThrowingTaskGroup(of: [String: JSONValue]?.self) { group in
             group.addTask {
-                for await event in events {
-                    return ["event": event.message, "eventRoutingKey": .string(event.routingKey)]
+                for await delivery in deliveries {
+                    if let result = accept(delivery) { return result }
                 }
                 return nil
             }
             group.addTask {
-                try await Task.sleep(for: .milliseconds(timeout))
+                try await Task.sleep(for: .milliseconds(timeoutMs))
                 return nil
             }
             defer { group.cancelAll() }
             guard let result = try await group.next(), let found = result else {
                 try Task.checkCancellation()
-                throw JobError("no event matching \(pattern) within \(timeout) ms")
+                throw JobError(failure)
             }
             return found
         }
