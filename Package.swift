@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "BusCore", targets: ["BusCore"]),
         .library(name: "DHCPService", targets: ["DHCPService"]),
         .library(name: "TaskGraphRunner", targets: ["TaskGraphRunner"]),
+        .library(name: "WorkflowProtocol", targets: ["WorkflowProtocol"]),
         .library(name: "Scheduler", targets: ["Scheduler"]),
         .library(name: "EventsLogger", targets: ["EventsLogger"]),
         .library(name: "ConfigurationService", targets: ["ConfigurationService"]),
@@ -74,14 +75,18 @@ let package = Package(
             dependencies: serviceWithStoreDependencies + ["NodeProtocol"]
         ),
         .target(
+            name: "WorkflowProtocol",
+            dependencies: ["BusCore"]
+        ),
+        .target(
             name: "TaskGraphRunner",
-            dependencies: serviceWithStoreDependencies + ["NodeProtocol"]
+            dependencies: serviceWithStoreDependencies + ["NodeProtocol", "WorkflowProtocol"]
         ),
         .target(
             name: "Scheduler",
             dependencies: [
                 "BusCore",
-                "TaskGraphRunner",
+                "WorkflowProtocol",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -127,7 +132,7 @@ let package = Package(
             dependencies: [
                 "BusCore",
                 "NodeProtocol",
-                "TaskGraphRunner",
+                "WorkflowProtocol",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Mustache", package: "swift-mustache"),
                 .product(name: "Logging", package: "swift-log"),

@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
-import TaskGraphRunner
+import WorkflowProtocol
 
 /// The Scheduler: takes `schedule` requests from a durable queue shared by its replicas, runs at
 /// most `concurrency` tasks at once, hands each to the task runners with `run.<taskId>`, and

@@ -2,7 +2,7 @@ import BusCore
 import Foundation
 import Hummingbird
 import NodeProtocol
-import TaskGraphRunner
+import WorkflowProtocol
 
 /// The management API's routes: nodes, their boot settings and workflows, and SKUs. Every answer
 /// is JSON; failures are ``APIError``s.

@@ -3,7 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import NodeProtocol
-import TaskGraphRunner
+import WorkflowProtocol
 
 /// The boot routes: profiles, templates and the discovery report. They gather facts over the bus
 /// and leave the choice of script to ``bootDecision(node:unknownNodes:activeTask:)``.

@@ -25,6 +25,12 @@ public struct GraphSummary: Codable, Sendable, Equatable {
         public var label: String
         public var name: String
         public var state: TaskState
+
+        public init(label: String, name: String, state: TaskState) {
+            self.label = label
+            self.name = name
+            self.state = state
+        }
     }
 
     public var instanceId: String
@@ -35,6 +41,19 @@ public struct GraphSummary: Codable, Sendable, Equatable {
     public var createdAt: String
     /// By task id.
     public var tasks: [String: TaskSummary]
+
+    public init(
+        instanceId: String, name: String, friendlyName: String, status: String, target: String? = nil, createdAt: String,
+        tasks: [String: TaskSummary]
+    ) {
+        self.instanceId = instanceId
+        self.name = name
+        self.friendlyName = friendlyName
+        self.status = status
+        self.target = target
+        self.createdAt = createdAt
+        self.tasks = tasks
+    }
 }
 
 /// `getTaskGraphProperties`: everything about an instance.
@@ -50,6 +69,22 @@ public struct GraphProperties: Codable, Sendable, Equatable {
         public var ignoreFailure: Bool
         public var terminalOnStates: [TaskState]
         public var error: String?
+
+        public init(
+            taskId: String, label: String, name: String, job: String, state: TaskState, options: [String: JSONValue], waitOn: WaitOn,
+            ignoreFailure: Bool, terminalOnStates: [TaskState], error: String? = nil
+        ) {
+            self.taskId = taskId
+            self.label = label
+            self.name = name
+            self.job = job
+            self.state = state
+            self.options = options
+            self.waitOn = waitOn
+            self.ignoreFailure = ignoreFailure
+            self.terminalOnStates = terminalOnStates
+            self.error = error
+        }
     }
 
     public var instanceId: String
@@ -60,6 +95,19 @@ public struct GraphProperties: Codable, Sendable, Equatable {
     public var context: [String: JSONValue]
     /// By label.
     public var tasks: [String: TaskProperties]
+
+    public init(
+        instanceId: String, status: String, target: String? = nil, definition: GraphDefinition, options: [String: JSONValue],
+        context: [String: JSONValue], tasks: [String: TaskProperties]
+    ) {
+        self.instanceId = instanceId
+        self.status = status
+        self.target = target
+        self.definition = definition
+        self.options = options
+        self.context = context
+        self.tasks = tasks
+    }
 }
 
 public struct GetTaskGraphLibrary: BusRequest {

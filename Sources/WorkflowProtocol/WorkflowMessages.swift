@@ -141,4 +141,18 @@ public struct GraphProgress: Codable, Sendable, Equatable {
     public var taskId: String?
     public var label: String?
     public var taskState: TaskState?
+
+    public init(
+        graphId: String, graphName: String, nodeId: String? = nil, finishedTasks: Int, totalTasks: Int, taskId: String? = nil,
+        label: String? = nil, taskState: TaskState? = nil
+    ) {
+        self.graphId = graphId
+        self.graphName = graphName
+        self.nodeId = nodeId
+        self.finishedTasks = finishedTasks
+        self.totalTasks = totalTasks
+        self.taskId = taskId
+        self.label = label
+        self.taskState = taskState
+    }
 }

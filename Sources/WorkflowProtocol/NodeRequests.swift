@@ -39,6 +39,15 @@ public struct ActiveTask: Codable, Sendable, Equatable {
     public var taskName: String
     public var label: String
     public var job: String
+
+    public init(taskId: String, graphId: String, graphName: String, taskName: String, label: String, job: String) {
+        self.taskId = taskId
+        self.graphId = graphId
+        self.graphName = graphName
+        self.taskName = taskName
+        self.label = label
+        self.job = job
+    }
 }
 
 /// `methods.activeTaskExists.<nodeId>`: the running task, if one answers.
@@ -82,6 +91,11 @@ public struct RequestCommands: NodeRequest {
     public struct Commands: Codable, Sendable, Equatable {
         public var identifier: String
         public var tasks: [JSONValue]
+
+        public init(identifier: String, tasks: [JSONValue]) {
+            self.identifier = identifier
+            self.tasks = tasks
+        }
     }
 
     public typealias Reply = Commands
