@@ -70,6 +70,13 @@ struct DeployUnitsTests {
             ServiceProcess(
                 arguments: unit.arguments, logFile: scratch.appendingPathComponent("\(unit.service).log"), environment: environment)
         }
+        // Held for the whole test: a broker-restart test must not run while the units connect.
+        try await TestBroker.withBus(try TestBroker.configuration(prefix: prefix)) { _ in
+            try await Self.startAndCheck(units: units, processes: processes, scratch: scratch, prefix: prefix)
+        }
+    }
+
+    static func startAndCheck(units: [Unit], processes: [ServiceProcess], scratch: URL, prefix: String) async throws {
         for process in processes { try process.start() }
         do {
             for unit in units {

@@ -42,9 +42,8 @@ struct NetworkBootTests {
                     "RACKBUS_HTTP_STATIC_ROOT": scratch.appendingPathComponent("static").path,
                 ])
             try up.start()
-            var configuration = try BusConfiguration(url: TestBroker.url)
-            configuration.exchangePrefix = prefix
-            try await MessageBus.withBus(configuration: configuration, logger: TestBroker.logger) { bus in
+            // TestBroker.withBus holds the broker lock's shared side, so no restart test runs meanwhile.
+            try await TestBroker.withBus(try TestBroker.configuration(prefix: prefix)) { bus in
                 do {
                     _ = try await retryingUntilAnswered(within: .seconds(60)) { try await bus.call(ListNodes(), timeout: .seconds(1)) }
                     _ = try await retryingUntilAnswered(within: .seconds(30)) {
