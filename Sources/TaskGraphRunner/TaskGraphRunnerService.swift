@@ -28,18 +28,26 @@ public final class TaskGraphRunnerService: Service, Sendable {
     private let configuration: Configuration
     private let logger: Logger
     private let readiness = ReadinessSignal()
+    private let faults: EngineFaults?
 
-    public init(bus: MessageBus, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "rackbus.taskgraph")) {
+    public convenience init(bus: MessageBus, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "rackbus.taskgraph")) {
+        self.init(bus: bus, configuration: configuration, logger: logger, faults: nil)
+    }
+
+    /// With `faults`, a test makes the engine's writes fail on purpose.
+    init(bus: MessageBus, configuration: Configuration, logger: Logger, faults: EngineFaults?) {
         self.bus = bus
         self.configuration = configuration
         self.logger = logger
+        self.faults = faults
     }
 
     public func run() async throws {
         let store = try await GraphStore.open(path: configuration.databasePath)
-        let engine = try await GraphEngine(bus: bus, store: store, logger: logger)
+        let engine = try await GraphEngine(bus: bus, store: store, logger: logger, faults: faults)
         let servers = try await rpcServers(engine)
-        // Reports are taken from a durable queue and acknowledged once stored: none is lost to a crash.
+        // Reports are taken from a durable queue and acknowledged once stored: none is lost to a
+        // crash, and one whose write fails goes back to the queue.
         let reports = try await bus.workQueue(
             named: "\(bus.configuration.exchangePrefix).\(Self.finishedQueueName)", bindings: [(.events, "task.finished.*")], prefetch: 256,
             as: TaskFinished.self)
@@ -55,14 +63,20 @@ public final class TaskGraphRunnerService: Service, Sendable {
             for server in servers {
                 group.addTask { await server.run() }
             }
+            group.addTask { await engine.retryFailedPublishes() }
             group.addTask {
                 // Reports are handled side by side (the prefetch bounds how many); the engine
                 // keeps each graph consistent.
                 await withDiscardingTaskGroup { handlers in
                     for await report in reports {
                         handlers.addTask {
-                            await engine.taskFinished(report.message)
-                            report.ack()
+                            if await engine.taskFinished(report.message) {
+                                report.ack()
+                            } else {
+                                // Not stored: back to the broker, after a pause so a failing store is not hammered.
+                                try? await Task.sleep(for: .milliseconds(200))
+                                report.reject(requeue: true)
+                            }
                         }
                     }
                 }

@@ -8,14 +8,27 @@ import Logging
 actor GraphEngine {
     private let bus: MessageBus
     private let store: GraphStore
+    private let faults: EngineFaults?
     private let logger: Logger
     private var library: TaskLibrary
     private var graphs: [String: GraphDefinition]
     private var active: [String: GraphInstance] = [:]
+    /// Graphs whose change is being stored, and who waits to change them next: one change per
+    /// graph at a time, so memory can follow the store without losing a concurrent change.
+    private var changing: Set<String> = []
+    private var waitingToChange: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// Targets of graphs being created, so that two runs for one node cannot both pass the check.
+    private var reservedTargets: Set<String> = []
+    /// Work publishes that failed, retried until they go through or their graph ends.
+    private var pendingPublishes = PendingPublishes()
+    private let publishFailed: AsyncStream<Void>.Continuation
+    private let publishFailures: AsyncStream<Void>
 
-    init(bus: MessageBus, store: GraphStore, logger: Logger) async throws {
+    init(bus: MessageBus, store: GraphStore, logger: Logger, faults: EngineFaults? = nil) async throws {
         self.bus = bus
         self.store = store
+        self.faults = faults
+        (publishFailures, publishFailed) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.logger = logger
         let saved = try await store.definitions()
         // Built-ins first, so that a stored definition of the same name overrides them.
@@ -82,9 +95,11 @@ actor GraphEngine {
         guard let definition = graphs[name] else {
             throw ErrorEvent.notFound("Graph with name \(name) does not exist.")
         }
-        if let target, active.values.contains(where: { $0.target == target }) {
+        if let target, reservedTargets.contains(target) || active.values.contains(where: { $0.target == target }) {
             throw ErrorEvent.badRequest("Unable to run multiple task graphs against a single target.", context: ["target": .string(target)])
         }
+        if let target { reservedTargets.insert(target) }
+        defer { if let target { reservedTargets.remove(target) } }
         let plan = try GraphCompiler.compile(definition, library: library, options: options)
         let id = UUID().uuidString.lowercased()
         var context: [String: JSONValue] = ["graphId": .string(id), "graphName": .string(definition.injectableName)]
@@ -105,9 +120,18 @@ actor GraphEngine {
         return summary(of: active[id] ?? instance)
     }
 
-    /// A task runner reported a task's end.
-    func taskFinished(_ report: TaskFinished) async {
-        guard var instance = active[report.graphId], let label = instance.label(ofTask: report.taskId) else { return }
+    /// A task runner reported a task's end. Returns false when its effect could not be stored
+    /// (memory is then unchanged and the report should come again); true when it is stored or
+    /// changes nothing (an unknown graph or task, or a task that no longer runs: a duplicate).
+    @discardableResult
+    func taskFinished(_ report: TaskFinished) async -> Bool {
+        await beginChange(of: report.graphId)
+        guard var instance = active[report.graphId], let label = instance.label(ofTask: report.taskId),
+            report.state.isFinished, instance.run.states[label] == .running
+        else {
+            endChange(of: report.graphId)
+            return true
+        }
         let actions = instance.run.taskFinished(label: label, state: report.state)
         if let error = report.error { instance.errors[label] = error }
         if let context = report.context {
@@ -115,10 +139,13 @@ actor GraphEngine {
         }
         do {
             try await persist(instance)
+            endChange(of: instance.id)
         } catch {
+            endChange(of: instance.id)
             logger.error(
-                "could not store a graph; the report will be redelivered", metadata: ["graph.id": "\(instance.id)", "error": "\(error)"])
-            return
+                "could not store a graph; the report goes back to be redelivered",
+                metadata: ["graph.id": "\(instance.id)", "error": "\(error)"])
+            return false
         }
         await publishEvent(
             GraphProgress(
@@ -127,6 +154,7 @@ actor GraphEngine {
                 taskId: report.taskId, label: label, taskState: report.state),
             key: WorkflowKeys.graphProgress(instance.id))
         await carryOut(actions, for: instance)
+        return true
     }
 
     func cancel(_ filter: GraphFilter) async throws -> String? {
@@ -145,9 +173,22 @@ actor GraphEngine {
     /// Applies an operator's decision to the active graph that `filter` names: persist, then act.
     /// Returns the graph's id.
     private func change(_ filter: GraphFilter, _ decide: (inout GraphRun) -> [GraphRun.Action]) async throws -> String {
-        guard var instance = find(filter) else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
+        guard let id = find(filter)?.id else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
+        await beginChange(of: id)
+        // Read again under the graph's turn: a change stored while this one waited counts.
+        guard var instance = active[id] else {
+            endChange(of: id)
+            throw ErrorEvent.notFound("No active graph matches \(describe(filter)).")
+        }
         let actions = decide(&instance.run)
-        try await persist(instance)
+        do {
+            try await persist(instance)
+        } catch {
+            endChange(of: id)
+            throw error
+        }
+        // The turn ends before acting: acting may report a task's end (a template that cannot render).
+        endChange(of: id)
         await carryOut(actions, for: instance)
         return instance.id
     }
@@ -236,24 +277,44 @@ actor GraphEngine {
             taskId: taskID, graphId: instance.id, graphName: instance.plan.definition.injectableName, label: label, taskName: task.taskName,
             job: task.runJob, options: options, context: instance.context, nodeId: instance.target, timeoutMs: timeout,
             overrides: options["schedulerOverrides"]?.objectValue)
-        await publish(spec, to: .scheduler, key: WorkflowKeys.schedule)
+        await publishSchedule(spec)
     }
 
     // MARK: Helpers
 
-    /// Updates memory before suspending, so that a report handled meanwhile (the actor is
-    /// reentrant) sees this change. The store queues the write on this actor, so writes are
-    /// committed in the order they were made and a newer state is never overwritten by an older.
+    /// Stores, then updates memory: a failed write leaves both as they were. Callers hold the
+    /// graph's turn (``beginChange(of:)``), so no other change to it is lost meanwhile.
     private func persist(_ instance: GraphInstance, isNew: Bool = false) async throws {
+        try faults?.write?(instance)
+        if isNew {
+            try await store.create(instance)
+        } else {
+            try await store.update(instance)
+        }
         if instance.isActive {
             active[instance.id] = instance
         } else {
             active[instance.id] = nil
         }
-        if isNew {
-            try await store.create(instance)
+    }
+
+    /// Waits for the graph's turn to change: changes to one graph are stored one after another.
+    private func beginChange(of id: String) async {
+        guard changing.contains(id) else {
+            changing.insert(id)
+            return
+        }
+        await withCheckedContinuation { waitingToChange[id, default: []].append($0) }
+    }
+
+    /// Hands the graph's turn to the next waiter, if any.
+    private func endChange(of id: String) {
+        if var waiters = waitingToChange[id], !waiters.isEmpty {
+            let next = waiters.removeFirst()
+            waitingToChange[id] = waiters.isEmpty ? nil : waiters
+            next.resume()
         } else {
-            try await store.update(instance)
+            changing.remove(id)
         }
     }
 
@@ -289,6 +350,53 @@ actor GraphEngine {
         }
     }
 
+    /// Hands a task to the Schedulers. Mandatory: with no queue to take it the broker refuses it
+    /// rather than drop it. A failed hand-over is kept and retried (``retryFailedPublishes()``).
+    private func publishSchedule(_ spec: TaskSpec) async {
+        let body: [UInt8]
+        do {
+            body = try WireFormat.encode(spec)
+        } catch {
+            logger.error("could not encode a task", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+            return
+        }
+        let work = PendingPublishes.Work(
+            graph: spec.graphId, exchange: bus.name(of: .scheduler), key: WorkflowKeys.schedule, type: TaskSpec.payloadType, body: body,
+            mandatory: true)
+        if await send(work) { return }
+        pendingPublishes.add(work, now: .now)
+        publishFailed.yield()
+    }
+
+    private func send(_ work: PendingPublishes.Work) async -> Bool {
+        do {
+            try await bus.publishRawConfirmed(
+                body: work.body, toExchangeNamed: work.exchange, routingKey: work.key, type: work.type, persistent: true,
+                mandatory: work.mandatory)
+            return true
+        } catch {
+            logger.error("could not publish; it will be retried", metadata: ["amqp.routing_key": "\(work.key)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Retries failed work publishes with backoff until each goes through or its graph ends.
+    /// Runs until cancelled.
+    func retryFailedPublishes() async {
+        for await _ in publishFailures {
+            while !pendingPublishes.isEmpty, !Task.isCancelled {
+                let wait = pendingPublishes.nextDue.map { ContinuousClock.now.duration(to: $0) } ?? .zero
+                if wait > .zero { try? await Task.sleep(for: wait) }
+                // While the broker is away, wait for it rather than fail each retry at once.
+                try? await bus.waitUntilConnected(timeout: .seconds(5))
+                let due = pendingPublishes.takeDue(now: .now) { self.active[$0] != nil }
+                for work in due where await !send(work) {
+                    pendingPublishes.add(work, now: .now)
+                }
+            }
+        }
+    }
+
     private func publishEvent<T: Encodable & Sendable>(_ value: T, key: String) async {
         do {
             try await bus.publish(value, to: .events, routingKey: key)
@@ -296,6 +404,12 @@ actor GraphEngine {
             logger.warning("could not publish an event", metadata: ["amqp.routing_key": "\(key)", "error": "\(error)"])
         }
     }
+}
+
+/// Failures a test injects where the engine stores a graph; nil in production.
+struct EngineFaults: Sendable {
+    /// Called before each graph write; throwing fails that write.
+    var write: (@Sendable (GraphInstance) throws -> Void)?
 }
 
 extension JSONValue {

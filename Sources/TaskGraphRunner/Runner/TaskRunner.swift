@@ -75,12 +75,35 @@ public final class TaskRunner: Sendable {
                     delivery.ack()
                     continue
                 }
-                if isRunning(spec.taskId) {
-                    // A duplicate hand-over (a Scheduler restarted mid-dispatch): it already runs here.
+                // Claimed here, synchronously, before the job's task exists: a duplicate delivery
+                // handled right after this one finds the claim and starts nothing.
+                switch claims.withLock({ $0.claims.claim(spec.taskId) }) {
+                case .running:
+                    // A duplicate hand-over (a redelivery beside a resumed graph's): it already runs here.
                     delivery.ack()
                     continue
+                case .finished:
+                    if let done = try? await journal?.finishedReport(taskId: spec.taskId) { await report(done) }
+                    delivery.ack()
+                    continue
+                case .start:
+                    break
                 }
-                if let done = try? await journal?.finishedReport(taskId: spec.taskId) {
+                let done: TaskFinished?
+                do {
+                    done = try await journal?.finishedReport(taskId: spec.taskId)
+                } catch {
+                    // Unknown whether it ran: neither run it nor drop it; the broker hands it back soon.
+                    logger.error("could not read the finished-task journal", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+                    claims.withLock { $0.claims.release(spec.taskId) }
+                    group.addTask {
+                        try? await Task.sleep(for: .milliseconds(500))
+                        delivery.reject(requeue: true)
+                    }
+                    continue
+                }
+                if let done {
+                    finishClaim(spec.taskId)
                     await report(done)
                     delivery.ack()
                     continue
@@ -145,6 +168,7 @@ public final class TaskRunner: Sendable {
             body = try WireFormat.encode(result)
         } catch {
             logger.error("could not encode a finished task", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+            finishClaim(spec.taskId)
             return
         }
         do {
@@ -152,6 +176,8 @@ public final class TaskRunner: Sendable {
         } catch {
             logger.error("could not record a finished task", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
         }
+        // Only now: until the journal has it, the claim keeps a duplicate from starting it again.
+        finishClaim(spec.taskId)
         await report(taskId: result.taskId, body: body)
     }
 
@@ -208,22 +234,27 @@ public final class TaskRunner: Sendable {
     // MARK: Cancellation
 
     private struct Running {
-        var cancel: @Sendable () -> Void
+        /// Nil between the claim and the job's start; a cancel that arrives then is kept as `reason`.
+        var cancel: (@Sendable () -> Void)?
         var reason: String?
     }
 
     private struct RunningTasks {
+        var claims = TaskClaims()
         var tasks: [String: Running] = [:]
         var deadlines = TaskDeadlines()
     }
 
-    private let cancellers = Mutex(RunningTasks())
+    private let claims = Mutex(RunningTasks())
 
     private func registerCanceller(for taskID: String, timeoutMs: Int, cancel: @escaping @Sendable () -> Void) {
-        cancellers.withLock { running in
-            running.tasks[taskID] = Running(cancel: cancel, reason: nil)
+        let cancelledEarly = claims.withLock { running -> Bool in
+            running.tasks[taskID, default: Running(cancel: nil, reason: nil)].cancel = cancel
             running.deadlines.watch(taskID, timeoutMs: timeoutMs, from: .now)
+            return running.tasks[taskID]?.reason != nil
         }
+        // A cancel that came between the claim and now still reaches the job.
+        if cancelledEarly { cancel() }
     }
 
     /// The Scheduler cancels a task whose `_taskTimeout` passes, but a Scheduler that restarts
@@ -231,12 +262,12 @@ public final class TaskRunner: Sendable {
     private func enforceTimeouts() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            let overdue = cancellers.withLock { running -> [(String, @Sendable () -> Void)] in
+            let overdue = claims.withLock { running -> [(String, @Sendable () -> Void)] in
                 running.deadlines.takeExpired(now: .now).compactMap { id in
                     // A task already cancelled for another reason keeps that reason.
-                    guard let task = running.tasks[id], task.reason == nil else { return nil }
+                    guard let task = running.tasks[id], task.reason == nil, let cancel = task.cancel else { return nil }
                     running.tasks[id]?.reason = TaskCancellation.timeoutErrorName
-                    return (id, task.cancel)
+                    return (id, cancel)
                 }
             }
             for (taskID, cancel) in overdue {
@@ -246,19 +277,28 @@ public final class TaskRunner: Sendable {
         }
     }
 
-    private func isRunning(_ taskID: String) -> Bool {
-        cancellers.withLock { $0.tasks[taskID] != nil }
+    /// The task is done with (recorded, or found in the journal): a later delivery of it is answered, not run.
+    private func finishClaim(_ taskID: String) {
+        claims.withLock { running in
+            running.claims.finish(taskID)
+            running.tasks[taskID] = nil
+            running.deadlines.forget(taskID)
+        }
     }
 
     private func takeCancelReason(_ taskID: String) -> String? {
-        cancellers.withLock { running in
+        claims.withLock { running in
             running.deadlines.forget(taskID)
             return running.tasks.removeValue(forKey: taskID)?.reason
         }
     }
 
     private func cancel(_ request: TaskCancellation) {
-        let cancel = cancellers.withLock { running -> (@Sendable () -> Void)? in
+        let cancel = claims.withLock { running -> (@Sendable () -> Void)? in
+            // A claimed task whose job has not started yet keeps the reason for when it does.
+            if running.tasks[request.taskId] == nil, running.claims.isRunning(request.taskId) {
+                running.tasks[request.taskId] = Running(cancel: nil, reason: nil)
+            }
             guard let task = running.tasks[request.taskId] else { return nil }
             // The first reason stands: a timeout stays a timeout when the Scheduler's cancel follows.
             if task.reason == nil {
