@@ -84,6 +84,78 @@ struct DurabilityTests {
         try await run(killing: "scheduler")
     }
 
+    /// Ten publishing tasks in a chain; each publishes `test.start.<its task id>` when its job starts.
+    static let countingChain = GraphDefinition(
+        friendlyName: "counting chain", injectableName: "Graph.Test.Durable.Counting",
+        tasks: (1...10).map { index in
+            GraphTask(
+                label: "t\(index)", taskName: "Task.Event.Publish",
+                waitOn: index == 1 ? nil : WaitOn(all: ["t\(index - 1)": [.succeeded]]),
+                optionOverrides: ["routingKey": "test.start.{{ task.id }}", "payload": ["label": .string("t\(index)")]])
+        })
+
+    @Test("kill -9 the TaskGraphRunner amid 30 chains of 10 tasks: every graph succeeds and no task starts twice")
+    func noTaskStartsTwice() async throws {
+        try await withServices { bus, services in
+            let starts = try await bus.subscribe(to: .events, patterns: ["test.start.*"], as: JSONValue.self)
+            let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
+            // One consumer per subscription for the whole test, in arrival order.
+            let started = Recorded()
+            let reported = Recorded()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await start in starts { started.append(String(start.routingKey.dropFirst("test.start.".count))) }
+                }
+                group.addTask { for await report in reports { reported.append(report.message.taskId) } }
+                defer { group.cancelAll() }
+                _ = try await retryingUntilAnswered(within: .seconds(30)) {
+                    try await bus.call(DefineTaskGraph(definition: Self.countingChain), timeout: .seconds(1))
+                }
+                var graphIDs: [String] = []
+                for _ in 0..<30 { graphIDs.append(try await bus.call(RunTaskGraph(name: Self.countingChain.injectableName)).instanceId) }
+                // Kill once about a third of the tasks have started.
+                try await eventually(timeout: .seconds(60)) { started.values.count >= 100 }
+                await services["taskgraph"]!.kill()
+                // What the dead process published before it died is still on its way.
+                try await Task.sleep(for: .milliseconds(500))
+                let (startedBefore, finishedBefore) = (started.values, Set(reported.values))
+                try services["taskgraph"]!.start()
+                // Every graph ends, as its stored state shows. (A `graph.finished` event can be lost
+                // when the process dies between storing the end and announcing it.)
+                var statuses: [String] = []
+                do {
+                    try await eventually(timeout: .seconds(90), pollingEvery: .milliseconds(500)) {
+                        statuses = []
+                        for id in graphIDs {
+                            // The restarted process answers once it is up.
+                            let properties = try await retryingUntilAnswered(within: .seconds(30)) {
+                                try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: id)), timeout: .seconds(1))
+                            }
+                            statuses.append(properties.status)
+                        }
+                        return statuses.allSatisfy { $0 != "running" }
+                    }
+                } catch {
+                    for graph in (try? await bus.call(GetActiveTaskGraphs())) ?? [] {
+                        let states = graph.tasks.values.map { "\($0.label)=\($0.state.rawValue)" }.sorted()
+                        Issue.record("graph \(graph.instanceId) is \(graph.status): \(states)")
+                    }
+                    throw error
+                }
+                #expect(statuses.allSatisfy { $0 == "succeeded" }, "\(statuses)")
+                try await Task.sleep(for: .milliseconds(500))
+                let all = started.values
+                let after = Array(all.dropFirst(startedBefore.count))
+                #expect(Set(all).count == 300, "every task started")
+                // Only a task that was running when the process died may start again, and only once.
+                #expect(Set(startedBefore).count == startedBefore.count, "a task started twice before the kill")
+                #expect(Set(after).count == after.count, "a task started twice after the restart")
+                let finishedAndAgain = Set(after).intersection(finishedBefore)
+                #expect(finishedAndAgain.isEmpty, "a finished task started again: \(finishedAndAgain)")
+            }
+        }
+    }
+
     @Test("kill -9 the Scheduler while a task runs: the task's _taskTimeout still ends it")
     func timeoutSurvivesSchedulerRestart() async throws {
         let graph = GraphDefinition(
@@ -111,4 +183,11 @@ struct DurabilityTests {
             #expect(report.first?.message.state == .timeout)
         }
     }
+}
+
+/// Values appended by one task and read by another, in order.
+final class Recorded: Sendable {
+    private let storage = Mutex<[String]>([])
+    func append(_ value: String) { storage.withLock { $0.append(value) } }
+    var values: [String] { storage.withLock { $0 } }
 }
