@@ -36,6 +36,8 @@ struct GraphBench: AsyncParsableCommand {
                     for await event in finished { waiters.finish(event.message.graphId, status: event.message.status) }
                 }
                 defer { listener.cancel() }
+                let broker = CPUTime.brokerPid
+                let (processCPU, brokerCPU) = (CPUTime.ownSeconds, broker.flatMap(CPUTime.seconds(ofProcess:)))
                 let started = ContinuousClock.now
                 let latencies = try await measureCalls(total: total, concurrency: concurrency) { _ in
                     let graph = try await bus.call(RunTaskGraph(name: "Graph.Noop.Chain.10"))
@@ -43,10 +45,16 @@ struct GraphBench: AsyncParsableCommand {
                     precondition(status == "succeeded", "graph \(graph.instanceId) ended \(status)")
                 }
                 let elapsed = ContinuousClock.now - started
-                Figures(
-                    caseName: "graphs", count: total * 10, elapsed: elapsed, latencies: latencies,
-                    extra: ["graphs": "\(total)", "graphs_in_flight": "\(concurrency)", "tasks_per_graph": "10"]
-                ).printLine()
+                let tasks = Double(total * 10)
+                var extra = [
+                    "graphs": "\(total)", "graphs_in_flight": "\(concurrency)", "tasks_per_graph": "10",
+                    "process_cpu_us_per_task": String(format: "%.0f", (CPUTime.ownSeconds - processCPU) * 1e6 / tasks),
+                ]
+                // The broker's CPU per task, when it is the local broker of scripts/broker.
+                if let broker, let brokerCPU, let now = CPUTime.seconds(ofProcess: broker) {
+                    extra["broker_cpu_us_per_task"] = String(format: "%.0f", (now - brokerCPU) * 1e6 / tasks)
+                }
+                Figures(caseName: "graphs", count: total * 10, elapsed: elapsed, latencies: latencies, extra: extra).printLine()
             }
         }
     }

@@ -71,11 +71,11 @@ struct HTTPBench: AsyncParsableCommand {
         // Warm up: the first answers prove the route works before anything is timed.
         let warmUp = try await HTTPLoad.run(target: target, total: min(200, total), connections: min(4, connections))
         guard warmUp.failures == 0 else { throw ValidationError("\(warmUp.failures) of the warm-up requests did not answer 200") }
-        let cpuBefore = processCPUTime()
+        let cpuBefore = CPUTime.ownSeconds
         let started = ContinuousClock.now
         let result = try await HTTPLoad.run(target: target, total: total, connections: connections)
         let elapsed = ContinuousClock.now - started
-        let cpu = processCPUTime() - cpuBefore
+        let cpu = CPUTime.ownSeconds - cpuBefore
         Figures(
             caseName: "http-profiles", count: result.latencies.count, elapsed: elapsed, latencies: result.latencies,
             extra: [
@@ -84,14 +84,6 @@ struct HTTPBench: AsyncParsableCommand {
             ]
         ).printLine()
     }
-}
-
-/// Seconds of CPU (user and system) this process has used.
-func processCPUTime() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
-    return seconds(usage.ru_utime) + seconds(usage.ru_stime)
 }
 
 struct BenchTarget: Sendable {

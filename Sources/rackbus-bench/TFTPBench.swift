@@ -137,34 +137,16 @@ struct CPUMeter {
 
     init(serverPid: Int32?) {
         self.serverPid = serverPid
-        clientStart = Self.ownCPUSeconds()
-        serverStart = serverPid.flatMap(Self.processCPUSeconds)
+        clientStart = CPUTime.ownSeconds
+        serverStart = serverPid.flatMap(CPUTime.seconds(ofProcess:))
     }
 
     func figures(megabytes: Double) -> [String: String] {
-        var figures = ["client_cpu_ms_per_mb": String(format: "%.2f", (Self.ownCPUSeconds() - clientStart) * 1000 / megabytes)]
-        if let serverPid, let serverStart, let now = Self.processCPUSeconds(serverPid) {
+        var figures = ["client_cpu_ms_per_mb": String(format: "%.2f", (CPUTime.ownSeconds - clientStart) * 1000 / megabytes)]
+        if let serverPid, let serverStart, let now = CPUTime.seconds(ofProcess: serverPid) {
             figures["server_cpu_ms_per_mb"] = String(format: "%.2f", (now - serverStart) * 1000 / megabytes)
         }
         return figures
-    }
-
-    static func ownCPUSeconds() -> Double {
-        var usage = rusage()
-        getrusage(__rusage_who_t(RUSAGE_SELF.rawValue), &usage)
-        func seconds(_ time: timeval) -> Double { Double(time.tv_sec) + Double(time.tv_usec) / 1e6 }
-        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
-    }
-
-    static func processCPUSeconds(_ pid: Int32) -> Double? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let close = stat.lastIndex(of: ")")
-        else { return nil }
-        // Fields after the command name: state is field 3; utime..cstime are fields 14–17.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        guard fields.count > 14 else { return nil }
-        let ticks = fields[11...14].compactMap { Double($0) }.reduce(0, +)
-        return ticks / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
 
