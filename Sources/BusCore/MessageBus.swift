@@ -243,7 +243,7 @@ public final class MessageBus: Service, Sendable {
                 ready.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
             }
         }
-        return Subscription(queueName: queueName, handle: handle, engine: engine, acknowledgement: spec.acknowledgement, decode: decode)
+        return Subscription(queueName: queueName, id: id, handle: handle, engine: engine, acknowledgement: spec.acknowledgement, decode: decode)
     }
 
     // MARK: Administration

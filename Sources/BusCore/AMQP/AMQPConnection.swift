@@ -164,6 +164,12 @@ final class AMQPConnection {
         try check(amqp_get_rpc_reply(state), channel: channel, "queue.bind \(queue) to \(exchange) with '\(routingKey)'")
     }
 
+    func unbindQueue(channel: UInt16, queue: String, exchange: String, routingKey: String) throws {
+        var arena = CArena()
+        amqp_queue_unbind(state, channel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_empty_table)
+        try check(amqp_get_rpc_reply(state), channel: channel, "queue.unbind \(queue) from \(exchange) with '\(routingKey)'")
+    }
+
     func setPrefetch(channel: UInt16, count: UInt16) throws {
         amqp_basic_qos(state, channel, 0, count, 0)
         try check(amqp_get_rpc_reply(state), channel: channel, "basic.qos \(count)")

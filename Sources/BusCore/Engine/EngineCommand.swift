@@ -16,7 +16,7 @@ enum QueueSpec: Sendable, Equatable {
     case shared(name: String, durable: Bool, autoDelete: Bool, arguments: [String: HeaderValue])
 }
 
-struct Binding: Sendable, Equatable {
+struct Binding: Sendable, Hashable {
     var exchange: String
     var pattern: String
 }
@@ -24,7 +24,15 @@ struct Binding: Sendable, Equatable {
 /// Everything needed to (re)establish a consumer after any reconnect.
 struct ConsumerSpec: Sendable {
     var queue: QueueSpec
+    /// A multiset: a binding added at run time by several holders (see `changeBindings`) appears
+    /// once per holder, so that one holder's removal does not unbind it for the others.
     var bindings: [Binding]
+
+    /// Each binding once, in first-seen order: what the broker is asked for.
+    var distinctBindings: [Binding] {
+        var seen = Set<Binding>()
+        return bindings.filter { seen.insert($0).inserted }
+    }
     var acknowledgement: Acknowledgement
 
     /// Who acknowledges deliveries, and so how many the broker may have outstanding.
@@ -78,6 +86,10 @@ enum EngineCommand: Sendable {
     case subscribe(
         id: UInt64, ConsumerSpec, DeliveryQueue, ready: CheckedContinuation<String, any Error>)
     case unsubscribe(id: UInt64)
+    /// Adds and removes bindings of a consumer's queue at run time. The consumer's spec keeps
+    /// them, so a reconnect re-creates the queue with its current bindings; without a connection
+    /// only the spec changes and the call succeeds.
+    case changeBindings(id: UInt64, add: [Binding], remove: [Binding], CheckedContinuation<Void, any Error>)
     case ack(AckToken)
     case ackAll([AckToken])
     case reject(AckToken, requeue: Bool)

@@ -19,7 +19,8 @@ final class EngineLoop {
 
     /// A class, so that routing a delivery to it costs one retain rather than a copy of its spec.
     private final class Consumer {
-        let spec: ConsumerSpec
+        /// Variable: run-time binding changes are kept here for the next reconnect.
+        var spec: ConsumerSpec
         let sink: DeliveryQueue?
         var ready: CheckedContinuation<String, any Error>?
         var consumerTag: String?
@@ -198,7 +199,7 @@ final class EngineLoop {
                     autoDelete: autoDelete, arguments: arguments
                 ).name
             }
-            try bind(queueName, consumer.spec.bindings, on: connection)
+            try bind(queueName, consumer.spec.distinctBindings, on: connection)
             if let prefetch = consumer.spec.prefetch {
                 try connection.setPrefetch(channel: Channel.consume, count: prefetch)
             }
@@ -235,6 +236,10 @@ final class EngineLoop {
         if case .reject(let token, _) = command, token.generation != lifecycle.currentGeneration || connection == nil { return }
         if case .unsubscribe(let id) = command {
             unsubscribe(id)
+            return
+        }
+        if case .changeBindings(let id, let add, let remove, let continuation) = command {
+            changeBindings(of: id, add: add, remove: remove, continuation)
             return
         }
         if case .subscribe(let id, let spec, let sink, let ready) = command {
@@ -304,7 +309,7 @@ final class EngineLoop {
                 }
             case .simulateConnectionLoss:
                 connectionLost(BusError(code: .connectionLost, message: "connection dropped on request"))
-            case .subscribe, .unsubscribe:
+            case .subscribe, .unsubscribe, .changeBindings:
                 break
             }
         } catch let error as BusError {
@@ -313,6 +318,61 @@ final class EngineLoop {
             if case .publish = command { keepForLater(command) }
             connectionLost(error)
         } catch {
+            connectionLost(BusError(code: .connectionLost, message: "\(error)"))
+        }
+    }
+
+    /// Applies a run-time binding change. Bindings are counted: the broker is asked to bind only
+    /// for the first holder of a binding and to unbind only when its last holder removes it, so
+    /// overlapping holders (two tasks for one node) need no ordering between themselves.
+    private func changeBindings(
+        of id: UInt64, add: [Binding], remove: [Binding], _ continuation: CheckedContinuation<Void, any Error>
+    ) {
+        guard let consumer = consumers[id] else {
+            continuation.resume(throwing: BusError(code: .cancelled, message: "the subscription has ended"))
+            return
+        }
+        let before = consumer.spec.bindings
+        var toBind: [Binding] = []
+        for binding in add {
+            if !consumer.spec.bindings.contains(binding) { toBind.append(binding) }
+            consumer.spec.bindings.append(binding)
+        }
+        var toUnbind: [Binding] = []
+        for binding in remove {
+            guard let index = consumer.spec.bindings.firstIndex(of: binding) else { continue }
+            consumer.spec.bindings.remove(at: index)
+            if !consumer.spec.bindings.contains(binding) { toUnbind.append(binding) }
+        }
+        // Not consuming on this connection: `establish` applies the spec after the reconnect.
+        guard let connection, consumer.consumerTag != nil, let queue = consumer.queueName else {
+            continuation.resume()
+            return
+        }
+        do {
+            for binding in toBind {
+                try connection.bindQueue(channel: Channel.scratch, queue: queue, exchange: binding.exchange, routingKey: binding.pattern)
+            }
+            for binding in toUnbind {
+                try connection.unbindQueue(channel: Channel.scratch, queue: queue, exchange: binding.exchange, routingKey: binding.pattern)
+            }
+            continuation.resume()
+        } catch let error as BusError where error.code == .channelClosed {
+            // Refused (say, a missing exchange): not remembered, or every reconnect would fail the
+            // whole consumer. Bindings made earlier in this change last until the next reconnect.
+            consumer.spec.bindings = before
+            continuation.resume(throwing: error)
+            do {
+                try connection.openChannel(Channel.scratch)
+            } catch let error as BusError {
+                connectionLost(error)
+            } catch {}
+        } catch let error as BusError {
+            // The connection is gone; the spec holds the change and the reconnect applies it.
+            continuation.resume()
+            connectionLost(error)
+        } catch {
+            continuation.resume()
             connectionLost(BusError(code: .connectionLost, message: "\(error)"))
         }
     }
@@ -357,6 +417,7 @@ final class EngineLoop {
         case .deleteQueue(_, let continuation): continuation.resume(throwing: error)
         case .inspectQueue(_, let continuation): continuation.resume(throwing: error)
         case .declareWorkQueue(_, _, let continuation): continuation.resume(throwing: error)
+        case .changeBindings(_, _, _, let continuation): continuation.resume(throwing: error)
         case .subscribe(_, _, let sink, let ready):
             sink.finish()
             ready.resume(throwing: error)

@@ -13,6 +13,10 @@ public struct ServedReply: Sendable {
         self.type = type
         self.hasValue = hasValue
     }
+
+    /// No reply at all: the request is only acknowledged, and its caller times out (a routed
+    /// server's answer for a key it no longer holds, as if nobody were bound).
+    public static let unanswered = ServedReply(body: [], hasValue: false)
 }
 
 /// What a handler knows about the request besides its body.
@@ -90,18 +94,39 @@ extension MessageBus {
         exchangeNamed exchange: String, routingKey: String, method: String? = nil, expectedType: String = "Object",
         concurrency: Int = 64, observed: Bool = false, handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
     ) async throws -> RPCServer {
-        let method = method ?? routingKey
+        try await rawServer(
+            exchangeNamed: exchange, queue: .shared(name: "\(exchange):\(routingKey)", durable: false, autoDelete: true, arguments: [:]),
+            bindings: [routingKey], method: method ?? routingKey, expectedType: expectedType, concurrency: concurrency, observed: observed,
+            handler: handler)
+    }
+
+    /// A raw server on a private queue of this process, bound to nothing at first: its routing
+    /// keys come and go at run time (``RPCServer/bind(routingKeys:)``), so requests for a key reach
+    /// only the process that bound it, without a queue declared or deleted per key. The handler
+    /// sees the routing key in its context; ``ServedReply/unanswered`` leaves a request unanswered.
+    public func routedServer(
+        exchangeNamed exchange: String, queueBase: String, method: String, expectedType: String = "Object", concurrency: Int = 64,
+        handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
+    ) async throws -> RPCServer {
+        try await rawServer(
+            exchangeNamed: exchange, queue: .exclusive(base: queueBase), bindings: [], method: method, expectedType: expectedType,
+            concurrency: concurrency, observed: false, handler: handler)
+    }
+
+    private func rawServer(
+        exchangeNamed exchange: String, queue: QueueSpec, bindings: [String], method: String, expectedType: String, concurrency: Int,
+        observed: Bool, handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
+    ) async throws -> RPCServer {
         let spec = ConsumerSpec(
-            queue: .shared(name: "\(exchange):\(routingKey)", durable: false, autoDelete: true, arguments: [:]),
-            bindings: [Binding(exchange: exchange, pattern: routingKey)],
+            queue: queue, bindings: bindings.map { Binding(exchange: exchange, pattern: $0) },
             acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, concurrency))))
         let requests = try await makeSubscription(spec, decode: { $0 })
         let metrics = engine.shared.metrics.served(exchange: exchange, method: method)
         logger.debug(
             "serving",
-            metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(routingKey)", "amqp.queue": "\(requests.queueName)"])
+            metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(bindings)", "amqp.queue": "\(requests.queueName)"])
         let observers = observed ? name(of: .events) : nil
-        return RPCServer(requests: requests, workers: max(1, concurrency)) { request in
+        return RPCServer(exchange: exchange, requests: requests, workers: max(1, concurrency)) { request in
             await self.answer(
                 request, exchange: exchange, expectedType: expectedType, metrics: metrics, observers: observers, handler: handler)
         }
@@ -184,6 +209,8 @@ extension MessageBus {
 public struct RPCServer: Sendable {
     /// The shared queue the server consumes (`<exchange>:<routingKey>`).
     public var queueName: String { requests.queueName }
+    /// The exchange its requests come from (where run-time bindings go).
+    let exchange: String
     let requests: Subscription<InboundDelivery>
     /// As many as the consumer's prefetch: a worker per request the broker may hand over.
     let workers: Int
@@ -222,5 +249,31 @@ public struct RPCServer: Sendable {
     public func cancel() {
         requests.cancel()
         control?.messages.cancel()
+    }
+
+    /// Binds the server's queue to its exchange with `routingKeys`, returning once the broker
+    /// routes them here (or, without a connection, once the reconnect is sure to). Bindings are
+    /// counted: each bind needs its own ``unbind(routingKeys:)``, and a key stays bound while any
+    /// holder has it. They survive reconnects.
+    public func bind(routingKeys: [String]) async throws {
+        try await changeBindings(add: routingKeys, remove: [])
+    }
+
+    /// Gives back bindings made with ``bind(routingKeys:)``; the broker stops routing a key here
+    /// when its last holder gives it back.
+    public func unbind(routingKeys: [String]) async throws {
+        try await changeBindings(add: [], remove: routingKeys)
+    }
+
+    private func changeBindings(add: [String], remove: [String]) async throws {
+        let engine = requests.engine
+        let id = requests.id
+        let add = add.map { Binding(exchange: exchange, pattern: $0) }
+        let remove = remove.map { Binding(exchange: exchange, pattern: $0) }
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            if !engine.submit(.changeBindings(id: id, add: add, remove: remove, continuation)) {
+                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+            }
+        }
     }
 }

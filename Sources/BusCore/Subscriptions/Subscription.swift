@@ -61,6 +61,8 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
 
     /// The queue behind the subscription (for exclusive queues, the name on the current connection).
     public let queueName: String
+    /// The engine's consumer id, for run-time binding changes.
+    let id: UInt64
     let handle: SubscriptionHandle
     let engine: BusEngine
     let acknowledgement: ConsumerSpec.Acknowledgement
