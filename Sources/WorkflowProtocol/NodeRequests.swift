@@ -4,6 +4,11 @@ import BusCore
 // (`methods.<name>.<nodeId>`). Their request body is RackHD's `{}`; nobody answers when no task
 // runs for the node, so callers read a timeout as "no active task". A task that has ended no
 // longer answers (RackHD issue #191 was stale answers after a cancel).
+//
+// Each task runner serves them all from one private queue: a task binds its node's keys to its
+// runner's queue while it runs, so a request reaches only the runner that runs the node's task.
+// A request that still arrives for a node with no running task there (it raced the unbind) is
+// acknowledged and left unanswered, like one nobody is bound for.
 
 /// A request whose routing key ends with the node id and whose body is `{}`.
 public protocol NodeRequest: BusRequest {

@@ -12,6 +12,8 @@ struct GraphBench: AsyncParsableCommand {
 
     @Option(help: "Graphs to run") var graphs = 200
     @Option(help: "Graphs in flight") var inFlight = 32
+    @Flag(help: "Give each graph a node target of its own, so that its tasks answer node-scoped RPCs")
+    var targetNodes = false
 
     func run() async throws {
         let configuration = try benchConfiguration("rackbus-bench-graphs")
@@ -19,7 +21,7 @@ struct GraphBench: AsyncParsableCommand {
         defer {
             for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
         }
-        let (total, concurrency) = (graphs, inFlight)
+        let (total, concurrency, targetNodes) = (graphs, inFlight, targetNodes)
         try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { bus in
             try await bus.waitUntilConnected()
             let runner = TaskGraphRunnerService(
@@ -39,8 +41,9 @@ struct GraphBench: AsyncParsableCommand {
                 let broker = CPUTime.brokerPid
                 let (processCPU, brokerCPU) = (CPUTime.ownSeconds, broker.flatMap(CPUTime.seconds(ofProcess:)))
                 let started = ContinuousClock.now
-                let latencies = try await measureCalls(total: total, concurrency: concurrency) { _ in
-                    let graph = try await bus.call(RunTaskGraph(name: "Graph.Noop.Chain.10"))
+                let latencies = try await measureCalls(total: total, concurrency: concurrency) { index in
+                    let target = targetNodes ? "bench-node-\(index)" : nil
+                    let graph = try await bus.call(RunTaskGraph(name: "Graph.Noop.Chain.10", target: target))
                     let status = await waiters.wait(for: graph.instanceId)
                     precondition(status == "succeeded", "graph \(graph.instanceId) ended \(status)")
                 }
@@ -48,6 +51,7 @@ struct GraphBench: AsyncParsableCommand {
                 let tasks = Double(total * 10)
                 var extra = [
                     "graphs": "\(total)", "graphs_in_flight": "\(concurrency)", "tasks_per_graph": "10",
+                    "target_nodes": "\(targetNodes)",
                     "process_cpu_us_per_task": String(format: "%.0f", (CPUTime.ownSeconds - processCPU) * 1e6 / tasks),
                 ]
                 // The broker's CPU per task, when it is the local broker of scripts/broker.

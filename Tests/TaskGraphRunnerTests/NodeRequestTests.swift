@@ -1,6 +1,7 @@
 import BusCore
 import BusTestSupport
 import Foundation
+import Scheduler
 import Testing
 
 @testable import TaskGraphRunner
@@ -73,6 +74,54 @@ struct NodeRequestTests {
             #expect(try await finishedStatus(finished) == "succeeded")
             let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
             #expect(properties.context["commandResults"] != nil)
+        }
+    }
+
+    @Test("with two task runners on the bus, a node's RPCs are answered by the runner that runs its task")
+    func twoRunners() async throws {
+        try await TestBroker.withBus { bus in
+            // The graph runner without tasks, and two task runners that take one task each
+            // (prefetch 1, and the tasks wait), one of them on a connection of its own (same prefix).
+            let graphs = TaskGraphRunnerService(
+                bus: bus, configuration: .init(databasePath: ":memory:", runsTasks: false), logger: TestBroker.logger)
+            let scheduler = SchedulerService(bus: bus, logger: TestBroker.logger)
+            try await MessageBus.withBus(configuration: bus.configuration, logger: TestBroker.logger) { other in
+                try await other.waitUntilConnected(timeout: .seconds(30))
+                let first = TaskRunner(bus: bus, concurrency: 1, logger: TestBroker.logger)
+                let second = TaskRunner(bus: other, concurrency: 1, logger: TestBroker.logger)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { try await graphs.run() }
+                    group.addTask { try await scheduler.run() }
+                    group.addTask { try await first.run() }
+                    group.addTask { try await second.run() }
+                    defer { group.cancelAll() }
+                    await graphs.waitUntilReady()
+                    _ = try await bus.call(
+                        DefineTaskGraph(
+                            definition: GraphDefinition(
+                                friendlyName: "wait", injectableName: "Graph.Test.NodeWait",
+                                tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 30000])])))
+                    var graphIDs: [String: String] = [:]
+                    for node in ["node-a", "node-b"] {
+                        graphIDs[node] = try await bus.call(RunTaskGraph(name: "Graph.Test.NodeWait", target: node)).instanceId
+                    }
+                    for node in ["node-a", "node-b"] {
+                        _ = try await retryingUntilAnswered(within: .seconds(30)) {
+                            try await bus.call(ActiveTaskExists(nodeId: node), timeout: .milliseconds(500))
+                        }
+                    }
+                    // Each runner holds one of the tasks, so a request reaching the wrong runner
+                    // would go unanswered (a timeout) instead of being answered by its task.
+                    for round in 0..<40 {
+                        for node in ["node-a", "node-b"] {
+                            let active = try await bus.call(ActiveTaskExists(nodeId: node), timeout: .seconds(2))
+                            #expect(active.graphId == graphIDs[node], "round \(round), \(node)")
+                        }
+                    }
+                    _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(target: "node-a")))
+                    _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(target: "node-b")))
+                }
+            }
         }
     }
 }

@@ -44,15 +44,17 @@ public final class TaskRunner: Sendable {
             prefetch: concurrency,
             as: RunMessage.self)
         let cancels = try await bus.subscribe(to: .task, patterns: ["cancel.*"], as: TaskCancellation.self)
+        let nodeServer = try await makeNodeServer()
         await withDiscardingTaskGroup { supervision in
             supervision.addTask { await self.enforceTimeouts() }
-            await runTasks(runs, cancels: cancels)
+            supervision.addTask { await nodeServer.run() }
+            await runTasks(runs, cancels: cancels, nodeServer: nodeServer)
             // Every job has ended: nothing is left to time out.
             supervision.cancelAll()
         }
     }
 
-    private func runTasks(_ runs: Subscription<RunMessage>, cancels: Subscription<TaskCancellation>) async {
+    private func runTasks(_ runs: Subscription<RunMessage>, cancels: Subscription<TaskCancellation>, nodeServer: RPCServer) async {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await cancel in cancels { self.cancel(cancel.message) }
@@ -109,14 +111,14 @@ public final class TaskRunner: Sendable {
                     continue
                 }
                 group.addTask {
-                    await self.execute(spec, job: job)
+                    await self.execute(spec, job: job, nodeServer: nodeServer)
                     delivery.ack()
                 }
             }
         }
     }
 
-    private func execute(_ spec: TaskSpec, job: any Job) async {
+    private func execute(_ spec: TaskSpec, job: any Job, nodeServer: RPCServer) async {
         let context = JobContext(task: spec, bus: bus, logger: logger)
         let work = Task<Result<[String: JSONValue], any Error>, Never> {
             do { return .success(try await job.run(context)) } catch { return .failure(error) }
@@ -124,26 +126,16 @@ public final class TaskRunner: Sendable {
         // Cancelling the job's task is how both cancel and timeout reach the job.
         registerCanceller(for: spec.taskId, timeoutMs: spec.timeoutMs, cancel: { work.cancel() })
         logger.debug("task started", metadata: ["task.id": "\(spec.taskId)", "task.job": "\(spec.job)"])
-        let servers: [RPCServer]
-        do {
-            servers = try await nodeServers(for: spec)
-        } catch {
-            logger.warning("could not answer for the node", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
-            servers = []
+        let answers = NodeAnswers(spec)
+        if let answers { await startAnswering(answers, on: nodeServer) }
+        // The job runs in a task of its own so that one cancel reaches it; shutdown reaches it too.
+        let outcome = await withTaskCancellationHandler {
+            await work.value
+        } onCancel: {
+            work.cancel()
         }
-        let outcome = await withTaskGroup(of: Void.self) { group in
-            for server in servers { group.addTask { await server.run() } }
-            // The job runs in a task of its own so that one cancel reaches it; shutdown reaches it too.
-            let outcome = await withTaskCancellationHandler {
-                await work.value
-            } onCancel: {
-                work.cancel()
-            }
-            // An ended task stops answering for its node at once: no stale answers.
-            for server in servers { server.cancel() }
-            group.cancelAll()
-            return outcome
-        }
+        // An ended task stops answering for its node before it is reported: no stale answers.
+        if let answers { await stopAnswering(answers, on: nodeServer) }
         let reason = takeCancelReason(spec.taskId)
         let result: TaskFinished
         switch outcome {
@@ -204,32 +196,61 @@ public final class TaskRunner: Sendable {
 
     // MARK: Node-scoped RPCs
 
-    /// While a task runs against a node, it answers that node's RPCs: `activeTaskExists` and
-    /// `requestProperties` always, `requestProfile`/`getBootProfile` when it has a `profile`
-    /// option, `requestCommands` when it has `commands`.
-    private func nodeServers(for spec: TaskSpec) async throws -> [RPCServer] {
-        guard let node = spec.nodeId, !node.isEmpty else { return [] }
-        let active = ActiveTask(
-            taskId: spec.taskId, graphId: spec.graphId, graphName: spec.graphName, taskName: spec.taskName, label: spec.label, job: spec.job
-        )
-        let options = spec.options
-        var servers = [
-            try await bus.server(for: ActiveTaskExists.self, routingKey: ActiveTaskExists(nodeId: node).routingKey) { _, _ in active },
-            try await bus.server(for: RequestProperties.self, routingKey: RequestProperties(nodeId: node).routingKey) { _, _ in options },
-        ]
-        if let profile = options["profile"]?.stringValue {
-            servers.append(
-                try await bus.server(for: RequestProfile.self, routingKey: RequestProfile(nodeId: node).routingKey) { _, _ in profile })
-            servers.append(
-                try await bus.server(for: GetBootProfile.self, routingKey: GetBootProfile(nodeId: node).routingKey) { _, _ in profile })
+    /// While a task runs against a node, this runner answers that node's RPCs: `activeTaskExists`
+    /// and `requestProperties` always, `requestProfile`/`getBootProfile` when it has a `profile`
+    /// option, `requestCommands` when it has `commands`. One server per runner, on a private
+    /// queue, answers them all: a task binds its node's keys to that queue when it starts and
+    /// unbinds them when it ends, so a request for a node reaches only the runner that runs its
+    /// task, and no queue is declared or deleted per task.
+    private func makeNodeServer() async throws -> RPCServer {
+        let exchange = bus.name(of: .task)
+        return try await bus.routedServer(
+            exchangeNamed: exchange, queueBase: "\(exchange):methods.node", method: "methods.node",
+            expectedType: ActiveTaskExists.payloadType, concurrency: concurrency
+        ) { _, context in
+            try self.nodeReply(routingKey: context.routingKey)
         }
-        if let commands = options["commands"] {
-            let reply = RequestCommands.Commands(identifier: node, tasks: LinuxCommandsJob.commandList(commands))
-            servers.append(
-                try await bus.server(for: RequestCommands.self, routingKey: RequestCommands(nodeId: node).routingKey) { _, _ in reply })
-        }
-        return servers
     }
+
+    /// The answer for `methods.<name>.<nodeId>` from the newest running task for the node that
+    /// has one; none (the caller times out, as RackHD's callers expect) when no task has.
+    private func nodeReply(routingKey: String) throws -> ServedReply {
+        for method in NodeAnswers.methods where routingKey.hasPrefix(method) && routingKey.dropFirst(method.count).first == "." {
+            let node = String(routingKey.dropFirst(method.count + 1))
+            let registered = nodeAnswers.withLock { $0[node] ?? [] }
+            for answers in registered.reversed() {
+                if let reply = try answers.reply(to: method) { return reply }
+            }
+            return .unanswered
+        }
+        return .unanswered
+    }
+
+    private func startAnswering(_ answers: NodeAnswers, on server: RPCServer) async {
+        nodeAnswers.withLock { $0[answers.node, default: []].append(answers) }
+        do {
+            try await server.bind(routingKeys: answers.routingKeys)
+        } catch {
+            logger.warning("could not answer for the node", metadata: ["task.id": "\(answers.taskId)", "error": "\(error)"])
+        }
+    }
+
+    private func stopAnswering(_ answers: NodeAnswers, on server: RPCServer) async {
+        nodeAnswers.withLock { table in
+            table[answers.node]?.removeAll { $0.taskId == answers.taskId }
+            if table[answers.node]?.isEmpty == true { table[answers.node] = nil }
+        }
+        do {
+            try await server.unbind(routingKeys: answers.routingKeys)
+        } catch let error as BusError where error.code == .cancelled || error.code == .shutdown {
+            // The runner is stopping: its queue, and every binding on it, goes with it.
+        } catch {
+            logger.warning("could not stop answering for the node", metadata: ["task.id": "\(answers.taskId)", "error": "\(error)"])
+        }
+    }
+
+    /// Running tasks' answers by node, newest last (two tasks may run against one node).
+    private let nodeAnswers = Mutex<[String: [NodeAnswers]]>([:])
 
     // MARK: Cancellation
 
@@ -348,5 +369,56 @@ enum RunMessage: Decodable, Sendable {
             return "bad value at \(path(context)): \(context.debugDescription)"
         @unknown default: return "\(error)"
         }
+    }
+}
+
+/// What a task running against a node answers for it.
+struct NodeAnswers: Sendable {
+    static let methods = [
+        ActiveTaskExists.method, RequestProperties.method, RequestProfile.method, GetBootProfile.method, RequestCommands.method,
+    ]
+
+    let node: String
+    let taskId: String
+    let active: ActiveTask
+    let properties: [String: JSONValue]
+    let profile: String?
+    let commands: RequestCommands.Commands?
+
+    /// Nil for a task without a node.
+    init?(_ spec: TaskSpec) {
+        guard let node = spec.nodeId, !node.isEmpty else { return nil }
+        self.node = node
+        taskId = spec.taskId
+        active = ActiveTask(
+            taskId: spec.taskId, graphId: spec.graphId, graphName: spec.graphName, taskName: spec.taskName, label: spec.label, job: spec.job)
+        properties = spec.options
+        profile = spec.options["profile"]?.stringValue
+        commands = spec.options["commands"].map { RequestCommands.Commands(identifier: node, tasks: LinuxCommandsJob.commandList($0)) }
+    }
+
+    /// The keys this task answers, and so binds.
+    var routingKeys: [String] {
+        var keys = [ActiveTaskExists(nodeId: node).routingKey, RequestProperties(nodeId: node).routingKey]
+        if profile != nil { keys += [RequestProfile(nodeId: node).routingKey, GetBootProfile(nodeId: node).routingKey] }
+        if commands != nil { keys.append(RequestCommands(nodeId: node).routingKey) }
+        return keys
+    }
+
+    /// The reply to `method` in RackHD's Result envelope, or nil when this task has none.
+    func reply(to method: String) throws -> ServedReply? {
+        switch method {
+        case ActiveTaskExists.method: try Self.served(active, as: ActiveTaskExists.self)
+        case RequestProperties.method: try Self.served(properties, as: RequestProperties.self)
+        case RequestProfile.method: try profile.map { try Self.served($0, as: RequestProfile.self) }
+        case GetBootProfile.method: try profile.map { try Self.served($0, as: GetBootProfile.self) }
+        case RequestCommands.method: try commands.map { try Self.served($0, as: RequestCommands.self) }
+        default: nil
+        }
+    }
+
+    private static func served<Request: BusRequest>(_ reply: Request.Reply, as request: Request.Type) throws -> ServedReply {
+        let (body, hasValue) = try WireFormat.encodeResult(reply)
+        return ServedReply(body: body, type: Request.replyPayloadType(for: reply), hasValue: hasValue)
     }
 }
