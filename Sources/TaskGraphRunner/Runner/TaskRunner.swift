@@ -127,7 +127,7 @@ public final class TaskRunner: Sendable {
         registerCanceller(for: spec.taskId, timeoutMs: spec.timeoutMs, cancel: { work.cancel() })
         logger.debug("task started", metadata: ["task.id": "\(spec.taskId)", "task.job": "\(spec.job)"])
         let answers = NodeAnswers(spec)
-        if let answers { await startAnswering(answers, on: nodeServer) }
+        let bound = if let answers { await startAnswering(answers, on: nodeServer) } else { false }
         // The job runs in a task of its own so that one cancel reaches it; shutdown reaches it too.
         let outcome = await withTaskCancellationHandler {
             await work.value
@@ -135,7 +135,7 @@ public final class TaskRunner: Sendable {
             work.cancel()
         }
         // An ended task stops answering for its node before it is reported: no stale answers.
-        if let answers { await stopAnswering(answers, on: nodeServer) }
+        if let answers { await stopAnswering(answers, bound: bound, on: nodeServer) }
         let reason = takeCancelReason(spec.taskId)
         let result: TaskFinished
         switch outcome {
@@ -226,20 +226,25 @@ public final class TaskRunner: Sendable {
         return .unanswered
     }
 
-    private func startAnswering(_ answers: NodeAnswers, on server: RPCServer) async {
+    /// Whether the keys were bound: only then may the task unbind them, since bindings are
+    /// counted and another task for the node may hold the same keys.
+    private func startAnswering(_ answers: NodeAnswers, on server: RPCServer) async -> Bool {
         nodeAnswers.withLock { $0[answers.node, default: []].append(answers) }
         do {
             try await server.bind(routingKeys: answers.routingKeys)
+            return true
         } catch {
             logger.warning("could not answer for the node", metadata: ["task.id": "\(answers.taskId)", "error": "\(error)"])
+            return false
         }
     }
 
-    private func stopAnswering(_ answers: NodeAnswers, on server: RPCServer) async {
+    private func stopAnswering(_ answers: NodeAnswers, bound: Bool, on server: RPCServer) async {
         nodeAnswers.withLock { table in
             table[answers.node]?.removeAll { $0.taskId == answers.taskId }
             if table[answers.node]?.isEmpty == true { table[answers.node] = nil }
         }
+        guard bound else { return }
         do {
             try await server.unbind(routingKeys: answers.routingKeys)
         } catch let error as BusError where error.code == .cancelled || error.code == .shutdown {
