@@ -111,11 +111,13 @@ struct NodeRequestTests {
                         }
                     }
                     // Each runner holds one of the tasks, so a request reaching the wrong runner
-                    // would go unanswered (a timeout) instead of being answered by its task.
-                    for round in 0..<40 {
-                        for node in ["node-a", "node-b"] {
+                    // would go unanswered (a timeout) instead of being answered by its task. Runs
+                    // of calls per node, not alternating ones, which a queue shared round-robin by
+                    // both runners could happen to route right.
+                    for node in ["node-a", "node-b", "node-a"] {
+                        for call in 0..<20 {
                             let active = try await bus.call(ActiveTaskExists(nodeId: node), timeout: .seconds(2))
-                            #expect(active.graphId == graphIDs[node], "round \(round), \(node)")
+                            #expect(active.graphId == graphIDs[node], "call \(call), \(node)")
                         }
                     }
                     _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(target: "node-a")))
