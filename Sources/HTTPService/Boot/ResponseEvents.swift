@@ -3,7 +3,6 @@ import Hummingbird
 import Logging
 import Metrics
 import NodeProtocol
-import Synchronization
 
 /// Whom a boot request is attributed to in `http.response.<nodeId>`. Pure.
 public enum ResponseEventSubject: Sendable, Equatable {
@@ -45,9 +44,6 @@ final class ResponseEventPublisher: Sendable {
     private let stream: AsyncStream<AnsweredRequest>
     private let continuation: AsyncStream<AnsweredRequest>.Continuation
     private let dropped = Counter(label: "rackbus_http_response_events_dropped_total")
-    // A booting machine asks several times within seconds: one registry lookup per MAC serves them all.
-    private let nodeIdsByMAC = Mutex<[String: (nodeId: String?, expires: ContinuousClock.Instant)]>([:])
-    private static let nodeIdLifetime: Duration = .seconds(10)
     /// Announcements attributed and published at once.
     private static let concurrency = 32
 
@@ -92,15 +88,8 @@ final class ResponseEventPublisher: Sendable {
 
     private func attribute(_ answered: AnsweredRequest) async -> String? {
         switch answered.subject {
-        case .mac(let mac):
-            let now = ContinuousClock.now
-            if let cached = nodeIdsByMAC.withLock({ $0[mac] }), cached.expires > now { return cached.nodeId }
-            let nodeId = await resolver.nodeId(forMAC: mac)
-            nodeIdsByMAC.withLock { cache in
-                if cache.count > 10_000 { cache.removeAll(keepingCapacity: true) }
-                cache[mac] = (nodeId, now + Self.nodeIdLifetime)
-            }
-            return nodeId
+        // A booting machine asks several times within seconds: the resolver caches by MAC.
+        case .mac(let mac): return await resolver.nodeId(forMAC: mac)
         case .nodeId(let nodeId): return nodeId
         case .clientAddress:
             guard !answered.event.address.isEmpty else { return nil }
