@@ -50,20 +50,23 @@ public final class ServiceProcess: Sendable {
     public func kill() async {
         guard let process = process.withLock({ $0 }) else { return }
         Glibc.kill(process.processIdentifier, SIGKILL)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread {
-                process.waitUntilExit()
-                continuation.resume()
-            }.start()
-        }
+        await process.waitUntilExitOffPool()
     }
 
     public func stop() async {
         guard let process = process.withLock({ $0 }), process.isRunning else { return }
         process.terminate()
+        await process.waitUntilExitOffPool()
+    }
+}
+
+extension Process {
+    /// Waits for the process to end on a thread of its own: `waitUntilExit` blocks, and the
+    /// cooperative pool has only as many threads as cores.
+    public func waitUntilExitOffPool() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             Thread {
-                process.waitUntilExit()
+                self.waitUntilExit()
                 continuation.resume()
             }.start()
         }

@@ -128,13 +128,7 @@ public final class VirtualMachine: Sendable {
     public func stop() async {
         guard process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
-        let process = self.process
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread {
-                process.waitUntilExit()
-                continuation.resume()
-            }.start()
-        }
+        await process.waitUntilExitOffPool()
     }
 
     deinit {
