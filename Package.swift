@@ -40,6 +40,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/hummingbird-project/swift-mustache", from: "2.1.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -80,7 +82,10 @@ let package = Package(
         ),
         .target(
             name: "TaskGraphRunner",
-            dependencies: serviceWithStoreDependencies + ["NodeProtocol", "WorkflowProtocol"]
+            dependencies: serviceWithStoreDependencies + [
+                "NodeProtocol", "WorkflowProtocol", .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
         ),
         .target(
             name: "Scheduler",

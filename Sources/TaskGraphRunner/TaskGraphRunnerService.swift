@@ -9,14 +9,16 @@ import Synchronization
 /// with a `SchedulerService` somewhere on the bus) in a `ServiceGroup`.
 public final class TaskGraphRunnerService: Service, Sendable {
     public struct Configuration: Sendable {
-        /// SQLite file for definitions and graphs (`:memory:` keeps nothing).
-        public var databasePath: String
+        /// Where definitions and graphs live: a SQLite file private to this process (`:memory:`
+        /// keeps nothing), or a `postgres://` URL of a database that several instances share
+        /// (see ``GraphStoreLocation``).
+        public var database: String
         /// Whether this process also runs tasks (built-in jobs).
         public var runsTasks: Bool
         public var taskConcurrency: Int
 
-        public init(databasePath: String = ".rackbus/taskgraph.sqlite", runsTasks: Bool = true, taskConcurrency: Int = 64) {
-            self.databasePath = databasePath
+        public init(database: String = ".rackbus/taskgraph.sqlite", runsTasks: Bool = true, taskConcurrency: Int = 64) {
+            self.database = database
             self.runsTasks = runsTasks
             self.taskConcurrency = taskConcurrency
         }
@@ -30,7 +32,9 @@ public final class TaskGraphRunnerService: Service, Sendable {
     private let readiness = ReadinessSignal()
     private let faults: EngineFaults?
 
-    public convenience init(bus: MessageBus, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "rackbus.taskgraph")) {
+    public convenience init(
+        bus: MessageBus, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "rackbus.taskgraph")
+    ) {
         self.init(bus: bus, configuration: configuration, logger: logger, faults: nil)
     }
 
@@ -43,7 +47,23 @@ public final class TaskGraphRunnerService: Service, Sendable {
     }
 
     public func run() async throws {
-        let store = try await GraphStore.open(path: configuration.databasePath)
+        let location = try GraphStoreLocation(configuration.database)
+        switch location {
+        case .sqlite(let path):
+            try await serve(store: try await SQLiteGraphStore.open(path: path))
+        case .postgres(let postgres):
+            let store = PostgresGraphStore(location: postgres, logger: logger)
+            try await withThrowingDiscardingTaskGroup { group in
+                group.addTask { await store.run() }
+                try await store.migrate()
+                logger.notice("task graphs are stored in PostgreSQL", metadata: ["taskgraph.database": "\(postgres.redacted)"])
+                try await serve(store: store)
+                group.cancelAll()
+            }
+        }
+    }
+
+    private func serve(store: any GraphStore) async throws {
         let engine = try await GraphEngine(bus: bus, store: store, logger: logger, faults: faults)
         let servers = try await rpcServers(engine)
         // Reports are taken from a durable queue and acknowledged once stored: none is lost to a
@@ -57,13 +77,13 @@ public final class TaskGraphRunnerService: Service, Sendable {
         try await bus.declareWorkQueue(
             named: WorkflowQueues.name(WorkflowQueues.scheduler, prefix: bus.configuration.exchangePrefix),
             bindings: WorkflowQueues.schedulerBindings)
-        await engine.resumeActiveGraphs()
         readiness.signal()
         try await withThrowingDiscardingTaskGroup { group in
             for server in servers {
                 group.addTask { await server.run() }
             }
-            group.addTask { await engine.retryFailedPublishes() }
+            // Sends what a crashed instance (or a failed send) left in the outbox.
+            group.addTask { await engine.sweepOutbox() }
             group.addTask {
                 // Reports are handled side by side (the prefetch bounds how many); the engine
                 // keeps each graph consistent.
@@ -96,10 +116,10 @@ public final class TaskGraphRunnerService: Service, Sendable {
 
     private func rpcServers(_ engine: GraphEngine) async throws -> [RPCServer] {
         [
-            try await bus.server(for: GetTaskGraphLibrary.self) { request, _ in await engine.graphLibrary(filter: request.filter) },
-            try await bus.server(for: GetTaskLibrary.self) { request, _ in await engine.taskLibrary(filter: request.filter) },
-            try await bus.server(for: GetActiveTaskGraph.self) { request, _ in await engine.activeGraph(request.filter) },
-            try await bus.server(for: GetActiveTaskGraphs.self) { request, _ in await engine.activeGraphs(request.filter) },
+            try await bus.server(for: GetTaskGraphLibrary.self) { request, _ in try await engine.graphLibrary(filter: request.filter) },
+            try await bus.server(for: GetTaskLibrary.self) { request, _ in try await engine.taskLibrary(filter: request.filter) },
+            try await bus.server(for: GetActiveTaskGraph.self) { request, _ in try await engine.activeGraph(request.filter) },
+            try await bus.server(for: GetActiveTaskGraphs.self) { request, _ in try await engine.activeGraphs(request.filter) },
             try await bus.server(for: DefineTaskGraph.self) { request, _ in try await engine.define(request.definition) },
             try await bus.server(for: DefineTask.self) { request, _ in try await engine.define(request.definition) },
             try await bus.server(for: RunTaskGraph.self) { request, _ in

@@ -25,7 +25,7 @@ struct GraphBench: AsyncParsableCommand {
         try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { bus in
             try await bus.waitUntilConnected()
             let runner = TaskGraphRunnerService(
-                bus: bus, configuration: .init(databasePath: database, taskConcurrency: 256), logger: benchLogger)
+                bus: bus, configuration: .init(database: database, taskConcurrency: 256), logger: benchLogger)
             let scheduler = SchedulerService(bus: bus, concurrency: 256, logger: benchLogger)
             try await withThrowingTaskGroup(of: Void.self) { services in
                 services.addTask { try await runner.run() }

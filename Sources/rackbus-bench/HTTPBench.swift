@@ -40,7 +40,7 @@ struct HTTPBench: AsyncParsableCommand {
             let registry = NodeRegistryService(
                 bus: bus, configuration: NodeRegistryConfiguration(databasePath: ":memory:"), logger: benchLogger)
             let runner = TaskGraphRunnerService(
-                bus: bus, configuration: .init(databasePath: ":memory:", runsTasks: false), logger: benchLogger)
+                bus: bus, configuration: .init(database: ":memory:", runsTasks: false), logger: benchLogger)
             let http = HTTPService(
                 bus: bus,
                 configuration: HTTPConfiguration(

@@ -4,8 +4,8 @@ import ConfigurationService
 import DHCPService
 import EventsLogger
 import Foundation
-import Logging
 import HTTPService
+import Logging
 import Metrics
 import NodeRegistry
 import Observability
@@ -79,7 +79,10 @@ struct Up: AsyncParsableCommand {
     @Option(help: "Lease database file (default: $RACKBUS_DHCP_DATABASE, else .rackbus/dhcp.sqlite)")
     var dhcpDatabase: String?
 
-    @Option(help: "Task graph database file (default: $RACKBUS_TASKGRAPH_DATABASE, else .rackbus/taskgraph.sqlite)")
+    @Option(
+        help:
+            "Task graph store: a SQLite file, or a postgres:// URL shared by several instances (default: $RACKBUS_TASKGRAPH_DATABASE, else .rackbus/taskgraph.sqlite)"
+    )
     var taskgraphDatabase: String?
 
     @Option(help: "Tasks the Scheduler runs at once (default: $RACKBUS_SCHEDULER_CONCURRENCY, else 64)")
@@ -147,7 +150,7 @@ struct Up: AsyncParsableCommand {
         let taskGraphRunner =
             selected.contains("taskgraph")
             ? TaskGraphRunnerService(
-                bus: messageBus, configuration: .init(databasePath: taskgraphPath), logger: Logger(label: "rackbus.taskgraph"))
+                bus: messageBus, configuration: .init(database: taskgraphPath), logger: Logger(label: "rackbus.taskgraph"))
             : nil
         let scheduler =
             selected.contains("scheduler")
@@ -187,7 +190,8 @@ struct Up: AsyncParsableCommand {
         do {
             tftp =
                 selected.contains("tftp")
-                ? TFTPService(bus: messageBus, configuration: try .fromEnvironment(environment), logger: Logger(label: "rackbus.tftp")) : nil
+                ? TFTPService(bus: messageBus, configuration: try .fromEnvironment(environment), logger: Logger(label: "rackbus.tftp"))
+                : nil
         } catch {
             throw ValidationError("TFTP configuration: \(error)")
         }
@@ -195,7 +199,8 @@ struct Up: AsyncParsableCommand {
         do {
             http =
                 selected.contains("http")
-                ? HTTPService(bus: messageBus, configuration: try .fromEnvironment(environment), logger: Logger(label: "rackbus.http")) : nil
+                ? HTTPService(bus: messageBus, configuration: try .fromEnvironment(environment), logger: Logger(label: "rackbus.http"))
+                : nil
         } catch {
             throw ValidationError("HTTP configuration: \(error)")
         }

@@ -80,7 +80,7 @@ func withRegistry<Result: Sendable>(bus: MessageBus, _ body: @Sendable () async 
 
 /// Runs the TaskGraphRunner (with its task runner) and a Scheduler on `bus` for `body`.
 func withWorkflowServices<Result: Sendable>(bus: MessageBus, _ body: @Sendable () async throws -> Result) async throws -> Result {
-    let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: ":memory:"), logger: TestBroker.logger)
+    let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: ":memory:"), logger: TestBroker.logger)
     let scheduler = SchedulerService(bus: bus, logger: TestBroker.logger)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await runner.run() }

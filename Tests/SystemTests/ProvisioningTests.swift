@@ -33,7 +33,7 @@ struct ProvisioningTests {
                     }
                 }
                 let dhcpService = DHCPService(bus: bus, configuration: dhcp, logger: logger("dhcp"))
-                let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: ":memory:"), logger: logger("taskgraph"))
+                let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: ":memory:"), logger: logger("taskgraph"))
                 let scheduler = SchedulerService(bus: bus, logger: logger("scheduler"))
                 let eventsLogger = EventsLoggerService(
                     bus: bus, configuration: EventsLoggerConfiguration(journalPath: ":memory:", writesToStandardOutput: false),

@@ -30,7 +30,7 @@ struct EngineDurabilityTests {
         })
         try await TestBroker.withBus { bus in
             let runner = TaskGraphRunnerService(
-                bus: bus, configuration: .init(databasePath: database), logger: TestBroker.logger, faults: engineFaults)
+                bus: bus, configuration: .init(database: database), logger: TestBroker.logger, faults: engineFaults)
             let scheduler = SchedulerService(bus: bus, logger: TestBroker.logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await runner.run() }
@@ -47,7 +47,7 @@ struct EngineDurabilityTests {
                 #expect(faults.failures.withLock { $0 } >= 2, "the report came back after its write failed")
                 let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
                 #expect(properties.tasks["noop-1"]?.state == .running, "memory is unchanged by a failed write")
-                let stored = try await GraphStore.open(path: database).graph(id: graph.instanceId)
+                let stored = try await SQLiteGraphStore.open(path: database).graph(id: graph.instanceId)
                 #expect(stored?.run.states["noop-1"] == .running, "the store is unchanged by a failed write")
                 faults.failing.withLock { $0 = false }
                 #expect(try await finishedStatus(finished) == "succeeded")
@@ -60,7 +60,7 @@ struct EngineDurabilityTests {
     @Test("a schedule publish that fails is retried until it goes through, and the graph finishes")
     func failedSchedulePublishIsRetried() async throws {
         try await TestBroker.withBus { bus in
-            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: ":memory:"), logger: TestBroker.logger)
+            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: ":memory:"), logger: TestBroker.logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await runner.run() }
                 defer { group.cancelAll() }
@@ -82,35 +82,14 @@ struct EngineDurabilityTests {
     }
 }
 
-@Suite("Failed work publishes wait their turn")
-struct PendingPublishesTests {
-    func work(graph: String?) -> PendingPublishes.Work {
-        PendingPublishes.Work(graph: graph, exchange: "x", key: "schedule", type: "Object", body: [1], mandatory: true)
-    }
-
+@Suite("Failed sends wait their turn")
+struct OutboxBackoffTests {
     @Test("the backoff doubles from 100 ms and stops at 2 s")
     func backoff() {
-        #expect(PendingPublishes.delay(afterFailures: 1) == .milliseconds(100))
-        #expect(PendingPublishes.delay(afterFailures: 2) == .milliseconds(200))
-        #expect(PendingPublishes.delay(afterFailures: 4) == .milliseconds(800))
-        #expect(PendingPublishes.delay(afterFailures: 6) == .seconds(2))
-        #expect(PendingPublishes.delay(afterFailures: Int.max) == .seconds(2))
-    }
-
-    @Test("work is due after its backoff; work for an ended graph is dropped")
-    func due() {
-        let start = ContinuousClock.now
-        var pending = PendingPublishes()
-        pending.add(work(graph: "g1"), now: start)
-        pending.add(work(graph: "g2"), now: start)
-        #expect(pending.nextDue == start + .milliseconds(100))
-        #expect(pending.takeDue(now: start + .milliseconds(50)) { _ in true }.isEmpty)
-        let due = pending.takeDue(now: start + .milliseconds(100)) { $0 == "g1" }
-        #expect(due.map(\.graph) == ["g1"])
-        #expect(due.first?.failures == 1)
-        #expect(pending.isEmpty, "g2 ended: its work is dropped")
-        // Failing again doubles the wait.
-        pending.add(due[0], now: start)
-        #expect(pending.nextDue == start + .milliseconds(200))
+        #expect(OutboxMessage.retryDelay(afterFailures: 1) == .milliseconds(100))
+        #expect(OutboxMessage.retryDelay(afterFailures: 2) == .milliseconds(200))
+        #expect(OutboxMessage.retryDelay(afterFailures: 4) == .milliseconds(800))
+        #expect(OutboxMessage.retryDelay(afterFailures: 6) == .seconds(2))
+        #expect(OutboxMessage.retryDelay(afterFailures: Int.max) == .seconds(2))
     }
 }

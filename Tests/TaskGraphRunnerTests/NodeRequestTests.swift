@@ -83,7 +83,7 @@ struct NodeRequestTests {
             // The graph runner without tasks, and two task runners that take one task each
             // (prefetch 1, and the tasks wait), one of them on a connection of its own (same prefix).
             let graphs = TaskGraphRunnerService(
-                bus: bus, configuration: .init(databasePath: ":memory:", runsTasks: false), logger: TestBroker.logger)
+                bus: bus, configuration: .init(database: ":memory:", runsTasks: false), logger: TestBroker.logger)
             let scheduler = SchedulerService(bus: bus, logger: TestBroker.logger)
             try await MessageBus.withBus(configuration: bus.configuration, logger: TestBroker.logger) { other in
                 try await other.waitUntilConnected(timeout: .seconds(30))

@@ -29,7 +29,7 @@ struct RunOnceTests {
     @Test("the same run delivered twice back to back, and again once finished, starts the job once", arguments: [false, true])
     func duplicateRuns(withJournal: Bool) async throws {
         let starts = JobStarts()
-        let journal: GraphStore? = withJournal ? try await GraphStore.open(path: ":memory:") : nil
+        let journal: SQLiteGraphStore? = withJournal ? try await SQLiteGraphStore.open(path: ":memory:") : nil
         try await TestBroker.withBus { bus in
             // The runners' queue exists before anything is published, so nothing is lost before the runner consumes.
             try await bus.declareWorkQueue(

@@ -11,7 +11,7 @@ struct StartOrderTests {
     @Test("a graph started before any Scheduler is up waits for one, then succeeds")
     func schedulerStartsLater() async throws {
         try await TestBroker.withBus { bus in
-            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: ":memory:"), logger: TestBroker.logger)
+            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: ":memory:"), logger: TestBroker.logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 defer { group.cancelAll() }
                 group.addTask { try await runner.run() }

@@ -11,7 +11,7 @@ func withWorkflowServices<Result: Sendable>(
     database: String = ":memory:", concurrency: Int = 64, _ body: @Sendable (MessageBus) async throws -> Result
 ) async throws -> Result {
     try await TestBroker.withBus { bus in
-        let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: database), logger: TestBroker.logger)
+        let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: database), logger: TestBroker.logger)
         let scheduler = SchedulerService(bus: bus, concurrency: concurrency, logger: TestBroker.logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await runner.run() }

@@ -2,68 +2,63 @@ import BusCore
 import Foundation
 import Logging
 
-/// Owns the task and graph library and every active graph instance. It decides nothing itself:
-/// ``GraphRun`` decides, the engine persists the result first and then carries out the actions
-/// (schedule a task, cancel a task, announce the end), so a restart resumes where it stopped.
+/// Owns the task and graph library and carries out what graphs decide. It decides nothing
+/// itself: ``GraphRun`` decides, ``ActionPlanner`` turns decisions into messages, and the store
+/// keeps the new state together with those messages before the ``OutboxRelay`` sends them, so any
+/// instance (this one after a restart, or another) carries on where one stopped. Several engines,
+/// in several processes, may share one store (PostgreSQL): it holds no graph state of its own.
 actor GraphEngine {
     private let bus: MessageBus
-    private let store: GraphStore
+    private let store: any GraphStore
+    private let outbox: OutboxRelay
+    private let planner: ActionPlanner
     private let faults: EngineFaults?
     private let logger: Logger
     private var library: TaskLibrary
     private var graphs: [String: GraphDefinition]
-    private var active: [String: GraphInstance] = [:]
-    /// Graphs whose change is being stored, and who waits to change them next: one change per
-    /// graph at a time, so memory can follow the store without losing a concurrent change.
-    private var changing: Set<String> = []
-    private var waitingToChange: [String: [CheckedContinuation<Void, Never>]] = [:]
-    /// Targets of graphs being created, so that two runs for one node cannot both pass the check.
-    private var reservedTargets: Set<String> = []
-    /// Work publishes that failed, retried until they go through or their graph ends.
-    private var pendingPublishes = PendingPublishes()
-    private let publishFailed: AsyncStream<Void>.Continuation
-    private let publishFailures: AsyncStream<Void>
 
-    init(bus: MessageBus, store: GraphStore, logger: Logger, faults: EngineFaults? = nil) async throws {
+    init(bus: MessageBus, store: any GraphStore, logger: Logger, faults: EngineFaults? = nil) async throws {
         self.bus = bus
         self.store = store
         self.faults = faults
-        (publishFailures, publishFailed) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         self.logger = logger
-        let saved = try await store.definitions()
-        // Built-ins first, so that a stored definition of the same name overrides them.
-        var tasks: [String: TaskDefinition] = [:]
-        for task in BuiltInLibrary.tasks + saved.tasks { tasks[task.injectableName] = task }
-        library = TaskLibrary(Array(tasks.values))
-        var graphs: [String: GraphDefinition] = [:]
-        for graph in BuiltInLibrary.graphs + saved.graphs { graphs[graph.injectableName] = graph }
-        self.graphs = graphs
-        for instance in try await store.activeGraphs() {
-            active[instance.id] = instance
-        }
+        self.outbox = OutboxRelay(bus: bus, store: store, logger: logger)
+        self.planner = ActionPlanner(
+            exchanges: .init(scheduler: bus.name(of: .scheduler), task: bus.name(of: .task), events: bus.name(of: .events)))
+        (library, graphs) = Self.library(stored: try await store.definitions())
     }
 
-    /// After a restart: tasks that were handed to the scheduler are handed again (the scheduler
-    /// and the task runners ignore tasks they already know), and graphs that became ready move on.
-    func resumeActiveGraphs() async {
-        for (id, instance) in active {
-            let running = instance.run.states.filter { $0.value == .running }.map(\.key)
-            logger.notice("resuming graph", metadata: ["graph.id": "\(id)", "graph.running": "\(running.count)"])
-            for label in running.sorted() {
-                await schedule(label, in: instance)
-            }
-        }
+    /// Built-ins first, so that a stored definition of the same name overrides them.
+    private static func library(stored: (tasks: [TaskDefinition], graphs: [GraphDefinition])) -> (TaskLibrary, [String: GraphDefinition]) {
+        var tasks: [String: TaskDefinition] = [:]
+        for task in BuiltInLibrary.tasks + stored.tasks { tasks[task.injectableName] = task }
+        var graphs: [String: GraphDefinition] = [:]
+        for graph in BuiltInLibrary.graphs + stored.graphs { graphs[graph.injectableName] = graph }
+        return (TaskLibrary(Array(tasks.values)), graphs)
+    }
+
+    /// Reads the definitions again: another instance sharing the store may have added some.
+    private func refreshLibrary() async throws {
+        (library, graphs) = Self.library(stored: try await store.definitions())
+    }
+
+    /// Sends what the outbox holds that nobody sent: after a crash (this instance's or another's)
+    /// and after failed sends. Runs until cancelled.
+    func sweepOutbox() async {
+        await outbox.sweep()
     }
 
     // MARK: Library
 
-    func taskLibrary(filter: GraphFilter?) -> [TaskDefinition] {
-        library.definitions.values.filter { filter?.injectableName == nil || $0.injectableName == filter?.injectableName }
+    func taskLibrary(filter: GraphFilter?) async throws -> [TaskDefinition] {
+        try await refreshLibrary()
+        return library.definitions.values.filter { filter?.injectableName == nil || $0.injectableName == filter?.injectableName }
             .sorted { $0.injectableName < $1.injectableName }
     }
 
-    func graphLibrary(filter: GraphFilter?) -> [GraphDefinition] {
-        graphs.values.filter { filter?.injectableName == nil || $0.injectableName == filter?.injectableName }
+    func graphLibrary(filter: GraphFilter?) async throws -> [GraphDefinition] {
+        try await refreshLibrary()
+        return graphs.values.filter { filter?.injectableName == nil || $0.injectableName == filter?.injectableName }
             .sorted { $0.injectableName < $1.injectableName }
     }
 
@@ -75,7 +70,10 @@ actor GraphEngine {
             throw ErrorEvent.badRequest("Task \(task.injectableName) needs implementsTask (a task) or runJob (a base task).")
         }
         if let base = task.implementsTask, library.definition(named: base) == nil {
-            throw ErrorEvent.notFound("Base task definition for \(task.injectableName) should exist")
+            try await refreshLibrary()
+            guard library.definition(named: base) != nil else {
+                throw ErrorEvent.notFound("Base task definition for \(task.injectableName) should exist")
+            }
         }
         try await store.saveTaskDefinition(task)
         library.definitions[task.injectableName] = task
@@ -83,6 +81,7 @@ actor GraphEngine {
     }
 
     func define(_ graph: GraphDefinition) async throws -> String {
+        try await refreshLibrary()
         try GraphCompiler.validate(graph, library: library)
         try await store.saveGraphDefinition(graph)
         graphs[graph.injectableName] = graph
@@ -92,14 +91,10 @@ actor GraphEngine {
     // MARK: Instances
 
     func run(name: String, options: [String: JSONValue], target: String?) async throws -> GraphSummary {
+        if graphs[name] == nil { try await refreshLibrary() }
         guard let definition = graphs[name] else {
             throw ErrorEvent.notFound("Graph with name \(name) does not exist.")
         }
-        if let target, reservedTargets.contains(target) || active.values.contains(where: { $0.target == target }) {
-            throw ErrorEvent.badRequest("Unable to run multiple task graphs against a single target.", context: ["target": .string(target)])
-        }
-        if let target { reservedTargets.insert(target) }
-        defer { if let target { reservedTargets.remove(target) } }
         let plan = try GraphCompiler.compile(definition, library: library, options: options)
         let id = UUID().uuidString.lowercased()
         var context: [String: JSONValue] = ["graphId": .string(id), "graphName": .string(definition.injectableName)]
@@ -109,56 +104,66 @@ actor GraphEngine {
             taskIDs: Dictionary(uniqueKeysWithValues: plan.tasks.map { ($0.label, UUID().uuidString.lowercased()) }), errors: [:],
             createdAt: Date())
         let actions = instance.run.begin()
-        try await persist(instance, isNew: true)
+        var messages = [
+            try planner.event(
+                GraphEvent(graphId: id, graphName: definition.friendlyName, status: "running", nodeId: target),
+                key: WorkflowKeys.graphStarted(id), graph: id)
+        ]
+        messages += planner.carryOut(actions, on: &instance)
+        let change = GraphChange(instance: instance, outbox: messages)
+        do {
+            try faults?.write?(instance)
+            try await store.create(change)
+        } catch GraphStoreError.targetBusy(let target) {
+            throw ErrorEvent.badRequest("Unable to run multiple task graphs against a single target.", context: ["target": .string(target)])
+        }
         var metadata: Logger.Metadata = ["graph.id": "\(id)", "graph.name": "\(name)"]
         if let target { metadata["node.id"] = "\(target)" }
         logger.info("graph started", metadata: metadata)
-        await publishEvent(
-            GraphEvent(graphId: id, graphName: definition.friendlyName, status: "running", nodeId: target),
-            key: WorkflowKeys.graphStarted(id))
-        await carryOut(actions, for: instance)
-        return summary(of: active[id] ?? instance)
+        await carryOut(change)
+        return summary(of: instance)
     }
 
     /// A task runner reported a task's end. Returns false when its effect could not be stored
-    /// (memory is then unchanged and the report should come again); true when it is stored or
-    /// changes nothing (an unknown graph or task, or a task that no longer runs: a duplicate).
+    /// (nothing changed and the report should come again); true when it is stored or changes
+    /// nothing (an unknown graph or task, or a task that no longer runs: a duplicate).
     @discardableResult
     func taskFinished(_ report: TaskFinished) async -> Bool {
-        await beginChange(of: report.graphId)
-        guard var instance = active[report.graphId], let label = instance.label(ofTask: report.taskId),
-            report.state.isFinished, instance.run.states[label] == .running
-        else {
-            endChange(of: report.graphId)
-            return true
-        }
-        let actions = instance.run.taskFinished(label: label, state: report.state)
-        if let error = report.error { instance.errors[label] = error }
-        if let context = report.context {
-            for (key, value) in context { instance.context[key] = value }
-        }
+        let change: GraphChange?
         do {
-            try await persist(instance)
-            endChange(of: instance.id)
+            change = try await store.change(graph: report.graphId, isolation: self) { current in
+                guard let label = current.label(ofTask: report.taskId), report.state.isFinished, current.run.states[label] == .running
+                else { return nil }
+                var instance = current
+                let actions = instance.run.taskFinished(label: label, state: report.state)
+                if let error = report.error { instance.errors[label] = error }
+                if let context = report.context {
+                    for (key, value) in context { instance.context[key] = value }
+                }
+                let messages = planner.carryOut(actions, on: &instance)
+                try faults?.write?(instance)
+                return GraphChange(instance: instance, outbox: messages)
+            }
         } catch {
-            endChange(of: instance.id)
             logger.error(
                 "could not store a graph; the report goes back to be redelivered",
-                metadata: ["graph.id": "\(instance.id)", "error": "\(error)"])
+                metadata: ["graph.id": "\(report.graphId)", "error": "\(error)"])
             return false
         }
+        guard let change, let label = change.instance.label(ofTask: report.taskId) else { return true }
+        let instance = change.instance
         await publishEvent(
             GraphProgress(
                 graphId: instance.id, graphName: instance.plan.definition.friendlyName, nodeId: instance.target,
                 finishedTasks: instance.run.states.values.filter(\.isFinished).count, totalTasks: instance.plan.tasks.count,
                 taskId: report.taskId, label: label, taskState: report.state),
             key: WorkflowKeys.graphProgress(instance.id))
-        await carryOut(actions, for: instance)
+        await carryOut(change)
         return true
     }
 
     func cancel(_ filter: GraphFilter) async throws -> String? {
-        guard find(filter) != nil else { return nil }
+        guard try await find(filter) != nil else { return nil }
         return try await change(filter) { $0.cancel() }
     }
 
@@ -170,44 +175,34 @@ actor GraphEngine {
         GraphFilter(instanceId: try await change(filter) { $0.resume() })
     }
 
-    /// Applies an operator's decision to the active graph that `filter` names: persist, then act.
+    /// Applies an operator's decision to the active graph that `filter` names: store, then act.
     /// Returns the graph's id.
-    private func change(_ filter: GraphFilter, _ decide: (inout GraphRun) -> [GraphRun.Action]) async throws -> String {
-        guard let id = find(filter)?.id else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
-        await beginChange(of: id)
-        // Read again under the graph's turn: a change stored while this one waited counts.
-        guard var instance = active[id] else {
-            endChange(of: id)
-            throw ErrorEvent.notFound("No active graph matches \(describe(filter)).")
+    private func change(_ filter: GraphFilter, _ decide: @escaping @Sendable (inout GraphRun) -> [GraphRun.Action]) async throws -> String {
+        guard let id = try await find(filter)?.id else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
+        let change = try await store.change(graph: id, isolation: self) { current in
+            var instance = current
+            let actions = decide(&instance.run)
+            let messages = planner.carryOut(actions, on: &instance)
+            try faults?.write?(instance)
+            return GraphChange(instance: instance, outbox: messages)
         }
-        let actions = decide(&instance.run)
-        do {
-            try await persist(instance)
-        } catch {
-            endChange(of: id)
-            throw error
-        }
-        // The turn ends before acting: acting may report a task's end (a template that cannot render).
-        endChange(of: id)
-        await carryOut(actions, for: instance)
-        return instance.id
+        // Ended meanwhile (by its last task, or by another instance).
+        guard let change else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
+        await carryOut(change)
+        return id
     }
 
-    func activeGraph(_ filter: GraphFilter?) -> GraphSummary? {
-        guard let filter else { return active.values.sorted { $0.createdAt < $1.createdAt }.first.map(summary) }
-        return find(filter).map(summary)
+    func activeGraph(_ filter: GraphFilter?) async throws -> GraphSummary? {
+        guard let filter else { return try await store.activeGraphs(target: nil, name: nil).first.map(summary) }
+        return try await find(filter).map(summary)
     }
 
-    func activeGraphs(_ filter: GraphFilter?) -> [GraphSummary] {
-        active.values.filter { instance in
-            (filter?.target == nil || instance.target == filter?.target)
-                && (filter?.injectableName == nil || instance.plan.definition.injectableName == filter?.injectableName)
-        }
-        .sorted { $0.createdAt < $1.createdAt }.map(summary)
+    func activeGraphs(_ filter: GraphFilter?) async throws -> [GraphSummary] {
+        try await store.activeGraphs(target: filter?.target, name: filter?.injectableName).map(summary)
     }
 
     func properties(_ filter: GraphFilter) async throws -> GraphProperties {
-        var instance = find(filter)
+        var instance = try await find(filter)
         if instance == nil, let id = filter.id { instance = try await store.graph(id: id) }
         guard let instance else { throw ErrorEvent.notFound("No graph matches \(describe(filter)).") }
         var tasks: [String: GraphProperties.TaskProperties] = [:]
@@ -222,105 +217,26 @@ actor GraphEngine {
             options: instance.plan.options, context: instance.context, tasks: tasks)
     }
 
-    // MARK: Carrying out decisions
-
-    /// Acts on the newest state of the graph: the active one (a report handled meanwhile may have
-    /// changed its context), else the one just stored (it has ended).
-    private func carryOut(_ actions: [GraphRun.Action], for stored: GraphInstance) async {
-        let id = stored.id
-        for action in actions {
-            let instance = active[id] ?? stored
-            switch action {
-            case .start(let label):
-                await schedule(label, in: instance)
-            case .cancel(let label):
-                guard let taskID = instance.taskIDs[label] else { continue }
-                await publish(
-                    TaskCancellation(taskId: taskID, errName: "TaskCancellationError", errMessage: "graph \(instance.run.status.rawValue)"),
-                    to: .task, key: WorkflowKeys.cancel(taskID))
-            case .finished(let status):
-                var metadata: Logger.Metadata = ["graph.id": "\(id)", "graph.status": "\(status.rawValue)"]
-                if let target = instance.target { metadata["node.id"] = "\(target)" }
-                logger.info("graph finished", metadata: metadata)
-                await publishEvent(
-                    GraphEvent(
-                        graphId: id, graphName: instance.plan.definition.friendlyName, status: status.rawValue, nodeId: instance.target),
-                    key: WorkflowKeys.graphFinished(id))
-            }
-        }
-    }
-
-    /// Renders the task's options against the graph's current context and hands it to the scheduler.
-    private func schedule(_ label: String, in instance: GraphInstance) async {
-        guard let task = instance.plan.tasks.first(where: { $0.label == label }), let taskID = instance.taskIDs[label] else { return }
-        let scope = TemplateScope(
-            options: task.options, context: instance.context, nodeId: instance.target, graphId: instance.id, taskId: taskID)
-        let options: [String: JSONValue]
-        do {
-            options = try OptionTemplate.renderOptions(task.options, scope: scope)
-        } catch {
-            // A template that cannot render fails its task, as RackHD's TemplateRenderError did.
-            await taskFinished(
-                TaskFinished(
-                    taskId: taskID, taskName: task.taskName, label: label, graphId: instance.id,
-                    graphName: instance.plan.definition.injectableName,
-                    state: .failed, error: "TemplateRenderError: \(error)"))
-            return
-        }
-        let timeout: Int
-        if case .number(let milliseconds) = options["_taskTimeout"] ?? .null {
-            timeout = Int(milliseconds)
-        } else {
-            timeout = 86_400_000
-        }
-        let spec = TaskSpec(
-            taskId: taskID, graphId: instance.id, graphName: instance.plan.definition.injectableName, label: label, taskName: task.taskName,
-            job: task.runJob, options: options, context: instance.context, nodeId: instance.target, timeoutMs: timeout,
-            overrides: options["schedulerOverrides"]?.objectValue)
-        await publishSchedule(spec)
-    }
-
     // MARK: Helpers
 
-    /// Stores, then updates memory: a failed write leaves both as they were. Callers hold the
-    /// graph's turn (``beginChange(of:)``), so no other change to it is lost meanwhile.
-    private func persist(_ instance: GraphInstance, isNew: Bool = false) async throws {
-        try faults?.write?(instance)
-        if isNew {
-            try await store.create(instance)
-        } else {
-            try await store.update(instance)
+    /// Sends what a stored change decided, and logs a graph's end.
+    private func carryOut(_ change: GraphChange) async {
+        let instance = change.instance
+        if instance.run.status.isFinished {
+            var metadata: Logger.Metadata = ["graph.id": "\(instance.id)", "graph.status": "\(instance.run.status.rawValue)"]
+            if let target = instance.target { metadata["node.id"] = "\(target)" }
+            logger.info("graph finished", metadata: metadata)
         }
-        if instance.isActive {
-            active[instance.id] = instance
-        } else {
-            active[instance.id] = nil
-        }
+        await outbox.send(change.outbox)
     }
 
-    /// Waits for the graph's turn to change: changes to one graph are stored one after another.
-    private func beginChange(of id: String) async {
-        guard changing.contains(id) else {
-            changing.insert(id)
-            return
+    /// The active graph that `filter` names, by id or by target.
+    private func find(_ filter: GraphFilter) async throws -> GraphInstance? {
+        if let id = filter.id {
+            guard let instance = try await store.graph(id: id), instance.isActive else { return nil }
+            return instance
         }
-        await withCheckedContinuation { waitingToChange[id, default: []].append($0) }
-    }
-
-    /// Hands the graph's turn to the next waiter, if any.
-    private func endChange(of id: String) {
-        if var waiters = waitingToChange[id], !waiters.isEmpty {
-            let next = waiters.removeFirst()
-            waitingToChange[id] = waiters.isEmpty ? nil : waiters
-            next.resume()
-        } else {
-            changing.remove(id)
-        }
-    }
-
-    private func find(_ filter: GraphFilter) -> GraphInstance? {
-        if let id = filter.id { return active[id] }
-        if let target = filter.target { return active.values.first { $0.target == target } }
+        if let target = filter.target { return try await store.activeGraphs(target: target, name: nil).first }
         return nil
     }
 
@@ -341,62 +257,7 @@ actor GraphEngine {
             tasks: tasks)
     }
 
-    /// Work for other services goes out confirmed and persistent: it must survive a broker restart.
-    private func publish<T: Encodable & Sendable>(_ value: T, to exchange: Exchange, key: String) async {
-        do {
-            try await bus.publishConfirmed(value, to: exchange, routingKey: key, persistent: true)
-        } catch {
-            logger.error("could not publish", metadata: ["amqp.routing_key": "\(key)", "error": "\(error)"])
-        }
-    }
-
-    /// Hands a task to the Schedulers. Mandatory: with no queue to take it the broker refuses it
-    /// rather than drop it. A failed hand-over is kept and retried (``retryFailedPublishes()``).
-    private func publishSchedule(_ spec: TaskSpec) async {
-        let body: [UInt8]
-        do {
-            body = try WireFormat.encode(spec)
-        } catch {
-            logger.error("could not encode a task", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
-            return
-        }
-        let work = PendingPublishes.Work(
-            graph: spec.graphId, exchange: bus.name(of: .scheduler), key: WorkflowKeys.schedule, type: TaskSpec.payloadType, body: body,
-            mandatory: true)
-        if await send(work) { return }
-        pendingPublishes.add(work, now: .now)
-        publishFailed.yield()
-    }
-
-    private func send(_ work: PendingPublishes.Work) async -> Bool {
-        do {
-            try await bus.publishRawConfirmed(
-                body: work.body, toExchangeNamed: work.exchange, routingKey: work.key, type: work.type, persistent: true,
-                mandatory: work.mandatory)
-            return true
-        } catch {
-            logger.error("could not publish; it will be retried", metadata: ["amqp.routing_key": "\(work.key)", "error": "\(error)"])
-            return false
-        }
-    }
-
-    /// Retries failed work publishes with backoff until each goes through or its graph ends.
-    /// Runs until cancelled.
-    func retryFailedPublishes() async {
-        for await _ in publishFailures {
-            while !pendingPublishes.isEmpty, !Task.isCancelled {
-                let wait = pendingPublishes.nextDue.map { ContinuousClock.now.duration(to: $0) } ?? .zero
-                if wait > .zero { try? await Task.sleep(for: wait) }
-                // While the broker is away, wait for it rather than fail each retry at once.
-                try? await bus.waitUntilConnected(timeout: .seconds(5))
-                let due = pendingPublishes.takeDue(now: .now) { self.active[$0] != nil }
-                for work in due where await !send(work) {
-                    pendingPublishes.add(work, now: .now)
-                }
-            }
-        }
-    }
-
+    /// Progress is announced as it happens, not stored: a lost one is superseded by the next.
     private func publishEvent<T: Encodable & Sendable>(_ value: T, key: String) async {
         do {
             try await bus.publish(value, to: .events, routingKey: key)

@@ -10,8 +10,6 @@ public protocol FinishedTaskJournal: Sendable {
     func finishedReport(taskId: String) async throws -> TaskFinished?
 }
 
-extension GraphStore: FinishedTaskJournal {}
-
 /// Runs tasks: takes `run.<taskId>` from a queue shared by every task runner (so each task runs
 /// once), runs the job if this runner has it, and reports `task.finished.<taskId>`. A
 /// `cancel.<taskId>` (every runner hears it) stops the job; `TaskTimeoutError` ends it in

@@ -1,0 +1,102 @@
+import BusCore
+import Logging
+
+/// Sends the messages that stored graph changes hold in the outbox, confirmed by the broker, and
+/// forgets each once it is confirmed. What its writer could not send (the broker was away, or
+/// the writer died) any instance's ``sweep()`` sends later: a message is sent at least once, and
+/// its receivers ignore a duplicate (the Scheduler by task id, task runners by their journal,
+/// the engine by the task's state).
+final class OutboxRelay: Sendable {
+    private let bus: MessageBus
+    private let store: any GraphStore
+    private let logger: Logger
+    /// How often a sweep looks for messages that are due.
+    static let sweepInterval = Duration.milliseconds(500)
+    /// How long a swept message is leased to the sweeper that took it.
+    static let lease = Duration.seconds(10)
+
+    init(bus: MessageBus, store: any GraphStore, logger: Logger) {
+        self.bus = bus
+        self.store = store
+        self.logger = logger
+    }
+
+    /// Sends `messages` (all at once), then forgets those the broker confirmed. A failed one is
+    /// due again soon, for the sweep.
+    func send(_ messages: [OutboxMessage]) async {
+        guard !messages.isEmpty else { return }
+        let confirmed = await publish(messages)
+        let failed = messages.filter { !confirmed.contains($0.id) }
+        for message in failed {
+            do {
+                try await store.postponeMessage(message.id, by: OutboxMessage.retryDelay(afterFailures: 1))
+            } catch {
+                // Still due after its grace period.
+                logger.warning("could not reschedule a message", metadata: ["outbox.id": "\(message.id)", "error": "\(error)"])
+            }
+        }
+        await forget(Array(confirmed))
+    }
+
+    /// Sends due messages until cancelled: every ``sweepInterval``, and at once again while a
+    /// full batch was due.
+    func sweep() async {
+        let batch = 256
+        while !Task.isCancelled {
+            // While the broker is away, wait for it rather than fail each message at once.
+            guard (try? await bus.waitUntilConnected(timeout: .seconds(5))) != nil else { continue }
+            let due: [OutboxMessage]
+            do {
+                due = try await store.takeDueMessages(limit: batch, lease: Self.lease)
+            } catch {
+                logger.warning("could not read the outbox", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: Self.sweepInterval)
+                continue
+            }
+            if !due.isEmpty {
+                logger.notice("sending messages left in the outbox", metadata: ["outbox.count": "\(due.count)"])
+                let confirmed = await publish(due)
+                for message in due where !confirmed.contains(message.id) {
+                    try? await store.postponeMessage(message.id, by: OutboxMessage.retryDelay(afterFailures: message.attempts))
+                }
+                await forget(Array(confirmed))
+            }
+            if due.count < batch { try? await Task.sleep(for: Self.sweepInterval) }
+        }
+    }
+
+    /// The ids of the messages the broker confirmed.
+    private func publish(_ messages: [OutboxMessage]) async -> Set<String> {
+        await withTaskGroup(of: String?.self) { group in
+            for message in messages {
+                group.addTask {
+                    do {
+                        try await self.bus.publishRawConfirmed(
+                            body: message.body, toExchangeNamed: message.exchange, routingKey: message.routingKey, type: message.type,
+                            persistent: message.persistent, mandatory: message.mandatory)
+                        return message.id
+                    } catch {
+                        self.logger.error(
+                            "could not publish; it will be retried",
+                            metadata: ["amqp.routing_key": "\(message.routingKey)", "error": "\(error)"])
+                        return nil
+                    }
+                }
+            }
+            var confirmed: Set<String> = []
+            for await id in group {
+                if let id { confirmed.insert(id) }
+            }
+            return confirmed
+        }
+    }
+
+    private func forget(_ ids: [String]) async {
+        do {
+            try await store.removeMessages(ids)
+        } catch {
+            // They are sent again after their grace period; receivers ignore the duplicates.
+            logger.warning("could not clear sent messages from the outbox", metadata: ["error": "\(error)"])
+        }
+    }
+}

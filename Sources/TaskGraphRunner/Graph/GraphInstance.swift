@@ -1,0 +1,60 @@
+import BusCore
+import Foundation
+
+/// One graph instance: its compiled plan, its evaluation state, the shared context and the task
+/// ids. Stored in two parts: what never changes (written once) and what does (rewritten on every
+/// change; encoding the whole plan each time was most of the CPU a task cost).
+struct GraphInstance: Sendable, Equatable {
+    var id: String
+    var plan: GraphPlan
+    var run: GraphRun
+    var target: String?
+    var context: [String: JSONValue]
+    /// Task id by label, fixed at creation so that every report names the same task.
+    var taskIDs: [String: String]
+    var errors: [String: String]
+    var createdAt: Date
+
+    var isActive: Bool { !run.status.isFinished }
+
+    func label(ofTask taskID: String) -> String? {
+        taskIDs.first { $0.value == taskID }?.key
+    }
+
+    struct Header: Codable, Sendable, Equatable {
+        var plan: GraphPlan
+        var target: String?
+        var taskIDs: [String: String]
+        var createdAt: Date
+    }
+
+    struct State: Codable, Sendable, Equatable {
+        var progress: GraphRun.Progress
+        var context: [String: JSONValue]
+        var errors: [String: String]
+    }
+
+    var header: Header { Header(plan: plan, target: target, taskIDs: taskIDs, createdAt: createdAt) }
+    var state: State { State(progress: run.progress, context: context, errors: errors) }
+
+    init(id: String, header: Header, state: State) {
+        self.init(
+            id: id, plan: header.plan, run: GraphRun(plan: header.plan, progress: state.progress), target: header.target,
+            context: state.context,
+            taskIDs: header.taskIDs, errors: state.errors, createdAt: header.createdAt)
+    }
+
+    init(
+        id: String, plan: GraphPlan, run: GraphRun, target: String?, context: [String: JSONValue], taskIDs: [String: String],
+        errors: [String: String], createdAt: Date
+    ) {
+        self.id = id
+        self.plan = plan
+        self.run = run
+        self.target = target
+        self.context = context
+        self.taskIDs = taskIDs
+        self.errors = errors
+        self.createdAt = createdAt
+    }
+}

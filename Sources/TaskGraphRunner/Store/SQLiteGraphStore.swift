@@ -1,0 +1,327 @@
+import BusCore
+import Foundation
+import GRDB
+import StoreSupport
+import Synchronization
+
+/// Definitions and graph instances in SQLite (GRDB), for one TaskGraphRunner process: it keeps
+/// the active graphs in memory and takes each graph's lock in memory too. Calls suspend on GRDB's
+/// queue; none blocks the cooperative pool.
+final class SQLiteGraphStore: GraphStore {
+    private let database: DatabaseQueue
+    private let path: String
+    /// Graph state, outbox and finished tasks, the writes of every task, go through group commit.
+    private let writer: BatchedWriter
+    private let turns = GraphTurns()
+    private struct Memory {
+        var active: [String: GraphInstance] = [:]
+        /// Targets of graphs being created, so that two runs for one node cannot both pass the check.
+        var reservedTargets: Set<String> = []
+    }
+    private let memory: Mutex<Memory>
+
+    private init(database: DatabaseQueue, path: String, active: [GraphInstance]) {
+        self.database = database
+        self.path = path
+        self.writer = BatchedWriter(database: database)
+        self.memory = Mutex(Memory(active: Dictionary(active.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })))
+    }
+
+    static func open(path: String) async throws -> SQLiteGraphStore {
+        let database = try await DatabaseQueue.open(path: path, migrator: migrator)
+        let active = try await database.read { db in
+            try Row.fetchAll(db, sql: "SELECT id, header, state FROM graph WHERE active = 1").compactMap(Self.instance)
+        }
+        return SQLiteGraphStore(database: database, path: path, active: active)
+    }
+
+    private static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1: definitions and graphs") { db in
+            try db.create(table: "taskDefinition") { table in
+                table.primaryKey("injectableName", .text)
+                table.column("body", .blob).notNull()
+            }
+            try db.create(table: "graphDefinition") { table in
+                table.primaryKey("injectableName", .text)
+                table.column("body", .blob).notNull()
+            }
+            try db.create(table: "graph") { table in
+                table.primaryKey("id", .text)
+                table.column("name", .text).notNull()
+                table.column("target", .text)
+                table.column("active", .boolean).notNull()
+                table.column("header", .blob).notNull()
+                table.column("state", .blob).notNull()
+                table.column("updatedAt", .double).notNull()
+            }
+            try db.create(index: "graph_active_target", on: "graph", columns: ["active", "target"])
+        }
+        migrator.registerMigration("v2: finished tasks") { db in
+            try db.create(table: "finishedTask") { table in
+                table.primaryKey("taskId", .text)
+                table.column("body", .blob).notNull()
+                table.column("finishedAt", .double).notNull()
+            }
+        }
+        migrator.registerMigration("v3: outbox") { db in
+            try db.create(table: "outbox") { table in
+                table.primaryKey("id", .text)
+                table.column("graphId", .text).notNull()
+                table.column("exchange", .text).notNull()
+                table.column("routingKey", .text).notNull()
+                table.column("type", .text).notNull()
+                table.column("body", .blob).notNull()
+                table.column("persistent", .boolean).notNull()
+                table.column("mandatory", .boolean).notNull()
+                table.column("onlyWhileGraphActive", .boolean).notNull()
+                table.column("notBefore", .double).notNull()
+                table.column("attempts", .integer).notNull()
+            }
+            try db.create(index: "outbox_notBefore", on: "outbox", columns: ["notBefore"])
+        }
+        return migrator
+    }
+
+    // MARK: Definitions
+
+    func saveTaskDefinition(_ definition: TaskDefinition) async throws {
+        try await saveDefinition(definition, named: definition.injectableName, table: "taskDefinition")
+    }
+
+    func saveGraphDefinition(_ definition: GraphDefinition) async throws {
+        try await saveDefinition(definition, named: definition.injectableName, table: "graphDefinition")
+    }
+
+    /// `table` is one of the two definition tables of the migrator, never input.
+    private func saveDefinition(_ definition: some Encodable, named name: String, table: String) async throws {
+        let body = try JSONEncoder().encode(definition)
+        try await database.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO \(table) (injectableName, body) VALUES (?, ?)", arguments: [name, body])
+        }
+    }
+
+    func definitions() async throws -> (tasks: [TaskDefinition], graphs: [GraphDefinition]) {
+        try await database.read { db in
+            let decoder = JSONDecoder()
+            // A row this version cannot read is skipped rather than stopping the service.
+            let tasks = try Data.fetchAll(db, sql: "SELECT body FROM taskDefinition").compactMap {
+                try? decoder.decode(TaskDefinition.self, from: $0)
+            }
+            let graphs = try Data.fetchAll(db, sql: "SELECT body FROM graphDefinition").compactMap {
+                try? decoder.decode(GraphDefinition.self, from: $0)
+            }
+            return (tasks, graphs)
+        }
+    }
+
+    // MARK: Graphs
+
+    func create(_ change: GraphChange) async throws {
+        let instance = change.instance
+        if let target = instance.target {
+            try memory.withLock { memory in
+                if memory.reservedTargets.contains(target) || memory.active.values.contains(where: { $0.target == target }) {
+                    throw GraphStoreError.targetBusy(target)
+                }
+                memory.reservedTargets.insert(target)
+            }
+        }
+        defer { if let target = instance.target { memory.withLock { _ = $0.reservedTargets.remove(target) } } }
+        let header = try JSONEncoder().encode(instance.header)
+        let state = try JSONEncoder().encode(instance.state)
+        let outbox = change.outbox
+        try await writer.write { db in
+            try db.execute(
+                sql: "INSERT INTO graph (id, name, target, active, header, state, updatedAt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                arguments: [
+                    instance.id, instance.plan.definition.injectableName, instance.target, instance.isActive, header, state,
+                    Date().timeIntervalSince1970,
+                ])
+            try Self.insert(outbox, into: db)
+        }
+        if instance.isActive { memory.withLock { $0.active[instance.id] = instance } }
+    }
+
+    func change(
+        graph id: String, isolation: isolated (any Actor)? = #isolation, _ decide: (GraphInstance) throws -> GraphChange?
+    ) async throws -> GraphChange? {
+        await turns.begin(id)
+        defer { turns.end(id) }
+        // Read under the graph's turn: a change stored while this one waited counts.
+        guard let current = memory.withLock({ $0.active[id] }), let change = try decide(current) else { return nil }
+        let instance = change.instance
+        let state = try JSONEncoder().encode(instance.state)
+        let (isActive, outbox) = (instance.isActive, change.outbox)
+        try await writer.write { db in
+            try db.execute(
+                sql: "UPDATE graph SET active = ?, state = ?, updatedAt = ? WHERE id = ?",
+                arguments: [isActive, state, Date().timeIntervalSince1970, id])
+            try Self.insert(outbox, into: db)
+        }
+        // Memory follows the store: a failed write leaves both as they were.
+        memory.withLock { $0.active[id] = isActive ? instance : nil }
+        return change
+    }
+
+    func activeGraphs(target: String?, name: String?) async throws -> [GraphInstance] {
+        memory.withLock { memory in
+            memory.active.values.filter { instance in
+                (target == nil || instance.target == target) && (name == nil || instance.plan.definition.injectableName == name)
+            }
+        }
+        .sorted { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }
+    }
+
+    func graph(id: String) async throws -> GraphInstance? {
+        if let active = memory.withLock({ $0.active[id] }) { return active }
+        return try await database.read { db in
+            try Row.fetchOne(db, sql: "SELECT id, header, state FROM graph WHERE id = ?", arguments: [id]).flatMap(Self.instance)
+        }
+    }
+
+    /// A row this version cannot read (or a damaged one) is skipped rather than stopping the service.
+    private static func instance(_ row: Row) -> GraphInstance? {
+        let decoder = JSONDecoder()
+        guard let id = row["id"] as String?, let headerBytes = row["header"] as Data?, let stateBytes = row["state"] as Data?,
+            let header = try? decoder.decode(GraphInstance.Header.self, from: headerBytes),
+            let state = try? decoder.decode(GraphInstance.State.self, from: stateBytes)
+        else { return nil }
+        return GraphInstance(id: id, header: header, state: state)
+    }
+
+    // MARK: Outbox
+
+    private static func insert(_ messages: [OutboxMessage], into db: Database) throws {
+        let notBefore = Date().timeIntervalSince1970 + OutboxMessage.grace.seconds
+        for message in messages {
+            try db.execute(
+                sql: """
+                    INSERT INTO outbox (id, graphId, exchange, routingKey, type, body, persistent, mandatory, onlyWhileGraphActive,
+                    notBefore, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
+                    """,
+                arguments: [
+                    message.id, message.graphId, message.exchange, message.routingKey, message.type, Data(message.body), message.persistent,
+                    message.mandatory, message.onlyWhileGraphActive, notBefore,
+                ])
+        }
+    }
+
+    func takeDueMessages(limit: Int, lease: Duration) async throws -> [OutboxMessage] {
+        let now = Date().timeIntervalSince1970
+        return try await database.write { db in
+            let rows = try Row.fetchAll(
+                db,
+                sql: """
+                    SELECT outbox.*, graph.active AS graphActive FROM outbox LEFT JOIN graph ON graph.id = outbox.graphId
+                    WHERE notBefore <= ? ORDER BY notBefore LIMIT ?
+                    """,
+                arguments: [now, limit])
+            var due: [OutboxMessage] = []
+            for row in rows {
+                guard let id = row["id"] as String? else { continue }
+                let graphActive = (row["graphActive"] as Bool?) ?? false
+                guard var message = Self.message(row), !message.onlyWhileGraphActive || graphActive else {
+                    // Work for an ended graph, or a row this version cannot read.
+                    try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [id])
+                    continue
+                }
+                message.attempts += 1
+                try db.execute(
+                    sql: "UPDATE outbox SET notBefore = ?, attempts = ? WHERE id = ?",
+                    arguments: [now + lease.seconds, message.attempts, id])
+                due.append(message)
+            }
+            return due
+        }
+    }
+
+    private static func message(_ row: Row) -> OutboxMessage? {
+        guard let id = row["id"] as String?, let graphId = row["graphId"] as String?, let exchange = row["exchange"] as String?,
+            let routingKey = row["routingKey"] as String?, let type = row["type"] as String?, let body = row["body"] as Data?,
+            let persistent = row["persistent"] as Bool?, let mandatory = row["mandatory"] as Bool?,
+            let onlyWhileGraphActive = row["onlyWhileGraphActive"] as Bool?, let attempts = row["attempts"] as Int?
+        else { return nil }
+        return OutboxMessage(
+            id: id, graphId: graphId, exchange: exchange, routingKey: routingKey, type: type, body: [UInt8](body), persistent: persistent,
+            mandatory: mandatory, onlyWhileGraphActive: onlyWhileGraphActive, attempts: attempts)
+    }
+
+    func removeMessages(_ ids: [String]) async throws {
+        guard !ids.isEmpty else { return }
+        try await writer.write { db in
+            for id in ids { try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [id]) }
+        }
+    }
+
+    func postponeMessage(_ id: String, by delay: Duration) async throws {
+        let notBefore = Date().timeIntervalSince1970 + delay.seconds
+        try await writer.write { db in
+            try db.execute(sql: "UPDATE outbox SET notBefore = ? WHERE id = ?", arguments: [notBefore, id])
+        }
+    }
+
+    // MARK: Finished tasks
+
+    /// Records a task's end before it is reported, so that a redelivered `run` after a crash is
+    /// answered with the same report instead of running the task again.
+    /// `body` is the report as JSON, the bytes that are then published.
+    func recordFinished(taskId: String, body: [UInt8]) async throws {
+        let body = Data(body)
+        try await writer.write { db in
+            try db.execute(
+                sql: "INSERT OR REPLACE INTO finishedTask (taskId, body, finishedAt) VALUES (?, ?, ?)",
+                arguments: [taskId, body, Date().timeIntervalSince1970])
+        }
+    }
+
+    func finishedReport(taskId: String) async throws -> TaskFinished? {
+        try await database.read { db in
+            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM finishedTask WHERE taskId = ?", arguments: [taskId]) else {
+                return nil
+            }
+            return try? JSONDecoder().decode(TaskFinished.self, from: body)
+        }
+    }
+}
+
+/// One change per graph at a time, in the order they asked, so that memory can follow the store
+/// without losing a concurrent change.
+final class GraphTurns: Sendable {
+    /// Graphs whose turn is taken, with who waits for it next.
+    private let waiting = Mutex<[String: [CheckedContinuation<Void, Never>]]>([:])
+
+    func begin(_ id: String) async {
+        let free = waiting.withLock { waiting -> Bool in
+            guard waiting[id] == nil else { return false }
+            waiting[id] = []
+            return true
+        }
+        if free { return }
+        await withCheckedContinuation { continuation in
+            let granted = waiting.withLock { waiting -> Bool in
+                // Ended meanwhile: take it now.
+                guard waiting[id] != nil else {
+                    waiting[id] = []
+                    return true
+                }
+                waiting[id]!.append(continuation)
+                return false
+            }
+            if granted { continuation.resume() }
+        }
+    }
+
+    func end(_ id: String) {
+        let next = waiting.withLock { waiting -> CheckedContinuation<Void, Never>? in
+            guard var queue = waiting[id], !queue.isEmpty else {
+                waiting[id] = nil
+                return nil
+            }
+            let next = queue.removeFirst()
+            waiting[id] = queue
+            return next
+        }
+        next?.resume()
+    }
+}
