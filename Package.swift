@@ -212,6 +212,7 @@ let package = Package(
                 "Scheduler",
                 "BusCore",
                 "BusTestSupport",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ]
         ),
         .testTarget(

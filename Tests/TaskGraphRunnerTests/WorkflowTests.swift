@@ -6,11 +6,17 @@ import Testing
 
 @testable import TaskGraphRunner
 
-/// Runs a bus, a TaskGraphRunner (with its task runner) and a Scheduler for `body`.
+/// Runs a bus, a TaskGraphRunner (with its task runner) and a Scheduler for `body`, the runner on
+/// SQLite (`database`) or on a PostgreSQL database of its own.
 func withWorkflowServices<Result: Sendable>(
-    database: String = ":memory:", concurrency: Int = 64, _ body: @Sendable (MessageBus) async throws -> Result
+    database: String = ":memory:", store: StoreKind = .sqlite, concurrency: Int = 64, _ body: @Sendable (MessageBus) async throws -> Result
 ) async throws -> Result {
-    try await TestBroker.withBus { bus in
+    guard store == .sqlite else {
+        return try await TestPostgres.withDatabase { url in
+            try await withWorkflowServices(database: url, concurrency: concurrency, body)
+        }
+    }
+    return try await TestBroker.withBus { bus in
         let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: database), logger: TestBroker.logger)
         let scheduler = SchedulerService(bus: bus, concurrency: concurrency, logger: TestBroker.logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -30,9 +36,9 @@ func finishedStatus(_ events: Subscription<GraphEvent>, timeout: Duration = .sec
 
 @Suite("Workflows end to end over the real broker", .timeLimit(.minutes(2)))
 struct WorkflowTests {
-    @Test("RackHD's Graph.noop-example runs to success through Scheduler and task runner")
-    func noopExample() async throws {
-        try await withWorkflowServices { bus in
+    @Test("RackHD's Graph.noop-example runs to success through Scheduler and task runner", arguments: StoreKind.allCases)
+    func noopExample(store: StoreKind) async throws {
+        try await withWorkflowServices(store: store) { bus in
             let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
             let tasks = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
             let graph = try await bus.call(RunTaskGraph(name: "Graph.noop-example", target: "node-1"))
@@ -54,9 +60,9 @@ struct WorkflowTests {
         }
     }
 
-    @Test("only one active graph per node, with RackHD's error")
-    func oneGraphPerNode() async throws {
-        try await withWorkflowServices { bus in
+    @Test("only one active graph per node, with RackHD's error", arguments: StoreKind.allCases)
+    func oneGraphPerNode(store: StoreKind) async throws {
+        try await withWorkflowServices(store: store) { bus in
             let wait = GraphDefinition(
                 friendlyName: "wait", injectableName: "Graph.Test.Wait",
                 tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 5000])])
@@ -74,9 +80,9 @@ struct WorkflowTests {
         }
     }
 
-    @Test("cancel stops a running task and ends the graph cancelled")
-    func cancel() async throws {
-        try await withWorkflowServices { bus in
+    @Test("cancel stops a running task and ends the graph cancelled", arguments: StoreKind.allCases)
+    func cancel(store: StoreKind) async throws {
+        try await withWorkflowServices(store: store) { bus in
             let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
             let tasks = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
             let wait = GraphDefinition(
@@ -98,9 +104,9 @@ struct WorkflowTests {
         }
     }
 
-    @Test("a task that runs past _taskTimeout ends in timeout and fails the graph")
-    func timeout() async throws {
-        try await withWorkflowServices { bus in
+    @Test("a task that runs past _taskTimeout ends in timeout and fails the graph", arguments: StoreKind.allCases)
+    func timeout(store: StoreKind) async throws {
+        try await withWorkflowServices(store: store) { bus in
             let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
             let slow = GraphDefinition(
                 friendlyName: "too slow", injectableName: "Graph.Test.Timeout",
@@ -113,9 +119,9 @@ struct WorkflowTests {
         }
     }
 
-    @Test("pause lets running tasks finish and starts nothing new until resume")
-    func pauseAndResume() async throws {
-        try await withWorkflowServices { bus in
+    @Test("pause lets running tasks finish and starts nothing new until resume", arguments: StoreKind.allCases)
+    func pauseAndResume(store: StoreKind) async throws {
+        try await withWorkflowServices(store: store) { bus in
             let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
             let chain = GraphDefinition(
                 friendlyName: "two steps", injectableName: "Graph.Test.Pause",
@@ -136,9 +142,9 @@ struct WorkflowTests {
         }
     }
 
-    @Test("definitions are validated with RackHD's messages, and the libraries list them")
-    func definitions() async throws {
-        try await withWorkflowServices { bus in
+    @Test("definitions are validated with RackHD's messages, and the libraries list them", arguments: StoreKind.allCases)
+    func definitions(store: StoreKind) async throws {
+        try await withWorkflowServices(store: store) { bus in
             let bad = GraphDefinition(
                 friendlyName: "bad", injectableName: "Graph.Test.Bad",
                 tasks: [GraphTask(label: "a", taskName: "Task.noop", waitOn: WaitOn(all: ["ghost": [.finished]]))])
@@ -176,9 +182,9 @@ struct WorkflowBranchTests {
         }
     }
 
-    @Test("a failure nobody handles fails the graph and stops its other branch")
-    func unhandledFailure() async throws {
-        try await withWorkflowServices { bus in
+    @Test("a failure nobody handles fails the graph and stops its other branch", arguments: StoreKind.allCases)
+    func unhandledFailure(store: StoreKind) async throws {
+        try await withWorkflowServices(store: store) { bus in
             let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
             let graph = GraphDefinition(
                 friendlyName: "fails", injectableName: "Graph.Test.Fails",

@@ -38,6 +38,18 @@ final class PostgresGraphStore: GraphStore {
         await client.run()
     }
 
+    /// Runs `body` in a transaction. The error is the one that stopped it (the closure's own,
+    /// or that of BEGIN or COMMIT), not postgres-nio's wrapper, so callers can tell them apart.
+    private func transaction<Result: Sendable>(
+        isolation: isolated (any Actor)? = #isolation, _ body: (PostgresConnection) async throws -> sending Result
+    ) async throws -> sending Result {
+        do {
+            return try await client.withTransaction(logger: logger, isolation: isolation, body)
+        } catch let error as PostgresTransactionError {
+            throw error.closureError ?? error.beginError ?? error.commitError ?? error
+        }
+    }
+
     // MARK: Schema
 
     /// Versioned schema changes, applied in order under an advisory lock: instances that start
@@ -82,9 +94,9 @@ final class PostgresGraphStore: GraphStore {
     }
 
     private func applyMigrations() async throws {
-        try await client.withTransaction(logger: logger) { connection in
+        try await transaction { connection in
             // Any constant shared by every instance; the transaction's end releases it.
-            try await connection.query("SELECT pg_advisory_xact_lock(7_261_736_275_722)", logger: logger)
+            try await connection.query("SELECT pg_advisory_xact_lock(7261736275722)", logger: logger)
             try await connection.query("CREATE TABLE IF NOT EXISTS schema_migration (version integer PRIMARY KEY)", logger: logger)
             var applied: Set<Int> = []
             for try await version in try await connection.query("SELECT version FROM schema_migration", logger: logger).decode(Int.self) {
@@ -140,7 +152,7 @@ final class PostgresGraphStore: GraphStore {
         let header = try JSONEncoder().encode(instance.header)
         let state = try JSONEncoder().encode(instance.state)
         do {
-            try await client.withTransaction(logger: logger) { connection in
+            try await transaction { connection in
                 try await connection.query(
                     """
                     INSERT INTO graph (id, name, target, active, header, state, created_at, updated_at)
@@ -159,7 +171,7 @@ final class PostgresGraphStore: GraphStore {
         graph id: String, isolation: isolated (any Actor)? = #isolation, _ decide: (GraphInstance) throws -> GraphChange?
     ) async throws -> GraphChange? {
         let cached = headers.withLock { $0.header(for: id) }
-        return try await client.withTransaction(logger: logger) { connection -> GraphChange? in
+        return try await transaction(isolation: isolation) { connection -> GraphChange? in
             // The row lock: another instance's change to this graph waits here until this one commits.
             var found: (header: Data?, state: Data)?
             let rows = try await connection.query(

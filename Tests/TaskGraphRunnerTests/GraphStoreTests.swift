@@ -1,0 +1,145 @@
+import BusCore
+import BusTestSupport
+import Foundation
+import Testing
+
+@testable import TaskGraphRunner
+
+/// Runs `body` with a store of `kind` on a database of its own.
+func withGraphStore<Result: Sendable>(_ kind: StoreKind, _ body: @Sendable (any GraphStore) async throws -> Result) async throws -> Result {
+    switch kind {
+    case .sqlite:
+        return try await body(try await SQLiteGraphStore.open(path: ":memory:"))
+    case .postgres:
+        return try await TestPostgres.withDatabase { url in
+            guard case .postgres(let location) = try GraphStoreLocation(url) else { throw TestFailure("not a postgres URL: \(url)") }
+            let store = PostgresGraphStore(location: location, logger: TestBroker.logger)
+            return try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await store.run() }
+                defer { group.cancelAll() }
+                try await store.migrate(timeout: .seconds(5))
+                return try await body(store)
+            }
+        }
+    }
+}
+
+@Suite("Both graph stores keep the same promises", .timeLimit(.minutes(1)))
+struct GraphStoreTests {
+    static let planner = ActionPlanner(exchanges: .init(scheduler: "x.scheduler", task: "x.task", events: "x.events"))
+
+    /// A new instance of Graph.noop-example, begun, with the messages that begin it.
+    func begun(target: String?) throws -> GraphChange {
+        let definition = try #require(BuiltInLibrary.graphs.first { $0.injectableName == "Graph.noop-example" })
+        let plan = try GraphCompiler.compile(definition, library: TaskLibrary(BuiltInLibrary.tasks), options: [:])
+        let id = UUID().uuidString.lowercased()
+        var instance = GraphInstance(
+            id: id, plan: plan, run: GraphRun(plan: plan), target: target, context: ["graphId": .string(id)],
+            taskIDs: Dictionary(uniqueKeysWithValues: plan.tasks.map { ($0.label, UUID().uuidString.lowercased()) }), errors: [:],
+            createdAt: Date())
+        let actions = instance.run.begin()
+        let messages = Self.planner.carryOut(actions, on: &instance)
+        return GraphChange(instance: instance, outbox: messages)
+    }
+
+    @Test("a graph is created, changed and read back; one active graph per target", arguments: StoreKind.allCases)
+    func createChangeRead(kind: StoreKind) async throws {
+        try await withGraphStore(kind) { store in
+            let first = try begun(target: "node-a")
+            try await store.create(first)
+            await #expect(throws: GraphStoreError.targetBusy("node-a")) { try await store.create(try begun(target: "node-a")) }
+            try await store.create(try begun(target: nil))
+            try await store.create(try begun(target: nil))
+            #expect(try await store.activeGraphs(target: nil, name: nil).count == 3)
+            #expect(try await store.activeGraphs(target: "node-a", name: nil).map(\.id) == [first.instance.id])
+            #expect(try await store.activeGraphs(target: nil, name: "Graph.other").isEmpty)
+            // Cancelling ends the graph: it leaves the active list, frees its target, and can be read still.
+            let changed = try await store.change(graph: first.instance.id, isolation: nil) { current in
+                var instance = current
+                _ = instance.run.cancel()
+                return GraphChange(instance: instance, outbox: [])
+            }
+            #expect(changed?.instance.run.status == .cancelled)
+            #expect(try await store.activeGraphs(target: "node-a", name: nil).isEmpty)
+            #expect(try await store.graph(id: first.instance.id)?.run.status == .cancelled)
+            // An ended graph is not changed again.
+            let again = try await store.change(graph: first.instance.id, isolation: nil) { _ in
+                Issue.record("decide ran for an ended graph")
+                return nil
+            }
+            #expect(again == nil)
+            try await store.create(try begun(target: "node-a"))
+        }
+    }
+
+    @Test("a decision that throws stores nothing", arguments: StoreKind.allCases)
+    func throwingDecisionStoresNothing(kind: StoreKind) async throws {
+        try await withGraphStore(kind) { store in
+            let change = try begun(target: nil)
+            try await store.create(change)
+            await #expect(throws: TestFailure.self) {
+                try await store.change(graph: change.instance.id, isolation: nil) { current in
+                    var instance = current
+                    _ = instance.run.cancel()
+                    throw TestFailure("injected")
+                }
+            }
+            #expect(try await store.graph(id: change.instance.id)?.run.status == .running)
+        }
+    }
+
+    @Test("changes to one graph from many tasks at once are applied one after another", arguments: StoreKind.allCases)
+    func concurrentChangesAreSerialized(kind: StoreKind) async throws {
+        try await withGraphStore(kind) { store in
+            let change = try begun(target: nil)
+            try await store.create(change)
+            let id = change.instance.id
+            // Each change reads the counter and writes it plus one: a lost update would show as a smaller count.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<20 {
+                    group.addTask {
+                        _ = try await store.change(graph: id, isolation: nil) { current in
+                            var instance = current
+                            let count = instance.context["count"].flatMap { if case .number(let n) = $0 { n } else { nil } } ?? 0
+                            instance.context["count"] = .number(count + 1)
+                            return GraphChange(instance: instance, outbox: [])
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(try await store.graph(id: id)?.context["count"] == .number(20))
+        }
+    }
+
+    @Test("outbox messages wait out their writer's grace, are leased to one sweeper, and are dropped once their graph ends", arguments: StoreKind.allCases)
+    func outbox(kind: StoreKind) async throws {
+        try await withGraphStore(kind) { store in
+            let first = try begun(target: nil)
+            try await store.create(first)
+            let work = first.outbox.filter(\.onlyWhileGraphActive)
+            #expect(work.count == 1, "noop-1 is handed to the Scheduler")
+            #expect(try await store.takeDueMessages(limit: 10, lease: .seconds(10)).isEmpty, "its writer sends it first")
+            // The writer's send failed: due again soon, for any sweeper, and only one takes it.
+            for message in first.outbox { try await store.postponeMessage(message.id, by: .zero) }
+            let taken = try await store.takeDueMessages(limit: 10, lease: .seconds(10))
+            #expect(Set(taken.map(\.id)) == Set(first.outbox.map(\.id)))
+            #expect(taken.first { $0.id == work[0].id }?.body == work[0].body)
+            #expect(taken.allSatisfy { $0.attempts == 1 })
+            #expect(try await store.takeDueMessages(limit: 10, lease: .seconds(10)).isEmpty, "leased to the first sweeper")
+            try await store.removeMessages(taken.map(\.id))
+            // Work for a graph that ended meanwhile is dropped, not sent; its announcements still go.
+            let second = try begun(target: nil)
+            try await store.create(second)
+            let cancelled = try await store.change(graph: second.instance.id, isolation: nil) { current in
+                var instance = current
+                let messages = Self.planner.carryOut(instance.run.cancel(), on: &instance)
+                return GraphChange(instance: instance, outbox: messages)
+            }
+            for message in second.outbox + (cancelled?.outbox ?? []) { try await store.postponeMessage(message.id, by: .zero) }
+            let left = try await store.takeDueMessages(limit: 10, lease: .seconds(10))
+            #expect(left.allSatisfy { !$0.onlyWhileGraphActive }, "\(left.map(\.routingKey))")
+            #expect(left.contains { $0.routingKey.hasPrefix("graph.finished.") })
+        }
+    }
+}
