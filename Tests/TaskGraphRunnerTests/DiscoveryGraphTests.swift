@@ -53,7 +53,8 @@ struct DiscoveryGraphTests {
                 #expect(waiting.tasks["discover-smbios"]?.state == .running)
                 // The node calls back.
                 try await bus.publish(
-                    HTTPResponseEvent(address: "10.0.0.5", method: "GET", url: "/api/current/catalogs/smbios?macs=52%3A54", statusCode: 200, time: 1),
+                    HTTPResponseEvent(
+                        address: "10.0.0.5", method: "GET", url: "/api/current/catalogs/smbios?macs=52%3A54", statusCode: 200, time: 1),
                     to: .events, routingKey: HTTPResponseEvent.routingKey(nodeId: node))
                 #expect(try await finishedStatus(finished) == "succeeded")
                 #expect(await asked.values == [node])

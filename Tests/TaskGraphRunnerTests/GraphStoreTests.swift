@@ -112,7 +112,9 @@ struct GraphStoreTests {
         }
     }
 
-    @Test("outbox messages wait out their writer's grace, are leased to one sweeper, and are dropped once their graph ends", arguments: StoreKind.allCases)
+    @Test(
+        "outbox messages wait out their writer's grace, are leased to one sweeper, and are dropped once their graph ends",
+        arguments: StoreKind.allCases)
     func outbox(kind: StoreKind) async throws {
         try await withGraphStore(kind) { store in
             let first = try begun(target: nil)
