@@ -214,12 +214,15 @@ public final class MessageBus: Service, Sendable {
 
     /// A work queue: the named, durable queue `queue`, shared by every replica that consumes it,
     /// so each message goes to one of them. Deliveries must be acknowledged
-    /// (``Delivery/ack()``); at most `prefetch` are unacknowledged per consumer.
+    /// (``Delivery/ack()``); at most `prefetch` are unacknowledged per consumer. `arguments` are
+    /// the queue's `x-` arguments (for example `x-single-active-consumer`); every declarer of the
+    /// queue must pass the same ones, or the broker refuses the declare.
     public func workQueue<T: Decodable & Sendable>(
-        named queue: String, bindings: [(exchange: Exchange, pattern: String)], prefetch: Int = 16, as type: T.Type = T.self
+        named queue: String, bindings: [(exchange: Exchange, pattern: String)], prefetch: Int = 16, arguments: [String: HeaderValue] = [:],
+        as type: T.Type = T.self
     ) async throws -> Subscription<T> {
         let spec = ConsumerSpec(
-            queue: .shared(name: queue, durable: true, autoDelete: false, arguments: [:]),
+            queue: .shared(name: queue, durable: true, autoDelete: false, arguments: arguments),
             bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) },
             acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))))
         return try await makeSubscription(spec, decode: Self.jsonDecoding(T.self))
@@ -243,7 +246,8 @@ public final class MessageBus: Service, Sendable {
                 ready.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
             }
         }
-        return Subscription(queueName: queueName, id: id, handle: handle, engine: engine, acknowledgement: spec.acknowledgement, decode: decode)
+        return Subscription(
+            queueName: queueName, id: id, handle: handle, engine: engine, acknowledgement: spec.acknowledgement, decode: decode)
     }
 
     // MARK: Administration
@@ -268,11 +272,13 @@ public final class MessageBus: Service, Sendable {
 
     /// Declares the durable work queue `queue` with its bindings, without consuming from it, so
     /// that work published for a service that has not started yet waits for it instead of being
-    /// dropped as unroutable. Idempotent; the flags match ``workQueue(named:bindings:prefetch:as:)``.
-    public func declareWorkQueue(named queue: String, bindings: [(exchange: Exchange, pattern: String)]) async throws {
+    /// dropped as unroutable. Idempotent; the flags match ``workQueue(named:bindings:prefetch:arguments:as:)``.
+    public func declareWorkQueue(
+        named queue: String, bindings: [(exchange: Exchange, pattern: String)], arguments: [String: HeaderValue] = [:]
+    ) async throws {
         let bindings = bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            if !engine.submit(.declareWorkQueue(name: queue, bindings: bindings, continuation)) {
+            if !engine.submit(.declareWorkQueue(name: queue, bindings: bindings, arguments: arguments, continuation)) {
                 continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
             }
         }

@@ -5,7 +5,8 @@ import ServiceLifecycle
 import Synchronization
 import WorkflowProtocol
 
-/// The Scheduler: takes `schedule` requests from a durable queue shared by its replicas, runs at
+/// The Scheduler: takes `schedule` requests from a durable queue that its replicas share, one
+/// active at a time (the others stand by: `x-single-active-consumer`), runs at
 /// most `concurrency` tasks at once, hands each to the task runners with `run.<taskId>`, and
 /// cancels a task whose `_taskTimeout` passes (`cancel.<taskId>` with `TaskTimeoutError`).
 ///
@@ -59,7 +60,7 @@ public final class SchedulerService: Service, Sendable {
             named: WorkflowQueues.name(WorkflowQueues.taskRunner, prefix: prefix), bindings: WorkflowQueues.taskRunnerBindings)
         let requests = try await bus.workQueue(
             named: WorkflowQueues.name(Self.queueName, prefix: prefix), bindings: WorkflowQueues.schedulerBindings,
-            prefetch: 10_000,
+            prefetch: 10_000, arguments: WorkflowQueues.schedulerArguments,
             as: ScheduleRequest.self)
         // Only the task id matters here: a slot frees up.
         let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: FinishedTaskID.self)

@@ -76,7 +76,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
         // `schedule` requests wait in the Schedulers' queue even while no Scheduler is up.
         try await bus.declareWorkQueue(
             named: WorkflowQueues.name(WorkflowQueues.scheduler, prefix: bus.configuration.exchangePrefix),
-            bindings: WorkflowQueues.schedulerBindings)
+            bindings: WorkflowQueues.schedulerBindings, arguments: WorkflowQueues.schedulerArguments)
         readiness.signal()
         try await withThrowingDiscardingTaskGroup { group in
             for server in servers {

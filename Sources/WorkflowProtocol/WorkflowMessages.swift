@@ -11,6 +11,9 @@ public enum WorkflowQueues {
     /// The Schedulers' shared queue: `schedule` on the scheduler exchange.
     public static let scheduler = "rackbus.scheduler"
     public static let schedulerBindings: [(exchange: Exchange, pattern: String)] = [(.scheduler, WorkflowKeys.schedule)]
+    /// One Scheduler takes `schedule` requests at a time; the others stand by and the broker
+    /// hands the queue to one of them when it goes, so one concurrency limit holds for all.
+    public static let schedulerArguments: [String: HeaderValue] = ["x-single-active-consumer": .bool(true)]
     /// The built-in task runners' shared queue: `run.*` on the task exchange.
     public static let taskRunner = "rackbus.task-runner"
     public static let taskRunnerBindings: [(exchange: Exchange, pattern: String)] = [(.task, "run.*")]

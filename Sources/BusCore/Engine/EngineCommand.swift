@@ -99,7 +99,7 @@ enum EngineCommand: Sendable {
     /// Passive queue declare: message and consumer counts, or a 404 error.
     case inspectQueue(name: String, CheckedContinuation<QueueStatus, any Error>)
     /// Declares a durable work queue and its bindings without consuming from it.
-    case declareWorkQueue(name: String, bindings: [Binding], CheckedContinuation<Void, any Error>)
+    case declareWorkQueue(name: String, bindings: [Binding], arguments: [String: HeaderValue], CheckedContinuation<Void, any Error>)
     /// Test hook: drop the connection as if the network failed.
     case simulateConnectionLoss
 }

@@ -293,11 +293,11 @@ final class EngineLoop {
                 }
             case .deleteQueue(let name, let continuation):
                 try answer(continuation) { try connection.deleteQueue(channel: Channel.scratch, name: name) }
-            case .declareWorkQueue(let name, let bindings, let continuation):
+            case .declareWorkQueue(let name, let bindings, let arguments, let continuation):
                 try answer(continuation) {
                     _ = try connection.declareQueue(
                         channel: Channel.scratch, name: name, passive: false, durable: true, exclusive: false, autoDelete: false,
-                        arguments: [:])
+                        arguments: arguments)
                     try bind(name, bindings, on: connection)
                 }
             case .inspectQueue(let name, let continuation):
@@ -416,7 +416,7 @@ final class EngineLoop {
         case .checkExchange(_, let continuation): continuation.resume(throwing: error)
         case .deleteQueue(_, let continuation): continuation.resume(throwing: error)
         case .inspectQueue(_, let continuation): continuation.resume(throwing: error)
-        case .declareWorkQueue(_, _, let continuation): continuation.resume(throwing: error)
+        case .declareWorkQueue(_, _, _, let continuation): continuation.resume(throwing: error)
         case .changeBindings(_, _, _, let continuation): continuation.resume(throwing: error)
         case .subscribe(_, _, let sink, let ready):
             sink.finish()
