@@ -145,3 +145,36 @@ struct GraphStoreTests {
         }
     }
 }
+
+@Suite("The task graph database setting")
+struct GraphStoreLocationTests {
+    @Test("a path is a SQLite file; a postgres URL names a shared database, with libpq's defaults")
+    func parses() throws {
+        #expect(try GraphStoreLocation("/var/lib/rackbus/taskgraph.sqlite") == .sqlite(path: "/var/lib/rackbus/taskgraph.sqlite"))
+        #expect(try GraphStoreLocation(":memory:") == .sqlite(path: ":memory:"))
+        #expect(
+            try GraphStoreLocation("postgres://tg:s%40cret@db.example:6432/workflows?sslmode=require")
+                == .postgres(.init(host: "db.example", port: 6432, username: "tg", password: "s@cret", database: "workflows", tls: .require)))
+        #expect(
+            try GraphStoreLocation("postgresql://db.example")
+                == .postgres(.init(host: "db.example", port: 5432, username: "rackbus", password: nil, database: "rackbus", tls: .prefer)))
+    }
+
+    @Test(
+        "a setting it cannot use is refused with a clear error, never with the password",
+        arguments: ["", "postgres://", "postgres://u:pw@db/x?sslmode=verify-full", "postgres://u:pw@db/x?timeout=3", "postgres://db:70000/x"])
+    func refuses(setting: String) {
+        #expect(throws: GraphStoreLocation.ParseError.self) { try GraphStoreLocation(setting) }
+        do {
+            _ = try GraphStoreLocation(setting)
+        } catch {
+            #expect(!error.description.contains("pw"), "\(error)")
+        }
+    }
+
+    @Test("logs show a PostgreSQL URL without its password")
+    func redacts() throws {
+        let location = try GraphStoreLocation("postgres://tg:secret@db.example/workflows")
+        #expect(location.description == "postgres://tg@db.example:5432/workflows")
+    }
+}

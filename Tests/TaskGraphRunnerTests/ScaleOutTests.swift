@@ -28,8 +28,9 @@ struct ScaleOutTests {
         try await TestPostgres.withDatabase { database in
             let configuration = try TestBroker.configuration()
             let common = ["--url", TestBroker.url, "--prefix", configuration.exchangePrefix, "--log-level", "warning"]
+            // The setting as deploy/'s drop-in gives it, in the environment.
             let runners = (0..<instances).map { _ in
-                ServiceProcess(arguments: common + ["--services", "taskgraph", "--taskgraph-database", database])
+                ServiceProcess(arguments: common + ["--services", "taskgraph"], environment: ["RACKBUS_TASKGRAPH_DATABASE": database])
             }
             let scheduler = ServiceProcess(arguments: common + ["--services", "scheduler", "--scheduler-concurrency", "256"])
             for process in runners + [scheduler] { try process.start() }
@@ -93,6 +94,21 @@ struct ScaleOutTests {
                 #expect(Set(recorded.all.map(\.graph)) == Set(ids))
             }
         }
+    }
+
+    @Test("deploy/'s drop-in names the setting the service reads, with a PostgreSQL URL it accepts")
+    func deployDropIn() throws {
+        let file = TestBroker.repositoryRoot.appendingPathComponent("deploy/systemd/rackbus-taskgraph.service.d/postgres.conf")
+        let text = try String(contentsOf: file, encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("Environment=") })
+        let setting = line.dropFirst("Environment=".count).split(separator: "=", maxSplits: 1)
+        #expect(setting.first == "RACKBUS_TASKGRAPH_DATABASE")
+        guard case .postgres(let location) = try GraphStoreLocation(String(setting.last ?? "")) else {
+            Issue.record("not a PostgreSQL URL: \(line)")
+            return
+        }
+        #expect(location.tls == .require)
+        #expect(location.database == "rackbus")
     }
 
     @Test("every instance sees every graph, and one node gets one graph whichever instance is asked")
