@@ -12,7 +12,14 @@ struct ActionPlanner: Sendable {
     }
 
     let exchanges: Exchanges
+    /// Jobs that read nothing of the graph's context but their rendered options (the built-in
+    /// ones): their tasks carry only the graph's identity in `context`, not all of it. A job
+    /// outside this set (an external worker's) gets the whole context, as documented.
+    var contextFreeJobs: Set<String> = Set(BuiltInJobs.all.map { type(of: $0).name })
     var makeID: @Sendable () -> String = { UUID().uuidString.lowercased() }
+
+    /// What a task of a context-free job still carries of the context.
+    static let identityKeys: Set<String> = ["graphId", "graphName", "target"]
 
     /// The messages for `actions`. A task whose options cannot be rendered fails at once, as
     /// RackHD's TemplateRenderError did, and what its graph decides then is carried out too.
@@ -80,9 +87,11 @@ struct ActionPlanner: Sendable {
         } else {
             timeout = 86_400_000
         }
+        let context =
+            contextFreeJobs.contains(task.runJob) ? instance.context.filter { Self.identityKeys.contains($0.key) } : instance.context
         return TaskSpec(
             taskId: taskID, graphId: instance.id, graphName: instance.plan.definition.injectableName, label: label,
-            taskName: task.taskName, job: task.runJob, options: options, context: instance.context, nodeId: instance.target,
+            taskName: task.taskName, job: task.runJob, options: options, context: context, nodeId: instance.target,
             timeoutMs: timeout, overrides: options["schedulerOverrides"]?.objectValue)
     }
 }
