@@ -84,7 +84,12 @@ public actor LeaseTable {
         case .decline:
             if let address = request.requestedIPAddress {
                 let wasBound = state.lease(for: mac)?.state == .bound
-                state.decline(address, from: mac, at: now)
+                guard state.decline(address, from: mac, at: now) else {
+                    logger.info(
+                        "ignored a DECLINE of an address not offered or leased to the client",
+                        metadata: ["dhcp.mac": "\(mac)", "dhcp.ip": "\(address)"])
+                    return nil
+                }
                 if wasBound { await persistDeletion([mac]) }
                 logger.warning("client declined an address", metadata: ["dhcp.mac": "\(mac)", "dhcp.ip": "\(address)"])
             }
