@@ -27,8 +27,16 @@ public final class MessageBus: Service, Sendable {
     }
 
     /// Drives the connection until graceful shutdown or cancellation, then closes it cleanly.
+    /// Throws ``BusError/Code/resourceExhausted`` at once when the process has no file
+    /// descriptor left for the bus; operations issued meanwhile fail with ``BusError/Code/shutdown``.
     public func run() async throws {
-        engine.start()
+        do {
+            try engine.start()
+        } catch {
+            shutdown()
+            await engine.stop()
+            throw error
+        }
         await withTaskCancellationHandler {
             await cancelWhenGracefulShutdown {
                 await self.engine.waitUntilFinished()

@@ -86,8 +86,10 @@ final class BusEngine: Sendable {
         self.shared = EngineShared(configuration: configuration, logger: logger)
     }
 
-    /// Starts the I/O thread once; later calls do nothing.
-    func start() {
+    /// Starts the I/O thread once; later calls do nothing. Throws when the engine cannot run
+    /// (no wake-up pipe: the process is out of file descriptors).
+    func start() throws(BusError) {
+        if let failure = shared.inbox.wakeFailure { throw failure }
         thread.withLock { thread in
             guard thread == nil else { return }
             let newThread = Thread { [self] in
