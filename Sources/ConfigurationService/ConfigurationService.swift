@@ -94,13 +94,16 @@ public struct ConfigurationWatcher: Service {
 /// Settings in SQLite (GRDB): one row per key, with its version.
 final class ConfigurationStore: Sendable {
     private let database: DatabaseQueue
+    /// The file, for errors about its contents.
+    private let path: String
 
-    private init(database: DatabaseQueue) {
+    private init(database: DatabaseQueue, path: String) {
         self.database = database
+        self.path = path
     }
 
     static func open(path: String) async throws -> ConfigurationStore {
-        ConfigurationStore(database: try await DatabaseQueue.open(path: path, migrator: migrator))
+        ConfigurationStore(database: try await DatabaseQueue.open(path: path, migrator: migrator), path: path)
     }
 
     private static var migrator: DatabaseMigrator {
@@ -128,8 +131,11 @@ final class ConfigurationStore: Sendable {
         }
     }
 
+    /// The settings (one, or all), by key. Throws a ``DamagedDatabaseError`` naming the file for a
+    /// NULL or wrongly typed column.
     func entries(key: String?) async throws -> [String: ConfigurationEntry] {
-        try await database.read { db in
+        let path = self.path
+        return try await database.read { db in
             let rows =
                 if let key {
                     try Row.fetchAll(db, sql: "SELECT key, value, version, updatedAt FROM setting WHERE key = ?", arguments: [key])
@@ -138,9 +144,13 @@ final class ConfigurationStore: Sendable {
                 }
             var entries: [String: ConfigurationEntry] = [:]
             for row in rows {
-                guard let value = try? JSONDecoder().decode(JSONValue.self, from: row["value"] as Data) else { continue }
-                let key: String = row["key"]
-                entries[key] = ConfigurationEntry(key: key, value: value, version: row["version"], updatedAt: row["updatedAt"])
+                // A value that is not JSON is skipped; a NULL or a number in its place is damage.
+                let body = try row.decode(Data.self, "value", in: path)
+                guard let value = try? JSONDecoder().decode(JSONValue.self, from: body) else { continue }
+                let key = try row.decode(String.self, "key", in: path)
+                entries[key] = ConfigurationEntry(
+                    key: key, value: value, version: try row.decode(Int.self, "version", in: path),
+                    updatedAt: try row.decode(Int64.self, "updatedAt", in: path))
             }
             return entries
         }
