@@ -52,6 +52,29 @@ struct LeaseStoreDamageTests {
     }
 }
 
+/// When the store fails under a lease RPC, the caller gets a generic 500; what failed (SQL, the
+/// file) goes to the log under the error id the caller sees.
+@Suite("Lease store failures under the RPCs")
+struct LeaseStoreFailureTests {
+    @Test("a pin the store cannot save is undone, and its reply tells nothing of the store")
+    func pinStoreFailureIsConcealed() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-pins-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("dhcp.sqlite").path
+        let configuration = LeaseStoreDamageTests().configuration(path)
+        let table = try await LeaseTable.open(configuration: configuration, logger: TestBroker.logger)
+        try damage(path, "DROP TABLE pin")
+        let mac = MACAddress("02:77:00:00:00:02")!
+        let error = await #expect(throws: (any Error).self) { try await table.pin(mac: mac, to: IPv4Address("10.77.0.15")!) }
+        let reply = ErrorEvent.from(try #require(error))
+        #expect(reply.status == 500)
+        for text in [reply.message, reply.stack, "\(reply.context)"] {
+            #expect(!text.contains("pin (mac") && !text.contains("no such table") && !text.contains(path), "leaked: \(text)")
+        }
+        #expect(await table.snapshot().pinned.isEmpty, "the pin was undone")
+    }
+}
+
 /// Runs raw SQL on a database file, as a hand edit or another program would.
 func damage(_ path: String, _ sql: String) throws {
     let queue = try DatabaseQueue(path: path)

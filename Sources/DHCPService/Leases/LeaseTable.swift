@@ -213,7 +213,8 @@ public actor LeaseTable {
             try await store.savePin(mac: mac, ip: ip)
         } catch {
             _ = state.unpin(mac: mac)
-            throw ErrorEvent.internalError("could not store the pin: \(error)")
+            // Not an ErrorEvent: the RPC server answers a generic 500 and logs these details.
+            throw LeaseStoreFailure(operation: "store the pin of \(mac) to \(ip)", underlying: error)
         }
     }
 
@@ -224,4 +225,11 @@ public actor LeaseTable {
             logger.error("could not delete leases from the store", metadata: ["error": "\(error)"])
         }
     }
+}
+
+/// The lease store failed under an RPC. Its description (SQL, the file) is for the log only.
+struct LeaseStoreFailure: Error, CustomStringConvertible {
+    var operation: String
+    var underlying: any Error
+    var description: String { "could not \(operation): \(underlying)" }
 }
