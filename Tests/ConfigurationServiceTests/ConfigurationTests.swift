@@ -95,6 +95,22 @@ struct ConfigurationExchangeTests {
         }
     }
 
+    @Test("a setting whose owner is not running to check it (dhcp.pool without DHCPService) is refused with a 503 and not stored")
+    func ownerAbsent() async throws {
+        try await withConfiguration { bus in
+            let changes = try await bus.subscribe(to: .configuration, patterns: ["configuration.changed.#"], as: ConfigurationEntry.self)
+            let error = await #expect(throws: BusError.self) {
+                _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "172.31.128.10-172.31.128.50"))
+            }
+            #expect(error?.status == 503)
+            #expect(error?.remote?.message.contains("dhcp") == true, "\(String(describing: error))")
+            #expect(try await bus.call(GetConfiguration()).isEmpty)
+            #expect(await drain(changes, for: .milliseconds(300)).isEmpty, "nothing was broadcast")
+            // Settings nobody else owns are still stored at once.
+            #expect(try await bus.call(SetConfiguration(key: "scheduler.concurrency", value: 8)).version == 1)
+        }
+    }
+
     @Test("a watcher applies the current value at start and every change after")
     func watcherAppliesLive() async throws {
         try await withConfiguration { bus in
