@@ -29,7 +29,7 @@ struct WakePipeTests {
                 try await bus.run()
                 exit(13)
             } catch let error as BusError {
-                guard error.message.contains("file descriptor") else { exit(14) }
+                guard error.code == .resourceExhausted, error.message.contains("file descriptor") else { exit(14) }
             } catch {
                 exit(15)
             }
