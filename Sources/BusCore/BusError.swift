@@ -19,6 +19,7 @@ public struct BusError: Error, Sendable, CustomStringConvertible {
             case backpressure
             case brokerRefused
             case callerNotFollowing
+            case resourceExhausted
         }
 
         fileprivate let base: Base
@@ -56,6 +57,8 @@ public struct BusError: Error, Sendable, CustomStringConvertible {
         /// A command asked its caller a question, but the caller does not follow the command
         /// (a plain RPC caller, which only waits for the final reply).
         public static let callerNotFollowing = Code(base: .callerNotFollowing)
+        /// The process lacks a system resource the bus needs (a file descriptor).
+        public static let resourceExhausted = Code(base: .resourceExhausted)
 
         public var description: String { base.rawValue }
     }

@@ -27,8 +27,16 @@ public final class MessageBus: Service, Sendable {
     }
 
     /// Drives the connection until graceful shutdown or cancellation, then closes it cleanly.
+    /// Throws ``BusError/Code/resourceExhausted`` at once when the process has no file
+    /// descriptor left for the bus; operations issued meanwhile fail with ``BusError/Code/shutdown``.
     public func run() async throws {
-        engine.start()
+        do {
+            try engine.start()
+        } catch {
+            shutdown()
+            await engine.stop()
+            throw error
+        }
         await withTaskCancellationHandler {
             await cancelWhenGracefulShutdown {
                 await self.engine.waitUntilFinished()
@@ -81,25 +89,20 @@ public final class MessageBus: Service, Sendable {
     /// Whether ``shutdown()`` has been called (or the bus has stopped).
     var isShutDown: Bool { engine.shared.inbox.isStopping }
 
-    /// Waits until the connection is up, or throws ``BusError/Code/timeout``.
+    /// Waits until the connection is up, or throws ``BusError/Code/timeout`` (each caller after
+    /// its own timeout) or ``BusError/Code/cancelled``.
     public func waitUntilConnected(timeout: Duration = .seconds(30)) async throws {
         if isConnected { return }
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await self.engine.shared.waitUntilConnected()
-                return true
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return false
-            }
-            let connected = try await group.next() ?? false
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.engine.shared.waitUntilConnected() }
+            group.addTask { try? await Task.sleep(for: timeout) }
+            await group.next()
+            // Cancelling the group ends this caller's own waiter, and no one else's.
             group.cancelAll()
-            self.engine.shared.releaseWaiters()
-            if !connected || !self.isConnected {
-                throw BusError(code: .timeout, message: "no broker connection within \(timeout) (\(self.configuration.redactedURL))")
-            }
         }
+        if isConnected { return }
+        if Task.isCancelled { throw BusError(code: .cancelled, message: "stopped waiting for the broker connection") }
+        throw BusError(code: .timeout, message: "no broker connection within \(timeout) (\(configuration.redactedURL))")
     }
 
     /// The broker-side name of a convention exchange (`on.events`).

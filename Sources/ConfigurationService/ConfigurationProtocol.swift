@@ -61,6 +61,26 @@ public struct GetConfiguration: BusRequest {
     }
 }
 
+/// `methods.validate.<owner>`: before it stores a change of a setting that a service owns (see
+/// ``ConfigurationKeys/owner(of:)``), the ConfigurationService asks that service whether it can
+/// apply the value. The owner answers `true`, or a 400 ErrorEvent saying what is wrong; a
+/// ``ConfigurationValidator`` serves it.
+public struct ValidateConfiguration: BusRequest {
+    public typealias Reply = Bool
+    public static let exchange = Exchange.configuration
+    public static let method = "methods.validate"
+    public static let payloadType = "Result"
+    public var value: SetConfiguration.Change
+
+    public init(key: String, value: JSONValue) {
+        self.value = SetConfiguration.Change(key: key, value: value)
+    }
+
+    public var routingKey: String { Self.routingKey(owner: ConfigurationKeys.owner(of: value.key) ?? "none") }
+
+    public static func routingKey(owner: String) -> String { "\(method).\(owner)" }
+}
+
 /// The settings RackBus's services apply live, and what a valid value is. Other keys are
 /// stored as given (for tools and later services) if the key itself is well formed.
 public enum ConfigurationKeys {
@@ -73,7 +93,14 @@ public enum ConfigurationKeys {
 
     public static let logLevels = ["emerg", "alert", "error", "warning", "notice", "info", "debug", "silly"]
 
-    /// Checks a change; the error says what is wrong, for a 400 reply.
+    /// The service that must accept a change of `key` before it is stored, for settings whose
+    /// validity only that service knows (`dhcp.pool` must lie in the DHCP server's subnet).
+    public static func owner(of key: String) -> String? {
+        key == dhcpPool ? "dhcp" : nil
+    }
+
+    /// Checks a change's form; the error says what is wrong, for a 400 reply. A setting with an
+    /// ``owner(of:)`` is then checked by its owner too.
     public static func validate(key: String, value: JSONValue) throws(ErrorEvent) {
         guard Self.isWellFormed(key) else {
             throw .badRequest("Invalid configuration key '\(key)': use lowercase words separated by dots, such as scheduler.concurrency.")

@@ -9,17 +9,24 @@ import Synchronization
 /// The owner of RackBus's settings: a key/value store in SQLite that answers `methods.set` and
 /// `methods.get` on `on.configuration` and broadcasts `configuration.changed.<key>` after each
 /// change. Run exactly one (it is the only writer); every other service reads through the bus.
+///
+/// A change of a setting that a service owns (``ConfigurationKeys/owner(of:)``) is stored only
+/// once that service accepted it (``ValidateConfiguration``); when the owner does not answer
+/// within `ownerTimeout` (it is not running), the change is refused with a 503.
 public final class ConfigurationService: Service, Sendable {
     private let bus: MessageBus
     private let databasePath: String
+    private let ownerTimeout: Duration
     private let logger: Logger
     private let readiness = ReadinessSignal()
 
     public init(
-        bus: MessageBus, databasePath: String = ".rackbus/configuration.sqlite", logger: Logger = Logger(label: "rackbus.configuration")
+        bus: MessageBus, databasePath: String = ".rackbus/configuration.sqlite", ownerTimeout: Duration = .seconds(5),
+        logger: Logger = Logger(label: "rackbus.configuration")
     ) {
         self.bus = bus
         self.databasePath = databasePath
+        self.ownerTimeout = ownerTimeout
         self.logger = logger
     }
 
@@ -27,8 +34,12 @@ public final class ConfigurationService: Service, Sendable {
         let store = try await ConfigurationStore.open(path: databasePath)
         let bus = self.bus
         let logger = self.logger
+        let ownerTimeout = self.ownerTimeout
         let setter = try await bus.server(for: SetConfiguration.self, concurrency: 1) { request, _ in
             try ConfigurationKeys.validate(key: request.value.key, value: request.value.value)
+            if let owner = ConfigurationKeys.owner(of: request.value.key) {
+                try await Self.askOwner(owner, about: request.value, on: bus, timeout: ownerTimeout)
+            }
             let entry = try await store.set(key: request.value.key, value: request.value.value)
             logger.notice("configuration changed", metadata: ["config.setting": "\(entry.key)", "config.version": "\(entry.version)"])
             // Persistent and confirmed: a service that misses it reads the value with methods.get.
@@ -53,6 +64,48 @@ public final class ConfigurationService: Service, Sendable {
         await readiness.wait()
     }
 
+    /// Returns when `owner` accepts the change; throws its refusal as it is, or a 503 when it
+    /// does not answer: a value nobody could check is not stored.
+    private static func askOwner(_ owner: String, about change: SetConfiguration.Change, on bus: MessageBus, timeout: Duration)
+        async throws
+    {
+        do {
+            _ = try await bus.call(ValidateConfiguration(key: change.key, value: change.value), timeout: timeout)
+        } catch let error as BusError {
+            if let refusal = error.remote { throw refusal }
+            throw ErrorEvent(
+                name: "ServiceUnavailableError",
+                message:
+                    "\(change.key) is checked by the \(owner) service before it is stored, and \(owner) did not answer (\(error.code)); "
+                    + "start it and set \(change.key) again.",
+                context: ["key": .string(change.key), "owner": .string(owner)], status: 503)
+        }
+    }
+}
+
+/// Answers ``ValidateConfiguration`` for the settings of one owner (``ConfigurationKeys/owner(of:)``):
+/// `validate` returns when the service can apply the value and throws (a 400 ErrorEvent) when
+/// it cannot. A `Service`, to run beside the service it speaks for.
+public struct ConfigurationValidator: Service {
+    private let bus: MessageBus
+    private let owner: String
+    private let validate: @Sendable (_ key: String, _ value: JSONValue) async throws -> Void
+
+    public init(bus: MessageBus, owner: String, validate: @escaping @Sendable (_ key: String, _ value: JSONValue) async throws -> Void) {
+        self.bus = bus
+        self.owner = owner
+        self.validate = validate
+    }
+
+    public func run() async throws {
+        let validate = self.validate
+        let server = try await bus.server(for: ValidateConfiguration.self, routingKey: ValidateConfiguration.routingKey(owner: owner)) {
+            request, _ in
+            try await validate(request.value.key, request.value.value)
+            return true
+        }
+        await cancelWhenGracefulShutdown { await server.run() }
+    }
 }
 
 /// Applies a setting live: reads its current value when it starts (a late subscriber learns the
@@ -94,13 +147,16 @@ public struct ConfigurationWatcher: Service {
 /// Settings in SQLite (GRDB): one row per key, with its version.
 final class ConfigurationStore: Sendable {
     private let database: DatabaseQueue
+    /// The file, for errors about its contents.
+    private let path: String
 
-    private init(database: DatabaseQueue) {
+    private init(database: DatabaseQueue, path: String) {
         self.database = database
+        self.path = path
     }
 
     static func open(path: String) async throws -> ConfigurationStore {
-        ConfigurationStore(database: try await DatabaseQueue.open(path: path, migrator: migrator))
+        ConfigurationStore(database: try await DatabaseQueue.open(path: path, migrator: migrator), path: path)
     }
 
     private static var migrator: DatabaseMigrator {
@@ -128,8 +184,11 @@ final class ConfigurationStore: Sendable {
         }
     }
 
+    /// The settings (one, or all), by key. Throws a ``DamagedDatabaseError`` naming the file for a
+    /// NULL or wrongly typed column.
     func entries(key: String?) async throws -> [String: ConfigurationEntry] {
-        try await database.read { db in
+        let path = self.path
+        return try await database.read { db in
             let rows =
                 if let key {
                     try Row.fetchAll(db, sql: "SELECT key, value, version, updatedAt FROM setting WHERE key = ?", arguments: [key])
@@ -138,9 +197,13 @@ final class ConfigurationStore: Sendable {
                 }
             var entries: [String: ConfigurationEntry] = [:]
             for row in rows {
-                guard let value = try? JSONDecoder().decode(JSONValue.self, from: row["value"] as Data) else { continue }
-                let key: String = row["key"]
-                entries[key] = ConfigurationEntry(key: key, value: value, version: row["version"], updatedAt: row["updatedAt"])
+                // A value that is not JSON is skipped; a NULL or a number in its place is damage.
+                let body = try row.decode(Data.self, "value", in: path)
+                guard let value = try? JSONDecoder().decode(JSONValue.self, from: body) else { continue }
+                let key = try row.decode(String.self, "key", in: path)
+                entries[key] = ConfigurationEntry(
+                    key: key, value: value, version: try row.decode(Int.self, "version", in: path),
+                    updatedAt: try row.decode(Int64.self, "updatedAt", in: path))
             }
             return entries
         }

@@ -111,12 +111,25 @@ public final class DHCPService: Service, Sendable {
 
     /// Applies a new pool range (`FIRST-LAST`) live, e.g. from the configuration exchange.
     public func updatePool(_ range: String) async throws {
+        let pool = try checkPool(range)
+        guard let table = leaseTable else { throw DHCPConfigurationError("the lease table is not loaded yet") }
+        try await table.updatePool(first: pool.first, last: pool.last)
+    }
+
+    /// The pool `range` (`FIRST-LAST`) would give, or why this server cannot use it (not an
+    /// ordered range, or not inside its subnet). Changes nothing: the configuration owner asks
+    /// before it stores `dhcp.pool`.
+    public func checkPool(_ range: String) throws(DHCPConfigurationError) -> LeasePool {
         let parts = range.split(separator: "-").map { $0.trimmingCharacters(in: .whitespaces) }
         guard parts.count == 2, let first = IPv4Address(parts[0]), let last = IPv4Address(parts[1]) else {
             throw DHCPConfigurationError("a pool looks like 172.31.128.10-172.31.131.250, not \(range)")
         }
-        guard let table = leaseTable else { throw DHCPConfigurationError("the lease table is not loaded yet") }
-        try await table.updatePool(first: first, last: last)
+        // The subnet and the server's address never change while it runs; only the range does.
+        var pool = configuration.pool
+        pool.first = first
+        pool.last = last
+        try pool.validate()
+        return pool
     }
 
     /// Packets dropped because they did not parse, since start.

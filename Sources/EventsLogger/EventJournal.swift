@@ -18,14 +18,17 @@ struct JournalRecord: Sendable, Equatable {
 /// callers suspend, they never block the cooperative pool.
 final class EventJournal: Sendable {
     private let database: DatabaseQueue
+    /// The file, for errors about its contents.
+    private let path: String
 
-    private init(database: DatabaseQueue) {
+    private init(database: DatabaseQueue, path: String) {
         self.database = database
+        self.path = path
     }
 
     /// Opens (creating if needed) the journal at `path`; `:memory:` gives a private in-memory one.
     static func open(path: String) async throws -> EventJournal {
-        EventJournal(database: try await DatabaseQueue.open(path: path, migrator: migrator))
+        EventJournal(database: try await DatabaseQueue.open(path: path, migrator: migrator), path: path)
     }
 
     private static var migrator: DatabaseMigrator {
@@ -91,12 +94,14 @@ final class EventJournal: Sendable {
             ORDER BY time DESC, id DESC LIMIT ?
             """
         let arguments = values
+        let path = self.path
         let newestFirst = try await database.read { db in
             try Row.fetchAll(db, sql: sql, arguments: StatementArguments(arguments)).map { row in
                 (
-                    id: row["id"] as Int64, time: row["time"] as Int64, exchange: row["exchange"] as String,
-                    routingKey: row["routingKey"] as String, kind: row["kind"] as String, nodeId: row["nodeId"] as String?,
-                    body: row["body"] as String
+                    id: try row.decode(Int64.self, "id", in: path), time: try row.decode(Int64.self, "time", in: path),
+                    exchange: try row.decode(String.self, "exchange", in: path),
+                    routingKey: try row.decode(String.self, "routingKey", in: path), kind: try row.decode(String.self, "kind", in: path),
+                    nodeId: try row.decode(String?.self, "nodeId", in: path), body: try row.decode(String.self, "body", in: path)
                 )
             }
         }

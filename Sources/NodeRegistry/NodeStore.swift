@@ -11,14 +11,18 @@ import StoreSupport
 /// concurrent registrations of one MAC create one node.
 final class NodeStore: Sendable {
     private let database: DatabaseQueue
+    /// The file, for errors about its contents: a NULL or wrongly typed column throws a
+    /// ``DamagedDatabaseError`` naming it.
+    private let path: String
 
-    private init(database: DatabaseQueue) {
+    private init(database: DatabaseQueue, path: String) {
         self.database = database
+        self.path = path
     }
 
     /// Opens (creating if needed) the store at `path`; `:memory:` gives a private in-memory store.
     static func open(path: String) async throws -> NodeStore {
-        NodeStore(database: try await DatabaseQueue.open(path: path, migrator: migrator))
+        NodeStore(database: try await DatabaseQueue.open(path: path, migrator: migrator), path: path)
     }
 
     private static var migrator: DatabaseMigrator {
@@ -94,7 +98,7 @@ final class NodeStore: Sendable {
             if !created, added > 0 {
                 try db.execute(sql: "UPDATE node SET updatedAt = ? WHERE id = ?", arguments: [now, nodeId])
             }
-            guard let node = try Self.fetchNode(db, id: nodeId) else {
+            guard let node = try Self.fetchNode(db, id: nodeId, in: self.path) else {
                 throw ErrorEvent.internalError("Node \(nodeId) vanished while it was registered.")
             }
             return (node, created)
@@ -103,29 +107,34 @@ final class NodeStore: Sendable {
 
     /// The node with this id, else the node that has this MAC.
     func node(idOrMAC value: String) async throws -> Node? {
-        try await database.read { db in
-            if let node = try Self.fetchNode(db, id: value) { return node }
+        let path = self.path
+        return try await database.read { db in
+            if let node = try Self.fetchNode(db, id: value, in: path) { return node }
             guard let mac = NodeIdentity.normalizedMAC(value),
-                let owner = try String.fetchOne(db, sql: "SELECT nodeId FROM identifier WHERE mac = ?", arguments: [mac])
+                let row = try Row.fetchOne(db, sql: "SELECT nodeId FROM identifier WHERE mac = ?", arguments: [mac])
             else { return nil }
-            return try Self.fetchNode(db, id: owner)
+            return try Self.fetchNode(db, id: try row.decode(String.self, "nodeId", in: path), in: path)
         }
     }
 
     /// Every node, oldest first.
     func nodes() async throws -> [Node] {
-        try await database.read { db in
+        let path = self.path
+        return try await database.read { db in
             var identifiers: [String: [String]] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT mac, nodeId FROM identifier ORDER BY rowid") {
-                identifiers[row["nodeId"], default: []].append(row["mac"])
+                let nodeId = try row.decode(String.self, "nodeId", in: path)
+                identifiers[nodeId, default: []].append(try row.decode(String.self, "mac", in: path))
             }
             var catalogs: [String: [Catalog]] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT nodeId, source, data, createdAt FROM catalog ORDER BY rowid") {
-                if let catalog = Self.catalog(row) { catalogs[row["nodeId"], default: []].append(catalog) }
+                if let catalog = try Self.catalog(row, in: path) {
+                    catalogs[try row.decode(String.self, "nodeId", in: path), default: []].append(catalog)
+                }
             }
             return try Row.fetchAll(db, sql: "SELECT * FROM node ORDER BY createdAt, rowid").map { row in
-                let id: String = row["id"]
-                return Self.node(row, identifiers: identifiers[id] ?? [], catalogs: catalogs[id] ?? [])
+                let id = try row.decode(String.self, "id", in: path)
+                return try Self.node(row, identifiers: identifiers[id] ?? [], catalogs: catalogs[id] ?? [], in: path)
             }
         }
     }
@@ -137,7 +146,7 @@ final class NodeStore: Sendable {
             try db.execute(
                 sql: "UPDATE node SET bootSettings = ?, updatedAt = ? WHERE id = ?", arguments: [encoded, now, nodeId])
             guard db.changesCount > 0 else { return nil }
-            return try Self.fetchNode(db, id: nodeId)
+            return try Self.fetchNode(db, id: nodeId, in: self.path)
         }
     }
 
@@ -171,15 +180,16 @@ final class NodeStore: Sendable {
 
     /// Every SKU definition, by name.
     func skus() async throws -> [SKUDefinition] {
-        try await database.read { db in try Self.fetchSKUs(db) }
+        let path = self.path
+        return try await database.read { db in try Self.fetchSKUs(db, in: path) }
     }
 
     /// Matches the SKUs against the node's catalogs and stores the result on the node (nil
     /// clears it). Returns the outcome, or nil when there is no such node.
     func assignSKU(nodeId: String, now: Int64) async throws -> AssignSKU.Assigned? {
         try await database.write { db in
-            guard let node = try Self.fetchNode(db, id: nodeId) else { return nil }
-            let sku = SKUMatcher.bestMatch(try Self.fetchSKUs(db), catalogs: node.catalogs)?.name
+            guard let node = try Self.fetchNode(db, id: nodeId, in: self.path) else { return nil }
+            let sku = SKUMatcher.bestMatch(try Self.fetchSKUs(db, in: self.path), catalogs: node.catalogs)?.name
             try db.execute(sql: "UPDATE node SET sku = ?, updatedAt = ? WHERE id = ?", arguments: [sku, now, nodeId])
             return AssignSKU.Assigned(sku: sku)
         }
@@ -195,32 +205,43 @@ final class NodeStore: Sendable {
         try Bool.fetchOne(db, sql: "SELECT EXISTS (SELECT 1 FROM node WHERE id = ?)", arguments: [id]) ?? false
     }
 
-    private static func fetchNode(_ db: Database, id: String) throws -> Node? {
+    private static func fetchNode(_ db: Database, id: String, in path: String) throws -> Node? {
         guard let row = try Row.fetchOne(db, sql: "SELECT * FROM node WHERE id = ?", arguments: [id]) else { return nil }
-        let identifiers = try String.fetchAll(db, sql: "SELECT mac FROM identifier WHERE nodeId = ? ORDER BY rowid", arguments: [id])
+        let identifiers = try Row.fetchAll(db, sql: "SELECT mac FROM identifier WHERE nodeId = ? ORDER BY rowid", arguments: [id]).map {
+            try $0.decode(String.self, "mac", in: path)
+        }
         let catalogs = try Row.fetchAll(
             db, sql: "SELECT source, data, createdAt FROM catalog WHERE nodeId = ? ORDER BY rowid", arguments: [id]
-        ).compactMap(catalog)
-        return node(row, identifiers: identifiers, catalogs: catalogs)
+        ).compactMap { try catalog($0, in: path) }
+        return try node(row, identifiers: identifiers, catalogs: catalogs, in: path)
     }
 
-    private static func node(_ row: Row, identifiers: [String], catalogs: [Catalog]) -> Node {
-        // Settings this version cannot read count as none rather than hiding the node.
-        let settings = (row["bootSettings"] as Data?).flatMap { try? JSONDecoder().decode(BootSettings.self, from: $0) }
+    private static func node(_ row: Row, identifiers: [String], catalogs: [Catalog], in path: String) throws -> Node {
+        // Settings this version cannot parse count as none rather than hiding the node.
+        let settings = try row.decode(Data?.self, "bootSettings", in: path).flatMap {
+            try? JSONDecoder().decode(BootSettings.self, from: $0)
+        }
         return Node(
-            id: row["id"], identifiers: identifiers, type: row["type"], name: row["name"], bootSettings: settings, catalogs: catalogs,
-            sku: row["sku"], createdAt: row["createdAt"], updatedAt: row["updatedAt"])
+            id: try row.decode(String.self, "id", in: path), identifiers: identifiers, type: try row.decode(String.self, "type", in: path),
+            name: try row.decode(String.self, "name", in: path), bootSettings: settings, catalogs: catalogs,
+            sku: try row.decode(String?.self, "sku", in: path), createdAt: try row.decode(Int64.self, "createdAt", in: path),
+            updatedAt: try row.decode(Int64.self, "updatedAt", in: path))
     }
 
-    private static func catalog(_ row: Row) -> Catalog? {
-        guard let data = try? JSONDecoder().decode(JSONValue.self, from: row["data"] as Data) else { return nil }
-        return Catalog(source: row["source"], data: data, createdAt: row["createdAt"])
+    /// A catalog, or nil when its data is not JSON (skipped, as unparsable settings are).
+    private static func catalog(_ row: Row, in path: String) throws -> Catalog? {
+        let body = try row.decode(Data.self, "data", in: path)
+        guard let data = try? JSONDecoder().decode(JSONValue.self, from: body) else { return nil }
+        return Catalog(
+            source: try row.decode(String.self, "source", in: path), data: data,
+            createdAt: try row.decode(Int64.self, "createdAt", in: path))
     }
 
-    private static func fetchSKUs(_ db: Database) throws -> [SKUDefinition] {
+    private static func fetchSKUs(_ db: Database, in path: String) throws -> [SKUDefinition] {
         try Row.fetchAll(db, sql: "SELECT name, rules FROM sku ORDER BY name").compactMap { row in
-            guard let rules = try? JSONDecoder().decode([SKURule].self, from: row["rules"] as Data) else { return nil }
-            return SKUDefinition(name: row["name"], rules: rules)
+            let body = try row.decode(Data.self, "rules", in: path)
+            guard let rules = try? JSONDecoder().decode([SKURule].self, from: body) else { return nil }
+            return SKUDefinition(name: try row.decode(String.self, "name", in: path), rules: rules)
         }
     }
 }

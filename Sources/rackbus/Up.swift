@@ -243,6 +243,16 @@ struct Up: AsyncParsableCommand {
                     }))
         }
         if let dhcp {
+            // The owner of dhcp.pool: only it knows its subnet, so it checks a change before it is stored.
+            members.append(
+                .init(
+                    service: ConfigurationValidator(bus: messageBus, owner: "dhcp") { key, value in
+                        guard key == ConfigurationKeys.dhcpPool else { return }
+                        guard let range = value.stringValue else { throw ErrorEvent.badRequest("\(key) must be a string FIRST-LAST.") }
+                        do { _ = try dhcp.checkPool(range) } catch {
+                            throw ErrorEvent.badRequest("\(key): \(error).", context: ["key": .string(key)])
+                        }
+                    }))
             members.append(
                 .init(
                     service: ConfigurationWatcher(bus: messageBus, key: ConfigurationKeys.dhcpPool) { value in

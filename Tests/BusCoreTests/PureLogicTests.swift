@@ -277,6 +277,28 @@ struct WireFormatTests {
         #expect(timeout.name == "BusError")
     }
 
+    @Test func internalErrorsAreConcealed() {
+        struct Leaky: Error, CustomStringConvertible {
+            var description: String { "cannot open /var/lib/rackbus/secret.sqlite (token=hunter2)" }
+        }
+        let event = ErrorEvent.from(Leaky())
+        #expect(event.status == 500)
+        #expect(event.name == "InternalServerError")
+        #expect(!event.message.contains("hunter2") && !event.stack.contains("hunter2") && !event.message.contains("secret.sqlite"))
+        let errorID = event.context["errorId"]?.stringValue ?? ""
+        #expect(!errorID.isEmpty)
+        #expect(event.message.contains(errorID))
+        #expect(ErrorEvent.from(Leaky()).context["errorId"] != event.context["errorId"], "each error gets its own id")
+        // A bus failure keeps its code, not its message (which may name a broker or a queue).
+        let bus = ErrorEvent.from(BusError(code: .timeout, message: "no reply from amqp://broker.internal:5672"))
+        #expect(bus.name == "BusError")
+        #expect(bus.context["code"] == "timeout")
+        #expect(!bus.message.contains("broker.internal"))
+        // What a handler throws on purpose is its reply, unchanged, a 500 included.
+        #expect(ErrorEvent.from(ErrorEvent.internalError("the pool is exhausted")) == .internalError("the pool is exhausted"))
+        #expect(ErrorEvent.from(BusError.remote(.notFound("gone"))) == .notFound("gone"))
+    }
+
     @Test func retriability() {
         #expect(BusError(code: .timeout, message: "").isRetriable)
         #expect(BusError(code: .connectionLost, message: "").isRetriable)

@@ -95,6 +95,54 @@ struct ConfigurationExchangeTests {
         }
     }
 
+    @Test("a setting whose owner is not running to check it (dhcp.pool without DHCPService) is refused with a 503 and not stored")
+    func ownerAbsent() async throws {
+        try await withConfiguration { bus in
+            let changes = try await bus.subscribe(to: .configuration, patterns: ["configuration.changed.#"], as: ConfigurationEntry.self)
+            let error = await #expect(throws: BusError.self) {
+                _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "172.31.128.10-172.31.128.50"))
+            }
+            #expect(error?.status == 503)
+            #expect(error?.remote?.message.contains("dhcp") == true, "\(String(describing: error))")
+            #expect(try await bus.call(GetConfiguration()).isEmpty)
+            #expect(await drain(changes, for: .milliseconds(300)).isEmpty, "nothing was broadcast")
+            // Settings nobody else owns are still stored at once.
+            #expect(try await bus.call(SetConfiguration(key: "scheduler.concurrency", value: 8)).version == 1)
+        }
+    }
+
+    @Test("the owner's refusal reaches the caller and nothing is stored; what it accepts is stored and broadcast")
+    func ownerDecides() async throws {
+        try await withConfiguration { bus in
+            let asked = Locked<[JSONValue]>([])
+            let owner = ConfigurationValidator(bus: bus, owner: "dhcp") { key, value in
+                asked.withLock { $0.append(value) }
+                if value == "10.0.0.10-10.0.0.20" { throw ErrorEvent.badRequest("\(key): not in this server's subnet") }
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await owner.run() }
+                defer { group.cancelAll() }
+                let changes = try await bus.subscribe(
+                    to: .configuration, patterns: ["configuration.changed.#"], as: ConfigurationEntry.self)
+                // The validator's queue may still be binding: retry until it answers.
+                let refused = try await retryingUntilRefused {
+                    try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "10.0.0.10-10.0.0.20"))
+                }
+                #expect(refused.status == 400)
+                #expect(refused.remote?.message == "dhcp.pool: not in this server's subnet")
+                #expect(try await bus.call(GetConfiguration()).isEmpty)
+                #expect(await drain(changes, for: .milliseconds(300)).isEmpty, "nothing was broadcast")
+
+                // A drained subscription has ended; the accepted change is followed on a new one.
+                let later = try await bus.subscribe(to: .configuration, patterns: ["configuration.changed.#"], as: ConfigurationEntry.self)
+                let stored = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "172.31.128.10-172.31.128.50"))
+                #expect(stored.version == 1)
+                #expect(try await collect(later, count: 1).map(\.message) == [stored])
+                #expect(asked.withLock { $0 }.suffix(2) == ["10.0.0.10-10.0.0.20", "172.31.128.10-172.31.128.50"])
+            }
+        }
+    }
+
     @Test("a watcher applies the current value at start and every change after")
     func watcherAppliesLive() async throws {
         try await withConfiguration { bus in
@@ -120,5 +168,20 @@ func waitFor(timeout: Duration = .seconds(10), _ condition: @Sendable () -> Bool
     while !condition() {
         guard ContinuousClock.now < deadline else { throw TestFailure("condition not met within \(timeout)") }
         try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+/// Calls `body` until it fails with an answer other than the 503 of an owner that is not there yet.
+func retryingUntilRefused(within window: Duration = .seconds(20), _ body: () async throws -> some Sendable) async throws -> BusError {
+    let deadline = ContinuousClock.now + window
+    while true {
+        do {
+            _ = try await body()
+            throw TestFailure("the call was accepted")
+        } catch let error as BusError where error.status == 503 && ContinuousClock.now < deadline {
+            continue
+        } catch let error as BusError {
+            return error
+        }
     }
 }

@@ -158,6 +158,38 @@ struct LeaseStateTests {
         #expect(state.isAvailable(ip("10.9.0.10"), for: d, at: now + 301))
     }
 
+    /// RFC 2131 4.3.3: a DECLINE counts only from the client the address was offered or leased
+    /// to. Anyone else's would let any MAC take pool addresses out of service for the rest time.
+    @Test func declineOnlyFromTheClientThatHoldsTheAddress() {
+        var state = makeState()
+        _ = state.offer(to: a, requested: nil, hostname: nil, at: now)
+        _ = state.bind(ip("10.9.0.10"), to: a, hostname: nil, at: now)
+        _ = state.offer(to: b, requested: nil, hostname: nil, at: now)
+        #expect(state.lease(for: b)?.ip == ip("10.9.0.11"))
+
+        // A stranger declines a bound address, an offered one and a free one: nothing changes.
+        state.decline(ip("10.9.0.10"), from: c, at: now)
+        state.decline(ip("10.9.0.11"), from: c, at: now)
+        state.decline(ip("10.9.0.12"), from: c, at: now)
+        #expect(state.declined.isEmpty)
+        #expect(state.boundLease(on: ip("10.9.0.10"), at: now)?.mac == a)
+        #expect(state.lease(for: b)?.ip == ip("10.9.0.11"))
+        #expect(state.isAvailable(ip("10.9.0.12"), for: d, at: now + 1))
+        // A client declining an address other than its own changes nothing either.
+        state.decline(ip("10.9.0.12"), from: a, at: now)
+        #expect(state.isAvailable(ip("10.9.0.12"), for: d, at: now + 1))
+        #expect(state.boundLease(on: ip("10.9.0.10"), at: now)?.mac == a)
+
+        // The holder's own DECLINE, of an offer and of a lease, rests the address and drops the lease.
+        state.decline(ip("10.9.0.11"), from: b, at: now)
+        state.decline(ip("10.9.0.10"), from: a, at: now)
+        #expect(state.lease(for: a) == nil)
+        #expect(state.lease(for: b) == nil)
+        #expect(!state.isAvailable(ip("10.9.0.10"), for: d, at: now + 10))
+        #expect(!state.isAvailable(ip("10.9.0.11"), for: d, at: now + 10))
+        #expect(state.isAvailable(ip("10.9.0.11"), for: d, at: now + 301))
+    }
+
     @Test func snapshotHasRackHDsShape() throws {
         var state = makeState()
         _ = state.offer(to: a, requested: nil, hostname: "n1", at: now)

@@ -66,4 +66,50 @@ struct LiveConfigurationTests {
         }
         await up.stop()
     }
+
+    @Test("dhcp.pool is checked by the running DHCPService: a pool outside its subnet is refused with a 400 and not stored")
+    func ownerValidatesThePool() async throws {
+        let configuration = try TestBroker.configuration()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-owner-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let up = ServiceProcess(
+            arguments: [
+                "--url", TestBroker.url, "--prefix", configuration.exchangePrefix, "--services", "configuration,dhcp",
+                "--configuration-database", directory.appendingPathComponent("config.sqlite").path,
+                "--dhcp-database", directory.appendingPathComponent("dhcp.sqlite").path,
+            ], logFile: directory.appendingPathComponent("up.log"))
+        try up.start()
+        do {
+            try await TestBroker.withBus(configuration) { bus in
+                _ = try await retryingUntilAnswered(within: .seconds(60)) {
+                    try await bus.call(IpInRange(ip: "172.31.128.20"), timeout: .seconds(1))
+                }
+                _ = try await retryingUntilAnswered(within: .seconds(60)) { try await bus.call(GetConfiguration(), timeout: .seconds(1)) }
+
+                // Well formed, but outside the DHCP server's subnet (172.31.128.0/22).
+                let refused = await #expect(throws: BusError.self) {
+                    _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "1.2.3.4-1.2.3.9"))
+                }
+                #expect(refused?.status == 400)
+                #expect(refused?.remote?.message.contains("subnet") == true, "\(String(describing: refused))")
+                #expect(try await bus.call(GetConfiguration(key: ConfigurationKeys.dhcpPool)).isEmpty, "the refused pool was stored")
+                #expect(try await bus.call(IpInRange(ip: "1.2.3.5")) == false)
+                #expect(try await bus.call(IpInRange(ip: "172.31.128.20")) == true)
+
+                // A pool inside the subnet is stored and applied.
+                let stored = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "172.31.129.1-172.31.129.50"))
+                #expect(stored.version == 1)
+                #expect(
+                    try await bus.call(GetConfiguration(key: ConfigurationKeys.dhcpPool))[ConfigurationKeys.dhcpPool]?.value
+                        == "172.31.129.1-172.31.129.50")
+                try await eventually { try await bus.call(IpInRange(ip: "172.31.128.20")) == false }
+                #expect(try await bus.call(IpInRange(ip: "172.31.129.20")) == true)
+            }
+        } catch {
+            await up.stop()
+            throw error
+        }
+        await up.stop()
+    }
 }

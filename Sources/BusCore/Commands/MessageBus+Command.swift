@@ -71,7 +71,8 @@ extension MessageBus {
                         do {
                             call.answer(message, type: CommandWire.answerType, body: try await onQuestion(message.body))
                         } catch {
-                            call.answer(message, type: WireFormat.errorType, body: (try? WireFormat.encode(ErrorEvent.from(error))) ?? [])
+                            let event = ErrorEvent.reply(to: error, logger: self.logger, metadata: ["amqp.routing_key": "\(routingKey)"])
+                            call.answer(message, type: WireFormat.errorType, body: (try? WireFormat.encode(event)) ?? [])
                         }
                     default:
                         break

@@ -11,7 +11,9 @@ final class EngineShared: Sendable {
     let correlation: CorrelationIDCodec
     let metrics: BusMetrics
     private let status = Mutex<(connected: Bool, generation: UInt64)>((false, 0))
-    private let statusWaiters = Mutex<[CheckedContinuation<Void, Never>]>([])
+    /// Tasks in `waitUntilConnected`, by id, so that each can leave on its own (timeout,
+    /// cancellation) without waking the others.
+    private let statusWaiters = Mutex<(nextID: UInt64, waiting: [UInt64: CheckedContinuation<Void, Never>])>((0, [:]))
 
     init(configuration: BusConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -28,11 +30,7 @@ final class EngineShared: Sendable {
     func setConnected(generation: UInt64) {
         status.withLock { $0 = (true, generation) }
         metrics.connected.record(1)
-        let waiters = statusWaiters.withLock { waiters in
-            defer { waiters.removeAll() }
-            return waiters
-        }
-        for waiter in waiters { waiter.resume() }
+        releaseWaiters()
     }
 
     func setDisconnected() {
@@ -40,22 +38,38 @@ final class EngineShared: Sendable {
         metrics.connected.record(0)
     }
 
-    /// Suspends until the connection is up (used by `MessageBus.waitUntilConnected`).
+    /// Suspends until the connection is up, ``releaseWaiters()`` is called (shutdown), or the
+    /// calling task is cancelled, which resumes this waiter only (used by
+    /// `MessageBus.waitUntilConnected`).
     func waitUntilConnected() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = status.withLock { state -> Bool in
-                if state.connected { return true }
-                statusWaiters.withLock { $0.append(continuation) }
-                return false
+        let id = statusWaiters.withLock { waiters in
+            defer { waiters.nextID += 1 }
+            return waiters.nextID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let now = status.withLock { state -> Bool in
+                    if state.connected { return true }
+                    return statusWaiters.withLock { waiters in
+                        // Checked under the lock that `onCancel` takes: a cancel that came
+                        // first finds nothing to resume, so this must not wait.
+                        if Task.isCancelled { return true }
+                        waiters.waiting[id] = continuation
+                        return false
+                    }
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
+        } onCancel: {
+            statusWaiters.withLock { $0.waiting.removeValue(forKey: id) }?.resume()
         }
     }
 
+    /// Resumes every waiter: the connection is up, or the bus is shutting down.
     func releaseWaiters() {
         let waiters = statusWaiters.withLock { waiters in
-            defer { waiters.removeAll() }
-            return waiters
+            defer { waiters.waiting.removeAll() }
+            return Array(waiters.waiting.values)
         }
         for waiter in waiters { waiter.resume() }
     }
@@ -72,8 +86,10 @@ final class BusEngine: Sendable {
         self.shared = EngineShared(configuration: configuration, logger: logger)
     }
 
-    /// Starts the I/O thread once; later calls do nothing.
-    func start() {
+    /// Starts the I/O thread once; later calls do nothing. Throws when the engine cannot run
+    /// (no wake-up pipe: the process is out of file descriptors).
+    func start() throws(BusError) {
+        if let failure = shared.inbox.wakeFailure { throw failure }
         thread.withLock { thread in
             guard thread == nil else { return }
             let newThread = Thread { [self] in

@@ -14,27 +14,44 @@ final class EngineInbox: Sendable {
 
     private let state = Mutex(State())
     /// A non-blocking pipe: the write end wakes the thread, the read end is what it polls.
+    /// Both are -1 when the pipe could not be made.
     private let wakeReader: Int32
     private let wakeWriter: Int32
+    /// Why there is no pipe (the process is out of file descriptors): the engine must not start.
+    let wakeFailure: BusError?
     /// Above this many queued commands, `waitForRoom` suspends publishers.
     let highWater: Int
 
     init(highWater: Int) {
         self.highWater = highWater
+        // A failure is kept, not trapped on: `MessageBus.init` cannot throw, `run()` throws it.
+        switch Self.makeWakePipe() {
+        case .success(let pipe):
+            (wakeReader, wakeWriter, wakeFailure) = (pipe.reader, pipe.writer, nil)
+        case .failure(let error):
+            (wakeReader, wakeWriter, wakeFailure) = (-1, -1, error)
+        }
+    }
+
+    private static func makeWakePipe() -> Result<(reader: Int32, writer: Int32), BusError> {
         var descriptors: [Int32] = [-1, -1]
-        let status = pipe(&descriptors)
-        precondition(status == 0, "pipe failed: errno \(errno)")
+        guard pipe(&descriptors) == 0 else {
+            let code = errno
+            return .failure(
+                BusError(
+                    code: .resourceExhausted,
+                    message: "no file descriptor for the bus's wake-up pipe: \(String(cString: strerror(code))) (errno \(code))"))
+        }
         for descriptor in descriptors {
             _ = fcntl(descriptor, F_SETFL, fcntl(descriptor, F_GETFL) | O_NONBLOCK)
             _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
         }
-        self.wakeReader = descriptors[0]
-        self.wakeWriter = descriptors[1]
+        return .success((descriptors[0], descriptors[1]))
     }
 
     deinit {
-        close(wakeReader)
-        close(wakeWriter)
+        if wakeReader >= 0 { close(wakeReader) }
+        if wakeWriter >= 0 { close(wakeWriter) }
     }
 
     /// The descriptor the I/O thread polls for wake-ups.
@@ -114,6 +131,7 @@ final class EngineInbox: Sendable {
     }
 
     private func signal() {
+        guard wakeWriter >= 0 else { return }
         var one: UInt8 = 1
         _ = write(wakeWriter, &one, 1)
     }

@@ -1,3 +1,5 @@
+import Logging
+
 /// RackHD's error payload on the wire (AMQP type `ErrorEvent`):
 /// `{name, message, stack, context, status?}` with HTTP-like status codes.
 ///
@@ -48,19 +50,61 @@ public struct ErrorEvent: Error, Codable, Sendable, Equatable, CustomStringConve
     }
 
     /// The ErrorEvent a server replies with when a handler throws `error`.
-    /// Errors that do not describe themselves become a 500, as RackHD's InternalServerError.
-    public static func from(_ error: any Error) -> ErrorEvent {
+    ///
+    /// ErrorEvents (and ``ErrorEventConvertible`` errors, and a remote ErrorEvent that a nested
+    /// call got) are replies chosen on purpose and pass unchanged. Anything else is unexpected
+    /// and becomes a generic 500, as RackHD's InternalServerError, carrying `errorID` in its
+    /// message and as `context.errorId`: an error's description can hold paths, SQL or
+    /// addresses that are not the caller's business. A ``BusError`` keeps its code. Use
+    /// ``reply(to:logger:metadata:)`` to also log the details under that id.
+    public static func from(_ error: any Error, errorID: @autoclosure () -> String = ErrorEvent.makeErrorID()) -> ErrorEvent {
+        concealing(error, errorID: errorID).event
+    }
+
+    /// The ErrorEvent to reply with when a handler throws `error` (see ``from(_:errorID:)``);
+    /// when it conceals an unexpected error, the error is logged at `error` level with its
+    /// `error.id`, so that the id a caller reports finds the details.
+    public static func reply(to error: any Error, logger: Logger, metadata: Logger.Metadata = [:]) -> ErrorEvent {
+        let (event, concealedID) = concealing(error, errorID: makeErrorID)
+        if let concealedID {
+            var details = metadata
+            details["error.id"] = "\(concealedID)"
+            details["error"] = "\(error)"
+            logger.error("answered an internal error with a 500", metadata: details)
+        }
+        return event
+    }
+
+    /// A fresh id for one concealed error: short enough to read out, random enough not to repeat.
+    public static func makeErrorID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String(generator.next() as UInt64, radix: 16)
+    }
+
+    /// The reply, and the id when it conceals `error`.
+    private static func concealing(_ error: any Error, errorID: () -> String) -> (event: ErrorEvent, concealedID: String?) {
         switch error {
         case let event as ErrorEvent:
-            return event
+            return (event, nil)
         case let convertible as any ErrorEventConvertible:
-            return convertible.errorEvent
+            return (convertible.errorEvent, nil)
         case let bus as BusError:
-            if let remote = bus.remote { return remote }
-            return ErrorEvent(name: "BusError", message: bus.message, context: .object(["code": .string("\(bus.code)")]), status: 500)
+            if let remote = bus.remote { return (remote, nil) }
+            let id = errorID()
+            return (
+                ErrorEvent(
+                    name: "BusError", message: internalMessage(id), context: ["code": .string("\(bus.code)"), "errorId": .string(id)],
+                    status: 500),
+                id
+            )
         default:
-            return .internalError(String(describing: error))
+            let id = errorID()
+            return (.internalError(internalMessage(id), context: ["errorId": .string(id)]), id)
         }
+    }
+
+    private static func internalMessage(_ id: String) -> String {
+        "Internal server error; the service logged its details under error id \(id)."
     }
 }
 

@@ -41,7 +41,8 @@ extension MessageBus {
     ///
     /// A request whose deadline passed is dropped unanswered. A request with the wrong AMQP type
     /// or a body that does not decode is answered with a 400 ErrorEvent without calling `handler`.
-    /// An error thrown by `handler` becomes an ErrorEvent (see ``ErrorEvent/from(_:)``).
+    /// An error thrown by `handler` becomes an ErrorEvent (see ``ErrorEvent/reply(to:logger:metadata:)``):
+    /// ErrorEvents pass unchanged, anything else becomes a generic 500 whose details are logged.
     ///
     /// With `observed`, a copy of every reply also goes to the events exchange under
     /// `reply.<routingKey>.<reply_to>`, so that other parties (a dashboard, an audit log,
@@ -162,7 +163,9 @@ extension MessageBus {
                 send(reply: served.body, properties: properties, to: raw, acknowledging: token, observers: observers)
             } catch {
                 metrics.failures.increment()
-                reply(to: raw, acknowledging: token, error: ErrorEvent.from(error), observers: observers)
+                let event = ErrorEvent.reply(
+                    to: error, logger: logger, metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(raw.routingKey)"])
+                reply(to: raw, acknowledging: token, error: event, observers: observers)
             }
         }
     }

@@ -133,9 +133,14 @@ struct LeaseState: Sendable {
     }
 
     /// DECLINE: the address is in use by someone we do not know; rest it and forget the lease.
-    mutating func decline(_ ip: IPv4Address, from mac: MACAddress, at now: Date) {
-        if let lease = leases[mac], lease.ip == ip { remove(mac) }
+    /// Only from the client it was offered or leased to (RFC 2131 4.3.3): otherwise any MAC could
+    /// take any pool address out of service. Returns whether the DECLINE was accepted.
+    @discardableResult
+    mutating func decline(_ ip: IPv4Address, from mac: MACAddress, at now: Date) -> Bool {
+        guard let lease = leases[mac], lease.ip == ip else { return false }
+        remove(mac)
         if pool.contains(ip) { declined[ip] = now + declineHold }
+        return true
     }
 
     /// Drops expired leases and decline rests; returns the MACs whose leases went.

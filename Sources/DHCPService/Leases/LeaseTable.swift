@@ -84,7 +84,12 @@ public actor LeaseTable {
         case .decline:
             if let address = request.requestedIPAddress {
                 let wasBound = state.lease(for: mac)?.state == .bound
-                state.decline(address, from: mac, at: now)
+                guard state.decline(address, from: mac, at: now) else {
+                    logger.info(
+                        "ignored a DECLINE of an address not offered or leased to the client",
+                        metadata: ["dhcp.mac": "\(mac)", "dhcp.ip": "\(address)"])
+                    return nil
+                }
                 if wasBound { await persistDeletion([mac]) }
                 logger.warning("client declined an address", metadata: ["dhcp.mac": "\(mac)", "dhcp.ip": "\(address)"])
             }
@@ -208,7 +213,8 @@ public actor LeaseTable {
             try await store.savePin(mac: mac, ip: ip)
         } catch {
             _ = state.unpin(mac: mac)
-            throw ErrorEvent.internalError("could not store the pin: \(error)")
+            // Not an ErrorEvent: the RPC server answers a generic 500 and logs these details.
+            throw LeaseStoreFailure(operation: "store the pin of \(mac) to \(ip)", underlying: error)
         }
     }
 
@@ -219,4 +225,11 @@ public actor LeaseTable {
             logger.error("could not delete leases from the store", metadata: ["error": "\(error)"])
         }
     }
+}
+
+/// The lease store failed under an RPC. Its description (SQL, the file) is for the log only.
+struct LeaseStoreFailure: Error, CustomStringConvertible {
+    var operation: String
+    var underlying: any Error
+    var description: String { "could not \(operation): \(underlying)" }
 }

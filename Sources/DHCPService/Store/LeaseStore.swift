@@ -9,14 +9,17 @@ import StoreSupport
 /// cooperative pool.
 final class LeaseStore: Sendable {
     private let database: DatabaseQueue
+    /// The file, for errors about its contents.
+    private let path: String
 
-    private init(database: DatabaseQueue) {
+    private init(database: DatabaseQueue, path: String) {
         self.database = database
+        self.path = path
     }
 
     /// Opens (creating if needed) the store at `path`; `:memory:` gives a private in-memory store.
     static func open(path: String) async throws -> LeaseStore {
-        LeaseStore(database: try await DatabaseQueue.open(path: path, migrator: migrator))
+        LeaseStore(database: try await DatabaseQueue.open(path: path, migrator: migrator), path: path)
     }
 
     private static var migrator: DatabaseMigrator {
@@ -38,21 +41,29 @@ final class LeaseStore: Sendable {
         return migrator
     }
 
+    /// Every stored lease and pin. Throws a ``DamagedDatabaseError`` naming the file for a NULL
+    /// or wrongly typed column.
     func load() async throws -> (leases: [Lease], pins: [(MACAddress, IPv4Address)]) {
-        try await database.read { db in
+        let path = self.path
+        return try await database.read { db in
             var leases: [Lease] = []
             for row in try Row.fetchAll(db, sql: "SELECT mac, ip, hostname, boundAt, expiresAt, leaseSeconds FROM lease") {
-                // Rows this version cannot read are skipped, not fatal.
-                guard let mac = MACAddress(row["mac"] as String), let ip = IPv4Address(row["ip"] as String) else { continue }
+                // Text this version cannot parse as a MAC or an address is skipped, not fatal.
+                guard let mac = MACAddress(try row.decode(String.self, "mac", in: path)),
+                    let ip = IPv4Address(try row.decode(String.self, "ip", in: path))
+                else { continue }
                 leases.append(
                     Lease(
-                        mac: mac, ip: ip, state: .bound, hostname: row["hostname"], boundAt: Date(timeIntervalSince1970: row["boundAt"]),
-                        expiresAt: Date(timeIntervalSince1970: row["expiresAt"]),
-                        leaseSeconds: UInt32(clamping: row["leaseSeconds"] as Int64)))
+                        mac: mac, ip: ip, state: .bound, hostname: try row.decode(String?.self, "hostname", in: path),
+                        boundAt: Date(timeIntervalSince1970: try row.decode(Double.self, "boundAt", in: path)),
+                        expiresAt: Date(timeIntervalSince1970: try row.decode(Double.self, "expiresAt", in: path)),
+                        leaseSeconds: UInt32(clamping: try row.decode(Int64.self, "leaseSeconds", in: path))))
             }
             var pins: [(MACAddress, IPv4Address)] = []
             for row in try Row.fetchAll(db, sql: "SELECT mac, ip FROM pin") {
-                guard let mac = MACAddress(row["mac"] as String), let ip = IPv4Address(row["ip"] as String) else { continue }
+                guard let mac = MACAddress(try row.decode(String.self, "mac", in: path)),
+                    let ip = IPv4Address(try row.decode(String.self, "ip", in: path))
+                else { continue }
                 pins.append((mac, ip))
             }
             return (leases, pins)
