@@ -200,6 +200,7 @@ let package = Package(
         .testTarget(
             name: "DHCPServiceTests",
             dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
                 "DHCPService",
                 "BusCore",
                 "BusTestSupport",
@@ -208,6 +209,7 @@ let package = Package(
         .testTarget(
             name: "TaskGraphRunnerTests",
             dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
                 "TaskGraphRunner",
                 "Scheduler",
                 "BusCore",
@@ -218,6 +220,7 @@ let package = Package(
         .testTarget(
             name: "EventsLoggerTests",
             dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
                 "EventsLogger",
                 "BusCore",
                 "BusTestSupport",
@@ -226,6 +229,7 @@ let package = Package(
         .testTarget(
             name: "ConfigurationServiceTests",
             dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),
                 "ConfigurationService",
                 "BusCore",
                 "BusTestSupport",
@@ -252,7 +256,8 @@ let package = Package(
         ),
         .testTarget(
             name: "NodeRegistryTests",
-            dependencies: ["NodeRegistry", "NodeProtocol", "BusCore", "BusTestSupport"]
+            dependencies: [
+                .product(name: "GRDB", package: "GRDB.swift"),"NodeRegistry", "NodeProtocol", "BusCore", "BusTestSupport"]
         ),
         .testTarget(
             name: "TFTPServiceTests",

@@ -1,6 +1,7 @@
 import BusCore
 import BusTestSupport
 import Foundation
+import GRDB
 import Testing
 
 @testable import TaskGraphRunner
@@ -154,7 +155,8 @@ struct GraphStoreLocationTests {
         #expect(try GraphStoreLocation(":memory:") == .sqlite(path: ":memory:"))
         #expect(
             try GraphStoreLocation("postgres://tg:s%40cret@db.example:6432/workflows?sslmode=require")
-                == .postgres(.init(host: "db.example", port: 6432, username: "tg", password: "s@cret", database: "workflows", tls: .require)))
+                == .postgres(
+                    .init(host: "db.example", port: 6432, username: "tg", password: "s@cret", database: "workflows", tls: .require)))
         #expect(
             try GraphStoreLocation("postgresql://db.example")
                 == .postgres(.init(host: "db.example", port: 5432, username: "rackbus", password: nil, database: "rackbus", tls: .prefer)))
@@ -162,7 +164,9 @@ struct GraphStoreLocationTests {
 
     @Test(
         "a setting it cannot use is refused with a clear error, never with the password",
-        arguments: ["", "postgres://", "postgres://u:pw@db/x?sslmode=verify-full", "postgres://u:pw@db/x?timeout=3", "postgres://db:70000/x"])
+        arguments: [
+            "", "postgres://", "postgres://u:pw@db/x?sslmode=verify-full", "postgres://u:pw@db/x?timeout=3", "postgres://db:70000/x",
+        ])
     func refuses(setting: String) {
         #expect(throws: GraphStoreLocation.ParseError.self) { try GraphStoreLocation(setting) }
         do {
@@ -176,5 +180,38 @@ struct GraphStoreLocationTests {
     func redacts() throws {
         let location = try GraphStoreLocation("postgres://tg:secret@db.example/workflows")
         #expect(location.description == "postgres://tg@db.example:5432/workflows")
+    }
+}
+
+@Suite("A damaged task graph database")
+struct GraphStoreDamageTests {
+    @Test(
+        "a wrongly typed column makes opening fail with an error naming the file, never a crash",
+        arguments: ["UPDATE graph SET id = x'00ff'"])
+    func damagedColumn(sql: String) async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-graphs-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("taskgraph.sqlite").path
+        let store = try await SQLiteGraphStore.open(path: path)
+        try await store.create(try GraphStoreTests().begun(target: nil))
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { try $0.execute(sql: sql) }
+        let error = await #expect(throws: (any Error).self) { _ = try await SQLiteGraphStore.open(path: path) }
+        #expect("\(error.map { "\($0)" } ?? "")".contains(path), "the error names the file: \(String(describing: error))")
+    }
+
+    @Test("a graph whose state this version cannot read is skipped, and the others load")
+    func unreadableStateIsSkipped() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-graphs-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("taskgraph.sqlite").path
+        let store = try await SQLiteGraphStore.open(path: path)
+        let (broken, kept) = (try GraphStoreTests().begun(target: nil), try GraphStoreTests().begun(target: nil))
+        try await store.create(broken)
+        try await store.create(kept)
+        let queue = try DatabaseQueue(path: path)
+        try await queue.write { try $0.execute(sql: "UPDATE graph SET state = 42 WHERE id = ?", arguments: [broken.instance.id]) }
+        let reopened = try await SQLiteGraphStore.open(path: path)
+        #expect(try await reopened.activeGraphs(target: nil, name: nil).map(\.id) == [kept.instance.id])
     }
 }

@@ -30,7 +30,7 @@ final class SQLiteGraphStore: GraphStore {
     static func open(path: String) async throws -> SQLiteGraphStore {
         let database = try await DatabaseQueue.open(path: path, migrator: migrator)
         let active = try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, header, state FROM graph WHERE active = 1").compactMap(Self.instance)
+            try Row.fetchAll(db, sql: "SELECT id, header, state FROM graph WHERE active = 1").compactMap { try Self.instance($0, in: path) }
         }
         return SQLiteGraphStore(database: database, path: path, active: active)
     }
@@ -176,16 +176,19 @@ final class SQLiteGraphStore: GraphStore {
     func graph(id: String) async throws -> GraphInstance? {
         if let active = memory.withLock({ $0.active[id] }) { return active }
         return try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, header, state FROM graph WHERE id = ?", arguments: [id]).flatMap(Self.instance)
+            try Row.fetchOne(db, sql: "SELECT id, header, state FROM graph WHERE id = ?", arguments: [id]).flatMap {
+                try Self.instance($0, in: self.path)
+            }
         }
     }
 
-    /// A row this version cannot read (or a damaged one) is skipped rather than stopping the service.
-    private static func instance(_ row: Row) -> GraphInstance? {
+    /// A graph this version cannot read is skipped rather than stopping the service; a damaged
+    /// row (a NULL, a value of another type) is an error that names the file.
+    private static func instance(_ row: Row, in path: String) throws -> GraphInstance? {
         let decoder = JSONDecoder()
-        guard let id = row["id"] as String?, let headerBytes = row["header"] as Data?, let stateBytes = row["state"] as Data?,
-            let header = try? decoder.decode(GraphInstance.Header.self, from: headerBytes),
-            let state = try? decoder.decode(GraphInstance.State.self, from: stateBytes)
+        let id = try row.decode(String.self, "id", in: path)
+        guard let header = try? decoder.decode(GraphInstance.Header.self, from: try row.decode(Data.self, "header", in: path)),
+            let state = try? decoder.decode(GraphInstance.State.self, from: try row.decode(Data.self, "state", in: path))
         else { return nil }
         return GraphInstance(id: id, header: header, state: state)
     }
@@ -219,10 +222,10 @@ final class SQLiteGraphStore: GraphStore {
                 arguments: [now, limit])
             var due: [OutboxMessage] = []
             for row in rows {
-                guard let id = row["id"] as String? else { continue }
-                let graphActive = (row["graphActive"] as Bool?) ?? false
-                guard var message = Self.message(row), !message.onlyWhileGraphActive || graphActive else {
-                    // Work for an ended graph, or a row this version cannot read.
+                let id = try row.decode(String.self, "id", in: path)
+                let graphActive = try row.decode(Bool?.self, "graphActive", in: path) ?? false
+                guard var message = try Self.message(row, in: path), !message.onlyWhileGraphActive || graphActive else {
+                    // Work for an ended graph.
                     try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [id])
                     continue
                 }
@@ -236,15 +239,14 @@ final class SQLiteGraphStore: GraphStore {
         }
     }
 
-    private static func message(_ row: Row) -> OutboxMessage? {
-        guard let id = row["id"] as String?, let graphId = row["graphId"] as String?, let exchange = row["exchange"] as String?,
-            let routingKey = row["routingKey"] as String?, let type = row["type"] as String?, let body = row["body"] as Data?,
-            let persistent = row["persistent"] as Bool?, let mandatory = row["mandatory"] as Bool?,
-            let onlyWhileGraphActive = row["onlyWhileGraphActive"] as Bool?, let attempts = row["attempts"] as Int?
-        else { return nil }
-        return OutboxMessage(
-            id: id, graphId: graphId, exchange: exchange, routingKey: routingKey, type: type, body: [UInt8](body), persistent: persistent,
-            mandatory: mandatory, onlyWhileGraphActive: onlyWhileGraphActive, attempts: attempts)
+    private static func message(_ row: Row, in path: String) throws -> OutboxMessage? {
+        OutboxMessage(
+            id: try row.decode(String.self, "id", in: path), graphId: try row.decode(String.self, "graphId", in: path),
+            exchange: try row.decode(String.self, "exchange", in: path), routingKey: try row.decode(String.self, "routingKey", in: path),
+            type: try row.decode(String.self, "type", in: path), body: [UInt8](try row.decode(Data.self, "body", in: path)),
+            persistent: try row.decode(Bool.self, "persistent", in: path), mandatory: try row.decode(Bool.self, "mandatory", in: path),
+            onlyWhileGraphActive: try row.decode(Bool.self, "onlyWhileGraphActive", in: path),
+            attempts: try row.decode(Int.self, "attempts", in: path))
     }
 
     func removeMessages(_ ids: [String]) async throws {
