@@ -18,6 +18,7 @@ func withGraphStore<Result: Sendable>(_ kind: StoreKind, _ body: @Sendable (any 
             return try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await store.run() }
                 defer { group.cancelAll() }
+                // Waits for run() to drive the pool.
                 try await store.migrate(timeout: .seconds(5))
                 return try await body(store)
             }

@@ -1,3 +1,4 @@
+import BusCore
 import BusTestSupport
 import Foundation
 import Logging
@@ -56,8 +57,14 @@ enum TestPostgres {
                 tls: .disable),
             backgroundLogger: Logger(label: "rackbus.tests.postgres"))
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await client.run() }
+            // Queries wait until the pool runs, rather than race it.
+            let running = ReadinessSignal()
+            group.addTask {
+                running.signal()
+                await client.run()
+            }
             defer { group.cancelAll() }
+            await running.wait()
             try await body(client)
         }
     }

@@ -3,11 +3,23 @@ import Foundation
 import Logging
 import Synchronization
 
-/// Remembers which tasks have finished, durably.
+/// Remembers which tasks have finished, durably, and which runner runs which task.
 public protocol FinishedTaskJournal: Sendable {
-    /// Stores `body`, the report as JSON: the bytes that are then published.
+    /// Stores `body`, the report as JSON: the bytes that are then published. Ends `taskId`'s claim.
     func recordFinished(taskId: String, body: [UInt8]) async throws
     func finishedReport(taskId: String) async throws -> TaskFinished?
+    /// Claims `taskId` for runner `owner` for `lease`, unless another runner holds an unexpired
+    /// claim on it: runners in several processes that share the journal then start each task
+    /// once. A runner that dies stops renewing, so its tasks are free again once `lease` passes.
+    func claimTask(_ taskId: String, owner: String, lease: Duration) async throws -> Bool
+    /// Extends every claim `owner` holds by `lease` from now.
+    func renewClaims(owner: String, lease: Duration) async throws
+}
+
+extension FinishedTaskJournal {
+    /// A journal private to one process: the runner's own claims (``TaskClaims``) suffice.
+    public func claimTask(_ taskId: String, owner: String, lease: Duration) async throws -> Bool { true }
+    public func renewClaims(owner: String, lease: Duration) async throws {}
 }
 
 /// Runs tasks: takes `run.<taskId>` from a queue shared by every task runner (so each task runs
@@ -24,6 +36,11 @@ public final class TaskRunner: Sendable {
     /// Where finished tasks are recorded: a redelivered `run` for one is answered, not run again.
     private let journal: (any FinishedTaskJournal)?
     private let concurrency: Int
+    /// This runner, as the owner of its claims in a shared journal.
+    private let id = UUID().uuidString.lowercased()
+    /// How long a claim outlives a runner that stopped renewing it (killed): then another runner
+    /// may start the task. Short, so that a killed runner's tasks run again soon.
+    static let claimLease = Duration.seconds(6)
 
     public init(
         bus: MessageBus, jobs: [any Job] = BuiltInJobs.all, concurrency: Int = 64, journal: (any FinishedTaskJournal)? = nil, logger: Logger
@@ -45,6 +62,7 @@ public final class TaskRunner: Sendable {
         let nodeServer = try await makeNodeServer()
         await withDiscardingTaskGroup { supervision in
             supervision.addTask { await self.enforceTimeouts() }
+            supervision.addTask { await self.renewClaims() }
             supervision.addTask { await nodeServer.run() }
             await runTasks(runs, cancels: cancels, nodeServer: nodeServer)
             // Every job has ended: nothing is left to time out.
@@ -108,6 +126,24 @@ public final class TaskRunner: Sendable {
                     delivery.ack()
                     continue
                 }
+                // Runners in other processes share the journal: the one that claims it runs it.
+                let claimed: Bool
+                do {
+                    claimed = try await journal?.claimTask(spec.taskId, owner: id, lease: Self.claimLease) ?? true
+                } catch {
+                    logger.error("could not claim a task", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+                    claimed = false
+                }
+                guard claimed else {
+                    // Another runner runs it (or the journal is away): back to the broker, after a
+                    // pause. It comes back as finished, or, if that runner died, free to run.
+                    claims.withLock { $0.claims.release(spec.taskId) }
+                    group.addTask {
+                        try? await Task.sleep(for: .seconds(1))
+                        delivery.reject(requeue: true)
+                    }
+                    continue
+                }
                 group.addTask {
                     await self.execute(spec, job: job, nodeServer: nodeServer)
                     delivery.ack()
@@ -169,6 +205,18 @@ public final class TaskRunner: Sendable {
         // Only now: until the journal has it, the claim keeps a duplicate from starting it again.
         finishClaim(spec.taskId)
         await report(taskId: result.taskId, body: body)
+    }
+
+    /// Keeps this runner's claims alive while it runs. Runs until cancelled.
+    private func renewClaims() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: Self.claimLease / 3)
+            do {
+                try await journal?.renewClaims(owner: id, lease: Self.claimLease)
+            } catch {
+                logger.warning("could not renew task claims", metadata: ["error": "\(error)"])
+            }
+        }
     }
 
     private func finishedReport(_ spec: TaskSpec, state: TaskState, error: String?, context: [String: JSONValue]? = nil) -> TaskFinished {
@@ -394,7 +442,8 @@ struct NodeAnswers: Sendable {
         self.node = node
         taskId = spec.taskId
         active = ActiveTask(
-            taskId: spec.taskId, graphId: spec.graphId, graphName: spec.graphName, taskName: spec.taskName, label: spec.label, job: spec.job)
+            taskId: spec.taskId, graphId: spec.graphId, graphName: spec.graphName, taskName: spec.taskName, label: spec.label, job: spec.job
+        )
         properties = spec.options
         profile = spec.options["profile"]?.stringValue
         commands = spec.options["commands"].map { RequestCommands.Commands(identifier: node, tasks: LinuxCommandsJob.commandList($0)) }

@@ -16,6 +16,8 @@ final class PostgresGraphStore: GraphStore {
     private let logger: Logger
     /// Graph headers (plan, task ids) never change once written: each instance decodes one only once.
     private let headers = Mutex(HeaderCache())
+    /// Set once ``run()`` drives the pool, so that the first query does not race it.
+    private let running = ReadinessSignal()
 
     init(location: GraphStoreLocation.PostgresLocation, logger: Logger) {
         let tls: PostgresClient.Configuration.TLS =
@@ -35,6 +37,7 @@ final class PostgresGraphStore: GraphStore {
 
     /// Drives the connection pool until cancelled.
     func run() async {
+        running.signal()
         await client.run()
     }
 
@@ -75,12 +78,20 @@ final class PostgresGraphStore: GraphStore {
                 """,
                 "CREATE INDEX outbox_not_before ON outbox (not_before)",
             ]
-        )
+        ),
+        (
+            2,
+            [
+                "CREATE TABLE task_claim (task_id text PRIMARY KEY, owner text NOT NULL, expires_at timestamptz NOT NULL)",
+                "CREATE INDEX task_claim_owner ON task_claim (owner)",
+            ]
+        ),
     ]
 
     /// Brings the schema up to date. Waits (up to `timeout`) for the database to answer, so that
     /// an instance started before its database comes up once the database is there.
     func migrate(timeout: Duration = .seconds(30)) async throws {
+        await running.wait()
         let deadline = ContinuousClock.now + timeout
         while true {
             do {
@@ -280,9 +291,28 @@ final class PostgresGraphStore: GraphStore {
     func recordFinished(taskId: String, body: [UInt8]) async throws {
         try await client.query(
             """
+            WITH released AS (DELETE FROM task_claim WHERE task_id = \(taskId))
             INSERT INTO finished_task (task_id, body, finished_at) VALUES (\(taskId), \(Data(body)), now())
             ON CONFLICT (task_id) DO UPDATE SET body = EXCLUDED.body, finished_at = EXCLUDED.finished_at
             """, logger: logger)
+    }
+
+    func claimTask(_ taskId: String, owner: String, lease: Duration) async throws -> Bool {
+        // Taken over only once the holder's lease has run out.
+        let rows = try await client.query(
+            """
+            INSERT INTO task_claim (task_id, owner, expires_at) VALUES (\(taskId), \(owner), now() + make_interval(secs => \(lease.seconds)))
+            ON CONFLICT (task_id) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
+            WHERE task_claim.expires_at < now() OR task_claim.owner = EXCLUDED.owner
+            RETURNING task_id
+            """, logger: logger)
+        for try await _ in rows { return true }
+        return false
+    }
+
+    func renewClaims(owner: String, lease: Duration) async throws {
+        try await client.query(
+            "UPDATE task_claim SET expires_at = now() + make_interval(secs => \(lease.seconds)) WHERE owner = \(owner)", logger: logger)
     }
 
     func finishedReport(taskId: String) async throws -> TaskFinished? {
