@@ -8,19 +8,22 @@ import TaskGraphRunner
 struct GraphBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "graphs",
-        abstract: "Graphs of 10 chained Task.noop through TaskGraphRunner, Scheduler and task runner, state in SQLite.")
+        abstract: "Graphs of 10 chained Task.noop through TaskGraphRunner, Scheduler and task runner, state in SQLite or PostgreSQL.")
 
     @Option(help: "Graphs to run") var graphs = 200
     @Option(help: "Graphs in flight") var inFlight = 32
     @Flag(help: "Give each graph a node target of its own, so that its tasks answer node-scoped RPCs")
     var targetNodes = false
+    @Option(help: "Store graphs here: a postgres:// URL (a database of its own: the bench adds tables) instead of a new SQLite file")
+    var database: String?
 
     func run() async throws {
         let configuration = try benchConfiguration("rackbus-bench-graphs")
-        let database = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-bench-\(UUID().uuidString).sqlite").path
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-bench-\(UUID().uuidString).sqlite").path
         defer {
-            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: database + suffix) }
+            for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: file + suffix) }
         }
+        let database = self.database ?? file
         let (total, concurrency, targetNodes) = (graphs, inFlight, targetNodes)
         try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { bus in
             try await bus.waitUntilConnected()
@@ -51,7 +54,7 @@ struct GraphBench: AsyncParsableCommand {
                 let tasks = Double(total * 10)
                 var extra = [
                     "graphs": "\(total)", "graphs_in_flight": "\(concurrency)", "tasks_per_graph": "10",
-                    "target_nodes": "\(targetNodes)",
+                    "target_nodes": "\(targetNodes)", "store": database.hasPrefix("postgres") ? "postgresql" : "sqlite",
                     "process_cpu_us_per_task": String(format: "%.0f", (CPUTime.ownSeconds - processCPU) * 1e6 / tasks),
                 ]
                 // The broker's CPU per task, when it is the local broker of scripts/broker.

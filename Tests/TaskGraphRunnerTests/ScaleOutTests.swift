@@ -185,7 +185,8 @@ struct ScaleOutTests {
                 // after the killed runner's claim on it ran out (so never while another runs it).
                 for (task, starts) in startsByTask where starts.count > 1 {
                     #expect(starts.count == 2, "\(task) started \(starts.count) times")
-                    #expect(starts[0].at < killedAt, "\(task) started twice after the kill")
+                    // (Arrival times: what the killed instance published may arrive a moment after it died.)
+                    #expect(starts[0].at < killedAt + .milliseconds(500), "\(task) started twice after the kill")
                     #expect(!finishedBefore.contains(task), "\(task) had finished and started again")
                     #expect(starts[1].at - killedAt > .seconds(3), "\(task) started again while the killed runner's claim held")
                 }
