@@ -123,7 +123,8 @@ public final class TaskGraphRunnerService: Service, Sendable {
             try await bus.server(for: DefineTaskGraph.self) { request, _ in try await engine.define(request.definition) },
             try await bus.server(for: DefineTask.self) { request, _ in try await engine.define(request.definition) },
             try await bus.server(for: RunTaskGraph.self) { request, _ in
-                try await engine.run(name: request.name, options: request.options ?? [:], target: request.target)
+                try await engine.run(
+                    name: request.name, options: request.options ?? [:], target: request.target, idempotencyKey: request.idempotencyKey)
             },
             try await bus.server(for: CancelTaskGraph.self) { request, _ in try await engine.cancel(request.filter) },
             try await bus.server(for: PauseTaskGraph.self) { request, _ in try await engine.pause(request.filter) },

@@ -170,10 +170,15 @@ public struct RunTaskGraph: BusRequest {
     public var name: String
     public var options: [String: JSONValue]?
     public var target: String?
-    public init(name: String, options: [String: JSONValue]? = nil, target: String? = nil) {
+    /// Chosen by the caller, the same for every retry of one request: a retry after a lost reply
+    /// gets the graph the first attempt created, not a second graph (nor a 400 for its target).
+    /// RackHD's callers send none; a RackBus extension.
+    public var idempotencyKey: String?
+    public init(name: String, options: [String: JSONValue]? = nil, target: String? = nil, idempotencyKey: String? = nil) {
         self.name = name
         self.options = options
         self.target = target
+        self.idempotencyKey = idempotencyKey
     }
 }
 

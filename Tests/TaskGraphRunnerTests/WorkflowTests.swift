@@ -225,3 +225,33 @@ struct WorkflowBranchTests {
         }
     }
 }
+
+@Suite("A retried runTaskGraph", .timeLimit(.minutes(2)))
+struct RetriedRunTests {
+    @Test("a retry with the same idempotency key gets the first graph, not a second one nor a 400", arguments: StoreKind.allCases)
+    func retryGetsTheFirstGraph(store: StoreKind) async throws {
+        try await withWorkflowServices(store: store) { bus in
+            let wait = GraphDefinition(
+                friendlyName: "wait", injectableName: "Graph.Test.Retried",
+                tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 2000])])
+            _ = try await bus.call(DefineTaskGraph(definition: wait))
+            let request = RunTaskGraph(name: wait.injectableName, target: "retried-node", idempotencyKey: "request-\(UUID().uuidString)")
+            let first = try await bus.call(request)
+            // The reply was lost, the caller sends the same request again: twice, even at once.
+            async let second = bus.call(request)
+            async let third = bus.call(request)
+            #expect(try await [second.instanceId, third.instanceId] == [first.instanceId, first.instanceId])
+            #expect(try await bus.call(GetActiveTaskGraphs()).map(\.instanceId) == [first.instanceId])
+            // Another key for the same node is another request: refused while the first runs.
+            let other = await #expect(throws: BusError.self) {
+                _ = try await bus.call(RunTaskGraph(name: wait.injectableName, target: "retried-node", idempotencyKey: "another"))
+            }
+            #expect(other?.status == 400)
+            // Once the graph has ended, a retry still answers with it.
+            _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(instanceId: first.instanceId)))
+            let late = try await bus.call(request)
+            #expect(late.instanceId == first.instanceId)
+            #expect(late.status == "cancelled")
+        }
+    }
+}

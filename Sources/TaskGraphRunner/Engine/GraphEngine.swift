@@ -90,7 +90,9 @@ actor GraphEngine {
 
     // MARK: Instances
 
-    func run(name: String, options: [String: JSONValue], target: String?) async throws -> GraphSummary {
+    /// Creates and begins a graph. With `idempotencyKey`, a retry of a request that created a
+    /// graph (its reply was lost) answers with that graph instead of creating another.
+    func run(name: String, options: [String: JSONValue], target: String?, idempotencyKey: String? = nil) async throws -> GraphSummary {
         if graphs[name] == nil { try await refreshLibrary() }
         guard let definition = graphs[name] else {
             throw ErrorEvent.notFound("Graph with name \(name) does not exist.")
@@ -102,7 +104,7 @@ actor GraphEngine {
         var instance = GraphInstance(
             id: id, plan: plan, run: GraphRun(plan: plan), target: target, context: context,
             taskIDs: Dictionary(uniqueKeysWithValues: plan.tasks.map { ($0.label, UUID().uuidString.lowercased()) }), errors: [:],
-            createdAt: Date())
+            createdAt: Date(), idempotencyKey: idempotencyKey)
         let actions = instance.run.begin()
         var messages = [
             try planner.event(
@@ -114,6 +116,10 @@ actor GraphEngine {
         do {
             try faults?.write?(instance)
             try await store.create(change)
+        } catch GraphStoreError.alreadyCreated(let existing) {
+            guard let graph = try await store.graph(id: existing) else { throw ErrorEvent.notFound("Graph \(existing) is gone.") }
+            logger.info("a retried run answered with its graph", metadata: ["graph.id": "\(existing)"])
+            return summary(of: graph)
         } catch GraphStoreError.targetBusy(let target) {
             throw ErrorEvent.badRequest("Unable to run multiple task graphs against a single target.", context: ["target": .string(target)])
         }

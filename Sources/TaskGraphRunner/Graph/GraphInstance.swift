@@ -14,6 +14,8 @@ struct GraphInstance: Sendable, Equatable {
     var taskIDs: [String: String]
     var errors: [String: String]
     var createdAt: Date
+    /// The caller's key for the request that created it (``RunTaskGraph/idempotencyKey``).
+    var idempotencyKey: String?
 
     var isActive: Bool { !run.status.isFinished }
 
@@ -26,6 +28,7 @@ struct GraphInstance: Sendable, Equatable {
         var target: String?
         var taskIDs: [String: String]
         var createdAt: Date
+        var idempotencyKey: String?
     }
 
     struct State: Codable, Sendable, Equatable {
@@ -34,19 +37,21 @@ struct GraphInstance: Sendable, Equatable {
         var errors: [String: String]
     }
 
-    var header: Header { Header(plan: plan, target: target, taskIDs: taskIDs, createdAt: createdAt) }
+    var header: Header {
+        Header(plan: plan, target: target, taskIDs: taskIDs, createdAt: createdAt, idempotencyKey: idempotencyKey)
+    }
     var state: State { State(progress: run.progress, context: context, errors: errors) }
 
     init(id: String, header: Header, state: State) {
         self.init(
             id: id, plan: header.plan, run: GraphRun(plan: header.plan, progress: state.progress), target: header.target,
             context: state.context,
-            taskIDs: header.taskIDs, errors: state.errors, createdAt: header.createdAt)
+            taskIDs: header.taskIDs, errors: state.errors, createdAt: header.createdAt, idempotencyKey: header.idempotencyKey)
     }
 
     init(
         id: String, plan: GraphPlan, run: GraphRun, target: String?, context: [String: JSONValue], taskIDs: [String: String],
-        errors: [String: String], createdAt: Date
+        errors: [String: String], createdAt: Date, idempotencyKey: String? = nil
     ) {
         self.id = id
         self.plan = plan
@@ -56,5 +61,6 @@ struct GraphInstance: Sendable, Equatable {
         self.taskIDs = taskIDs
         self.errors = errors
         self.createdAt = createdAt
+        self.idempotencyKey = idempotencyKey
     }
 }

@@ -15,7 +15,8 @@ protocol GraphStore: FinishedTaskJournal {
     func definitions() async throws -> (tasks: [TaskDefinition], graphs: [GraphDefinition])
 
     /// Stores a new graph with its first messages. Throws ``GraphStoreError/targetBusy(_:)`` while
-    /// another active graph has the same target.
+    /// another active graph has the same target, and ``GraphStoreError/alreadyCreated(_:)`` when
+    /// a graph was created with the same idempotency key.
     func create(_ change: GraphChange) async throws
 
     /// Reads active graph `id` under its lock, lets `decide` change it, and stores the new state
@@ -50,6 +51,8 @@ struct GraphChange: Sendable, Equatable {
 enum GraphStoreError: Error, Equatable {
     /// An active graph already runs against this target.
     case targetBusy(String)
+    /// A graph (this id) was created for the same idempotency key: a retried request.
+    case alreadyCreated(String)
 }
 
 /// A message stored with the change it carries out, and sent once that change is stored.

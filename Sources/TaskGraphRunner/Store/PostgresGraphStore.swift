@@ -86,6 +86,7 @@ final class PostgresGraphStore: GraphStore {
                 "CREATE INDEX task_claim_owner ON task_claim (owner)",
             ]
         ),
+        (3, ["ALTER TABLE graph ADD COLUMN idempotency_key text CONSTRAINT graph_idempotency_key UNIQUE"]),
     ]
 
     /// Brings the schema up to date. Waits (up to `timeout`) for the database to answer, so that
@@ -166,13 +167,21 @@ final class PostgresGraphStore: GraphStore {
             try await transaction { connection in
                 try await connection.query(
                     """
-                    INSERT INTO graph (id, name, target, active, header, state, created_at, updated_at)
+                    INSERT INTO graph (id, name, target, active, header, state, created_at, updated_at, idempotency_key)
                     VALUES (\(instance.id), \(instance.plan.definition.injectableName), \(instance.target), \(instance.isActive),
-                    \(header), \(state), \(instance.createdAt), now())
+                    \(header), \(state), \(instance.createdAt), now(), \(instance.idempotencyKey))
                     """, logger: logger)
                 try await insert(change.outbox, on: connection)
             }
         } catch let error as PSQLError where error.serverInfo?[.sqlState] == PostgresError.Code.uniqueViolation.raw {
+            // A retry conflicts on its key and on its target at once: the key decides.
+            if let key = instance.idempotencyKey {
+                for try await id in try await client.query("SELECT id FROM graph WHERE idempotency_key = \(key)", logger: logger).decode(
+                    String.self)
+                {
+                    throw GraphStoreError.alreadyCreated(id)
+                }
+            }
             throw GraphStoreError.targetBusy(instance.target ?? "")
         }
         headers.withLock { $0.insert(instance.header, for: instance.id) }

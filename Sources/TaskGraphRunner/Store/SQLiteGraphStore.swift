@@ -80,6 +80,10 @@ final class SQLiteGraphStore: GraphStore {
             }
             try db.create(index: "outbox_notBefore", on: "outbox", columns: ["notBefore"])
         }
+        migrator.registerMigration("v4: idempotency keys") { db in
+            try db.alter(table: "graph") { table in table.add(column: "idempotencyKey", .text) }
+            try db.create(index: "graph_idempotencyKey", on: "graph", columns: ["idempotencyKey"], unique: true)
+        }
         return migrator
     }
 
@@ -119,6 +123,10 @@ final class SQLiteGraphStore: GraphStore {
 
     func create(_ change: GraphChange) async throws {
         let instance = change.instance
+        // A retry of a request whose graph still runs: the key decides before the target does.
+        if let key = instance.idempotencyKey, let existing = memory.withLock({ $0.active.values.first { $0.idempotencyKey == key } }) {
+            throw GraphStoreError.alreadyCreated(existing.id)
+        }
         if let target = instance.target {
             try memory.withLock { memory in
                 if memory.reservedTargets.contains(target) || memory.active.values.contains(where: { $0.target == target }) {
@@ -131,12 +139,20 @@ final class SQLiteGraphStore: GraphStore {
         let header = try JSONEncoder().encode(instance.header)
         let state = try JSONEncoder().encode(instance.state)
         let outbox = change.outbox
+        let path = self.path
         try await writer.write { db in
+            // Checked in the same write: two retries at once cannot both create.
+            if let key = instance.idempotencyKey,
+                let existing = try Row.fetchOne(db, sql: "SELECT id FROM graph WHERE idempotencyKey = ?", arguments: [key])
+            {
+                throw GraphStoreError.alreadyCreated(try existing.decode(String.self, "id", in: path))
+            }
             try db.execute(
-                sql: "INSERT INTO graph (id, name, target, active, header, state, updatedAt) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                sql:
+                    "INSERT INTO graph (id, name, target, active, header, state, updatedAt, idempotencyKey) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 arguments: [
                     instance.id, instance.plan.definition.injectableName, instance.target, instance.isActive, header, state,
-                    Date().timeIntervalSince1970,
+                    Date().timeIntervalSince1970, instance.idempotencyKey,
                 ])
             try Self.insert(outbox, into: db)
         }
