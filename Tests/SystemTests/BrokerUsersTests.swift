@@ -174,7 +174,23 @@ struct BrokerUsersTests {
         let tftpPort = try HTTPProbe.freePort()
         let httpPort = try HTTPProbe.freePort()
         let apiPort = try HTTPProbe.freePort()
-        let processes = try BrokerUsers.services.map { service in
+        // deploy/: each unit reads /etc/rackbus/credentials/<service>.env after rackbus.env (so its
+        // RACKBUS_AMQP_URL is the one), the file `scripts/broker users` writes for that service, and
+        // rackbus.env holds no broker URL of its own.
+        let units = try DeployUnitsTests.units()
+        #expect(Set(units.map(\.service)) == Set(BrokerUsers.services))
+        for unit in units {
+            let text = try String(
+                contentsOf: DeployUnitsTests.deployFolder.appendingPathComponent("systemd/rackbus-\(unit.service).service"), encoding: .utf8
+            )
+            let shared = try #require(text.range(of: "EnvironmentFile=/etc/rackbus/rackbus.env\n"))
+            let own = try #require(text.range(of: "EnvironmentFile=/etc/rackbus/credentials/\(unit.service).env\n"), "\(unit.service)")
+            #expect(shared.upperBound <= own.lowerBound, "\(unit.service): its credentials must come after rackbus.env")
+        }
+        let shared = try String(contentsOf: DeployUnitsTests.deployFolder.appendingPathComponent("rackbus.env"), encoding: .utf8)
+        #expect(!shared.split(separator: "\n").contains { $0.hasPrefix("RACKBUS_AMQP_URL=") })
+
+        let processes = try units.map(\.service).map { service in
             // The URL comes from the environment, as from a unit's EnvironmentFile.
             ServiceProcess(
                 arguments: [
@@ -292,6 +308,22 @@ struct BrokerUsersTests {
         } catch {
             Issue.record("log records in the journal came from \(logging.sorted())")
             throw error
+        }
+    }
+
+    @Test("deploy/broker-permissions.tsv lists exactly what scripts/broker users sets")
+    func permissionsDocument() async throws {
+        let printed = try await TestBroker.run(
+            TestBroker.repositoryRoot.appendingPathComponent("scripts/broker").path, ["users", "--print"],
+            environment: ["RACKBUS_EXCHANGE_PREFIX": "on"])
+        let document = try String(
+            contentsOf: DeployUnitsTests.deployFolder.appendingPathComponent("broker-permissions.tsv"), encoding: .utf8)
+        #expect(document == printed, "regenerate it: scripts/broker users --print > deploy/broker-permissions.tsv")
+        // Every service and the operator, each with configure, write and read.
+        for user in BrokerUsers.services.map({ "rackbus-\($0)" }) + ["rackbus-operator"] {
+            for kind in ["configure", "write", "read"] {
+                #expect(document.contains("\(user)\t\(kind)\t^("), "\(user) \(kind)")
+            }
         }
     }
 }
