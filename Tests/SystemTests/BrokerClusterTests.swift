@@ -1,6 +1,7 @@
 import BusCore
 import BusTestSupport
 import Foundation
+import Glibc
 import Testing
 
 /// `scripts/broker cluster`: three RabbitMQ nodes on this machine, joined into one cluster
@@ -88,6 +89,18 @@ struct BrokerClusterTests {
         let onNode3 = try await withNode(urls[2], prefix: prefix) { bus in try await bus.inspectQueue(named: queue).name }
         #expect(onNode3 == queue)
 
+        // Users are cluster-wide: made through node 1, each URL list names all three nodes, and
+        // the DHCP user connects to node 3.
+        let users = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-cluster-users-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: users) }
+        try await TestBroker.brokerScript("cluster", "users", "--prefix", prefix, "--user-prefix", "\(prefix)-", "--out", users.path)
+        let dhcpEnv = try String(contentsOf: users.appendingPathComponent("dhcp.env"), encoding: .utf8)
+        let dhcpURLs = dhcpEnv.dropFirst("RACKBUS_AMQP_URL=".count).trimmingCharacters(in: .newlines).split(separator: ",").map(String.init)
+        #expect(dhcpURLs.count == 3)
+        #expect(zip(dhcpURLs, urls).allSatisfy { URLComponents(string: $0)?.port == URLComponents(string: $1)?.port }, "\(dhcpURLs)")
+        let dhcpOnNode3 = try await withNode(dhcpURLs[2], prefix: prefix) { bus in bus.isConnected }
+        #expect(dhcpOnNode3)
+
         try await TestBroker.brokerScript("cluster", "stop-node", "2")
         let degraded = try await status()
         #expect(!degraded.allRunning)
@@ -103,5 +116,48 @@ struct BrokerClusterTests {
             #expect(try await bus.inspectQueue(named: queue).name == queue)
             try await bus.deleteQueue(named: queue)
         }
+    }
+
+    @Test("a start that cannot start a node (its port taken) stops the nodes it started and says why")
+    func failedStartCleansUp() async throws {
+        try await TestBroker.brokerScript("cluster", "stop")
+        let node2 = try #require(URLComponents(string: try await Self.urls()[1])?.port)
+        let blocker = try PortBlocker(port: node2)
+        defer { blocker.close() }
+        do {
+            try await TestBroker.brokerScript("cluster", "start")
+            Issue.record("cluster start succeeded with 127.0.0.1:\(node2) taken")
+        } catch let failure as TestFailure {
+            #expect(failure.description.contains("port 127.0.0.1:\(node2) is already in use"), "\(failure)")
+            #expect(failure.description.contains("stopping node(s) 1 2 3 again"), "\(failure)")
+        }
+        let after = try await Self.status()
+        #expect(after.running.isEmpty, "\(after.text)")
+    }
+}
+
+/// A TCP listener on 127.0.0.1:`port` that accepts nothing: the port is taken while it exists.
+final class PortBlocker: Sendable {
+    private let socket: Int32
+
+    init(port: Int) throws {
+        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var reuse: Int32 = 1
+        setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(socket, 1) == 0 else {
+            Glibc.close(socket)
+            throw TestFailure("cannot listen on 127.0.0.1:\(port)")
+        }
+    }
+
+    func close() {
+        Glibc.close(socket)
     }
 }
