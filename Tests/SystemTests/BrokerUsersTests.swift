@@ -109,6 +109,10 @@ struct BrokerUsersTests {
                 }
             }
         }
+        // --delete removes them all again.
+        try await TestBroker.brokerScript("users", "--delete", "--user-prefix", "\(prefix)-")
+        let listed = try await TestBroker.brokerScript("ctl", "-q", "list_users", "--no-table-headers")
+        #expect(!listed.contains("\(prefix)-"), "\(listed)")
     }
 
     /// BusCore as DHCPService's user: a confirmed publish of `runTaskGraph` fails with the
@@ -319,6 +323,36 @@ struct BrokerUsersTests {
         let document = try String(
             contentsOf: DeployUnitsTests.deployFolder.appendingPathComponent("broker-permissions.tsv"), encoding: .utf8)
         #expect(document == printed, "regenerate it: scripts/broker users --print > deploy/broker-permissions.tsv")
+        // --definitions, for a broker scripts/broker does not manage: files only, 0600, passwords
+        // kept from one run to the next, or taken from a file the operator put there first.
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-definitions-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        try "chosen-by-the-operator\n".write(to: folder.appendingPathComponent("dhcp.password"), atomically: true, encoding: .utf8)
+        let script = TestBroker.repositoryRoot.appendingPathComponent("scripts/broker").path
+        let arguments = [
+            "users", "--definitions", "--hosts", "broker.example:5672,broker2.example:5672", "--vhost", "rack/1", "--out", folder.path,
+        ]
+        try await TestBroker.run(script, arguments)
+        let first = try String(contentsOf: folder.appendingPathComponent("http.password"), encoding: .utf8)
+        try await TestBroker.run(script, arguments)
+        #expect(try String(contentsOf: folder.appendingPathComponent("http.password"), encoding: .utf8) == first)
+        let dhcp = try String(contentsOf: folder.appendingPathComponent("dhcp.env"), encoding: .utf8)
+        #expect(
+            dhcp == "RACKBUS_AMQP_URL=amqp://rackbus-dhcp:chosen-by-the-operator@broker.example:5672/rack%2F1,"
+                + "amqp://rackbus-dhcp:chosen-by-the-operator@broker2.example:5672/rack%2F1\n")
+        for file in try FileManager.default.contentsOfDirectory(atPath: folder.path) {
+            let mode = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent(file).path)[.posixPermissions] as? Int
+            #expect(mode == 0o600, "\(file)")
+        }
+        let definitions = try JSONDecoder().decode(
+            JSONValue.self, from: Data(contentsOf: folder.appendingPathComponent("definitions.json")))
+        guard case .array(let defined) = definitions["users"] ?? .null else { throw TestFailure("no users in definitions.json") }
+        #expect(defined.count == 9)
+        guard case .array(let permissions) = definitions["permissions"] ?? .null else { throw TestFailure("no permissions") }
+        #expect(permissions.count == 9)
+        #expect(permissions.allSatisfy { $0["vhost"] == "rack/1" })
+
         // Every service and the operator, each with configure, write and read.
         for user in BrokerUsers.services.map({ "rackbus-\($0)" }) + ["rackbus-operator"] {
             for kind in ["configure", "write", "read"] {
