@@ -70,7 +70,7 @@ struct BrokerUsersTests {
         let prefix = users.prefix
         // The task graph runner and the node registry run as guest: only the DHCP side is restricted.
         try await TestBroker.withBus(try TestBroker.configuration(prefix: prefix)) { bus in
-            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(databasePath: ":memory:"), logger: TestBroker.logger)
+            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: ":memory:"), logger: TestBroker.logger)
             let registry = NodeRegistryService(
                 bus: bus, configuration: NodeRegistryConfiguration(databasePath: ":memory:"), logger: TestBroker.logger)
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -255,6 +255,14 @@ struct BrokerUsersTests {
             try await retryingUntilAnswered(within: .seconds(30)) {
                 try await bus.call(IpInRange(ip: "172.31.128.20"), timeout: .seconds(2))
             })
+        // configuration and dhcp: a dhcp.pool change is checked by DHCPService (methods.validate.dhcp),
+        // stored, broadcast, and applied.
+        _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "172.31.130.1-172.31.130.50"))
+        try await eventually { try await bus.call(IpInRange(ip: "172.31.130.20")) }
+        let refused = await #expect(throws: BusError.self) {
+            _ = try await bus.call(SetConfiguration(key: ConfigurationKeys.dhcpPool, value: "10.9.9.1-10.9.9.9"))
+        }
+        #expect(refused?.status == 400, "DHCPService refuses a pool outside its subnet")
 
         // taskgraph and scheduler: a ten-task chain runs to the end.
         let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
