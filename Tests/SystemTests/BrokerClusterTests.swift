@@ -1,0 +1,163 @@
+import BusCore
+import BusTestSupport
+import Foundation
+import Glibc
+import Testing
+
+/// `scripts/broker cluster`: three RabbitMQ nodes on this machine, joined into one cluster
+/// (under scripts/test, a cluster of its own: RACKBUS_CLUSTER_DIR, _NAME and _PORT).
+@Suite("scripts/broker cluster: three local nodes in one cluster", .serialized, .timeLimit(.minutes(10)))
+struct BrokerClusterTests {
+    /// `cluster status`: one line per node, `node N NAME URL running|stopped member=yes|no`.
+    struct Status {
+        var text: String
+        var allRunning: Bool
+        var running: [Int] { nodes { $0.contains(" running ") } }
+        var members: [Int] { nodes { $0.hasSuffix(" member=yes") } }
+
+        private func nodes(_ test: (Substring) -> Bool) -> [Int] {
+            // A failure's message puts the command before the first line: start at "node ".
+            text.split(separator: "\n").compactMap { line in line.range(of: "node ").map { line[$0.lowerBound...] } }
+                .filter { $0.hasSuffix(" member=yes") || $0.hasSuffix(" member=no") }
+                .filter(test).compactMap { Int($0.split(separator: " ")[1]) }
+        }
+    }
+
+    static func status() async throws -> Status {
+        do {
+            return Status(text: try await TestBroker.brokerScript("cluster", "status"), allRunning: true)
+        } catch let failure as TestFailure {
+            // Exit status 1: not every node is a running member; the lines are in the message.
+            return Status(text: failure.description, allRunning: false)
+        }
+    }
+
+    /// The nodes' AMQP URLs, from `cluster env`'s comma-separated RACKBUS_AMQP_URL.
+    static func urls() async throws -> [String] {
+        let env = try await TestBroker.brokerScript("cluster", "env")
+        guard let line = env.split(separator: "\n").first(where: { $0.hasPrefix("export RACKBUS_AMQP_URL=") }) else {
+            throw TestFailure("cluster env printed \(env)")
+        }
+        return line.dropFirst("export RACKBUS_AMQP_URL=".count).split(separator: ",").map(String.init)
+    }
+
+    static func withNode<Result: Sendable>(
+        _ url: String, prefix: String, _ body: @Sendable (MessageBus) async throws -> Result
+    ) async throws -> Result {
+        var configuration = try BusConfiguration(url: url)
+        configuration.exchangePrefix = prefix
+        configuration.connectionName = "rackbus-tests-cluster"
+        return try await MessageBus.withBus(configuration: configuration, logger: TestBroker.logger) { bus in
+            try await bus.waitUntilConnected(timeout: .seconds(30))
+            return try await body(bus)
+        }
+    }
+
+    @Test("start joins three running members; a stopped node shows stopped, and rejoins when started again")
+    func startStopRejoin() async throws {
+        do {
+            try await Self.exercise()
+        } catch {
+            _ = try? await TestBroker.brokerScript("cluster", "stop")
+            throw error
+        }
+        try await TestBroker.brokerScript("cluster", "stop")
+        #expect(try await Self.status().running.isEmpty)
+    }
+
+    static func exercise() async throws {
+        let clock = ContinuousClock()
+        let startedAt = clock.now
+        try await TestBroker.brokerScript("cluster", "start")
+        let started = try await status()
+        #expect(started.allRunning, "\(started.text)")
+        #expect(started.running == [1, 2, 3], "\(started.text)")
+        #expect(started.members == [1, 2, 3], "\(started.text)")
+        print("cluster start took \(clock.now - startedAt)")
+        // Idempotent: a second start finds it up and changes nothing.
+        try await TestBroker.brokerScript("cluster", "start")
+
+        let urls = try await urls()
+        #expect(urls.count == 3)
+        #expect(urls.allSatisfy { $0.hasPrefix("amqp://") }, "\(urls)")
+        // One cluster: a durable queue declared through node 1 is there on node 3.
+        let prefix = TestBroker.uniquePrefix()
+        let queue = "\(prefix).cluster-check"
+        try await withNode(urls[0], prefix: prefix) { bus in
+            try await bus.declareWorkQueue(named: queue, bindings: [(.events, "cluster.check")])
+        }
+        let onNode3 = try await withNode(urls[2], prefix: prefix) { bus in try await bus.inspectQueue(named: queue).name }
+        #expect(onNode3 == queue)
+
+        // Users are cluster-wide: made through node 1, each URL list names all three nodes, and
+        // the DHCP user connects to node 3.
+        let users = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-cluster-users-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: users) }
+        try await TestBroker.brokerScript("cluster", "users", "--prefix", prefix, "--user-prefix", "\(prefix)-", "--out", users.path)
+        let dhcpEnv = try String(contentsOf: users.appendingPathComponent("dhcp.env"), encoding: .utf8)
+        let dhcpURLs = dhcpEnv.dropFirst("RACKBUS_AMQP_URL=".count).trimmingCharacters(in: .newlines).split(separator: ",").map(String.init)
+        #expect(dhcpURLs.count == 3)
+        #expect(zip(dhcpURLs, urls).allSatisfy { URLComponents(string: $0)?.port == URLComponents(string: $1)?.port }, "\(dhcpURLs)")
+        let dhcpOnNode3 = try await withNode(dhcpURLs[2], prefix: prefix) { bus in bus.isConnected }
+        #expect(dhcpOnNode3)
+
+        try await TestBroker.brokerScript("cluster", "stop-node", "2")
+        let degraded = try await status()
+        #expect(!degraded.allRunning)
+        #expect(degraded.running == [1, 3], "\(degraded.text)")
+        #expect(degraded.members == [1, 2, 3], "a stopped node is still a member: \(degraded.text)")
+
+        try await TestBroker.brokerScript("cluster", "start-node", "2")
+        let rejoined = try await status()
+        #expect(rejoined.allRunning, "\(rejoined.text)")
+        #expect(rejoined.running == [1, 2, 3], "\(rejoined.text)")
+        // It has the cluster's state, and serves clients again.
+        try await withNode(urls[1], prefix: prefix) { bus in
+            #expect(try await bus.inspectQueue(named: queue).name == queue)
+            try await bus.deleteQueue(named: queue)
+        }
+    }
+
+    @Test("a start that cannot start a node (its port taken) stops the nodes it started and says why")
+    func failedStartCleansUp() async throws {
+        try await TestBroker.brokerScript("cluster", "stop")
+        let node2 = try #require(URLComponents(string: try await Self.urls()[1])?.port)
+        let blocker = try PortBlocker(port: node2)
+        defer { blocker.close() }
+        do {
+            try await TestBroker.brokerScript("cluster", "start")
+            Issue.record("cluster start succeeded with 127.0.0.1:\(node2) taken")
+        } catch let failure as TestFailure {
+            #expect(failure.description.contains("port 127.0.0.1:\(node2) is already in use"), "\(failure)")
+            #expect(failure.description.contains("stopping node(s) 1 2 3 again"), "\(failure)")
+        }
+        let after = try await Self.status()
+        #expect(after.running.isEmpty, "\(after.text)")
+    }
+}
+
+/// A TCP listener on 127.0.0.1:`port` that accepts nothing: the port is taken while it exists.
+final class PortBlocker: Sendable {
+    private let socket: Int32
+
+    init(port: Int) throws {
+        socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var reuse: Int32 = 1
+        setsockopt(socket, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(socket, 1) == 0 else {
+            Glibc.close(socket)
+            throw TestFailure("cannot listen on 127.0.0.1:\(port)")
+        }
+    }
+
+    func close() {
+        Glibc.close(socket)
+    }
+}
