@@ -86,6 +86,9 @@ public final class MessageBus: Service, Sendable {
     /// Whether the connection is up right now.
     public var isConnected: Bool { engine.shared.isConnected }
 
+    /// The broker address (of ``BusConfiguration/endpoints``) this bus is connected to, while connected.
+    public var connectedEndpoint: BusConfiguration.Endpoint? { isConnected ? engine.shared.connectedEndpoint : nil }
+
     /// Whether ``shutdown()`` has been called (or the bus has stopped).
     var isShutDown: Bool { engine.shared.inbox.isStopping }
 

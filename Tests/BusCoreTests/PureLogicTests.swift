@@ -121,21 +121,80 @@ struct LifecycleTests {
     @Test func connectFailReconnectLose() {
         let start = ContinuousClock.now
         var lifecycle = ConnectionLifecycle(policy: policy, now: start)
-        #expect(lifecycle.tick(now: start) == .connect(attempt: 1))
+        #expect(lifecycle.tick(now: start) == .connect(attempt: 1, endpoint: 0))
         #expect(lifecycle.connectFailed(now: start, random: 0) == .none)
         #expect(lifecycle.tick(now: start) == .none, "waits out the backoff")
-        #expect(lifecycle.tick(now: start + .milliseconds(100)) == .connect(attempt: 2))
+        #expect(lifecycle.tick(now: start + .milliseconds(100)) == .connect(attempt: 2, endpoint: 0))
         #expect(lifecycle.connectSucceeded() == .established(generation: 1, isReconnect: false))
         #expect(lifecycle.isConnected)
         #expect(lifecycle.tick(now: start + .seconds(1)) == .none)
         let later = start + .seconds(2)
         #expect(lifecycle.connectionLost(now: later) == .lost(generation: 1, retryAt: later))
         #expect(lifecycle.connectionLost(now: later) == .none, "a second loss report changes nothing")
-        #expect(lifecycle.tick(now: later) == .connect(attempt: 1), "the first retry after a loss is immediate")
+        #expect(lifecycle.tick(now: later) == .connect(attempt: 1, endpoint: 0), "the first retry after a loss is immediate")
         #expect(lifecycle.connectSucceeded() == .established(generation: 2, isReconnect: true))
         #expect(lifecycle.shutdownRequested() == .close)
         #expect(lifecycle.shutdownRequested() == .none)
         #expect(lifecycle.tick(now: later + .seconds(10)) == .none)
+    }
+
+    @Test("three addresses: each gets its try at once, the backoff starts only when all failed, a loss moves on at once")
+    func clusterAddresses() {
+        let start = ContinuousClock.now
+        var lifecycle = ConnectionLifecycle(policy: policy, endpointCount: 3, firstEndpoint: 1, now: start)
+        #expect(lifecycle.tick(now: start) == .connect(attempt: 1, endpoint: 1), "starts where the caller's random pick says")
+        _ = lifecycle.connectFailed(now: start, random: 0)
+        #expect(lifecycle.tick(now: start) == .connect(attempt: 2, endpoint: 2), "the next address, at once")
+        _ = lifecycle.connectFailed(now: start, random: 0)
+        #expect(lifecycle.tick(now: start) == .connect(attempt: 3, endpoint: 0))
+        _ = lifecycle.connectFailed(now: start, random: 0)
+        #expect(lifecycle.tick(now: start) == .none, "all three failed: now it waits")
+        #expect(lifecycle.tick(now: start + .milliseconds(100)) == .connect(attempt: 4, endpoint: 1))
+        for _ in 0..<3 { _ = lifecycle.connectFailed(now: start, random: 0) }
+        #expect(lifecycle.nextAttemptAt == start + .milliseconds(200), "the second full round waits twice as long")
+        #expect(lifecycle.tick(now: start + .milliseconds(200)) == .connect(attempt: 7, endpoint: 1))
+        #expect(lifecycle.connectSucceeded() == .established(generation: 1, isReconnect: false))
+        let later = start + .seconds(1)
+        _ = lifecycle.connectionLost(now: later)
+        #expect(lifecycle.tick(now: later) == .connect(attempt: 1, endpoint: 2), "after a loss: the next node, at once")
+    }
+
+    @Test("the default backoff is capped at 1 s, so a node that comes back is tried within about a second")
+    func defaultCap() {
+        let policy = ReconnectPolicy()
+        #expect(policy.maximumDelay == .seconds(1))
+        #expect(policy.delay(beforeAttempt: 1000, random: 1) == .seconds(1))
+    }
+}
+
+@Suite("Broker addresses")
+struct EndpointListTests {
+    @Test("a comma-separated list of URLs gives every node's address, with the first URL's settings")
+    func list() throws {
+        let configuration = try BusConfiguration(
+            url: "amqp://svc:pw@10.0.0.1:5672/lab?heartbeat=10, amqp://svc:pw@10.0.0.2:5673/lab,amqp://svc:pw@10.0.0.3/lab")
+        #expect(configuration.endpoints.map(\.description) == ["10.0.0.1:5672", "10.0.0.2:5673", "10.0.0.3:5672"])
+        #expect(configuration.virtualHost == "lab")
+        #expect(configuration.heartbeat == .seconds(10))
+        #expect(
+            configuration.redactedURL
+                == "amqp://svc:***@10.0.0.1:5672/lab,amqp://svc:***@10.0.0.2:5673/lab,amqp://svc:***@10.0.0.3:5672/lab")
+        #expect(try BusConfiguration(url: "amqp://a:b@h/").endpoints.count == 1)
+    }
+
+    @Test(
+        "a list whose URLs disagree, or with an empty entry, is refused without showing a password",
+        arguments: [
+            "amqp://u:secret@h1/,amqps://u:secret@h2/", "amqp://u:secret@h1/,amqp://v:secret@h2/",
+            "amqp://u:secret@h1/a,amqp://u:secret@h2/b", "amqp://u:secret@h1/,,amqp://u:secret@h2/",
+        ])
+    func refused(url: String) {
+        #expect(throws: BusError.self) { try BusConfiguration(url: url) }
+        do {
+            _ = try BusConfiguration(url: url)
+        } catch {
+            #expect(!"\(error)".contains("secret"), "\(error)")
+        }
     }
 }
 

@@ -2,6 +2,7 @@ import BusCore
 import BusTestSupport
 import Foundation
 import Glibc
+import Synchronization
 import Testing
 
 /// `scripts/broker cluster`: three RabbitMQ nodes on this machine, joined into one cluster
@@ -116,6 +117,61 @@ struct BrokerClusterTests {
             #expect(try await bus.inspectQueue(named: queue).name == queue)
             try await bus.deleteQueue(named: queue)
         }
+        try await failover(urls: urls)
+    }
+
+    /// A caller and a server given all three addresses; the node the caller is connected to
+    /// stops. Calls answer again within 2 s, and the node rejoins when it starts again.
+    static func failover(urls: [String]) async throws {
+        var configuration = try BusConfiguration(url: urls.joined(separator: ","))
+        configuration.exchangePrefix = TestBroker.uniquePrefix()
+        configuration.connectionName = "rackbus-tests-failover"
+        let both = configuration
+        try await MessageBus.withBus(configuration: configuration, logger: TestBroker.logger) { serverBus in
+            try await MessageBus.withBus(configuration: both, logger: TestBroker.logger) { bus in
+                try await serverBus.waitUntilConnected(timeout: .seconds(30))
+                try await bus.waitUntilConnected(timeout: .seconds(30))
+                let server = try await serverBus.server(for: ClusterPing.self) { request, _ in request.text }
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask { await server.run() }
+                    defer { group.cancelAll() }
+                    _ = try await retryingUntilAnswered(within: .seconds(10)) {
+                        try await bus.call(ClusterPing(text: "up"), timeout: .seconds(1))
+                    }
+                    let port = try #require(bus.connectedEndpoint?.port)
+                    let node = try #require(urls.firstIndex { URLComponents(string: $0)?.port == port }) + 1
+                    let clock = ContinuousClock()
+                    let stopped = StopFlag()
+                    let stopping = Task {
+                        defer { stopped.value.withLock { $0 = true } }
+                        return try await TestBroker.brokerScript("cluster", "stop-node", "\(node)")
+                    }
+                    // Calls go on throughout: the longest stretch without an answer is the outage.
+                    var lastAnswer = clock.now
+                    var longestGap = Duration.zero
+                    let deadline = clock.now + .seconds(40)
+                    while clock.now < deadline {
+                        if (try? await bus.call(ClusterPing(text: "ping"), timeout: .milliseconds(300))) != nil {
+                            longestGap = max(longestGap, clock.now - lastAnswer)
+                            lastAnswer = clock.now
+                        } else {
+                            try await Task.sleep(for: .milliseconds(20))
+                        }
+                        if stopped.value.withLock({ $0 }), clock.now - lastAnswer < .milliseconds(100), bus.connectedEndpoint?.port != port
+                        {
+                            break
+                        }
+                    }
+                    _ = try await stopping.value
+                    print("RPC outage while node \(node) stopped: \(longestGap)")
+                    #expect(bus.connectedEndpoint != nil && bus.connectedEndpoint?.port != port, "moved to another node")
+                    #expect(longestGap < .seconds(2), "calls answered again within 2 s (took \(longestGap))")
+                    try await TestBroker.brokerScript("cluster", "start-node", "\(node)")
+                    let rejoined = try await status()
+                    #expect(rejoined.allRunning && rejoined.members == [1, 2, 3], "\(rejoined.text)")
+                }
+            }
+        }
     }
 
     @Test("a start that cannot start a node (its port taken) stops the nodes it started and says why")
@@ -134,6 +190,19 @@ struct BrokerClusterTests {
         let after = try await Self.status()
         #expect(after.running.isEmpty, "\(after.text)")
     }
+}
+
+/// Set once the node has stopped.
+final class StopFlag: Sendable {
+    let value = Mutex(false)
+}
+
+/// The failover test's call: answered with its text.
+struct ClusterPing: BusRequest {
+    typealias Reply = String
+    static let exchange = Exchange.events
+    static let method = "methods.clusterPing"
+    var text: String
 }
 
 /// A TCP listener on 127.0.0.1:`port` that accepts nothing: the port is taken while it exists.

@@ -13,14 +13,14 @@ final class AMQPConnection {
 
     /// Opens the socket (TCP or TLS), performs the AMQP handshake and logs in. Blocks for at most
     /// `connectTimeout` per step, on the calling (I/O) thread.
-    init(configuration: BusConfiguration) throws {
+    init(configuration: BusConfiguration, endpoint: BusConfiguration.Endpoint) throws {
         guard let state = amqp_new_connection() else {
             throw BusError(code: .connectionFailed, message: "rabbitmq-c could not allocate a connection")
         }
         self.state = state
         self.usesTLS = configuration.tls != nil
         do {
-            try open(configuration)
+            try open(configuration, endpoint: endpoint)
         } catch {
             amqp_destroy_connection(state)
             isOpen = false
@@ -34,7 +34,7 @@ final class AMQPConnection {
         }
     }
 
-    private func open(_ configuration: BusConfiguration) throws {
+    private func open(_ configuration: BusConfiguration, endpoint: BusConfiguration.Endpoint) throws {
         let socket: OpaquePointer?
         if let tls = configuration.tls {
             socket = amqp_ssl_socket_new(state)
@@ -65,10 +65,9 @@ final class AMQPConnection {
         }
 
         var connectTimeout = Self.makeTimeval(configuration.connectTimeout)
-        let status = amqp_socket_open_noblock(socket, configuration.host, Int32(configuration.port), &connectTimeout)
+        let status = amqp_socket_open_noblock(socket, endpoint.host, Int32(endpoint.port), &connectTimeout)
         guard status == AMQP_STATUS_OK.rawValue else {
-            throw BusError(
-                code: .connectionFailed, message: "cannot connect to \(configuration.host):\(configuration.port): \(Self.describe(status))")
+            throw BusError(code: .connectionFailed, message: "cannot connect to \(endpoint): \(Self.describe(status))")
         }
         _ = amqp_set_handshake_timeout(state, &connectTimeout)
         var methodTimeout = Self.makeTimeval(configuration.methodTimeout)

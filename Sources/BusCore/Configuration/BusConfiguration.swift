@@ -38,8 +38,30 @@ public struct BusConfiguration: Sendable, Equatable {
     /// The environment variable that names the broker.
     public static let urlEnvironmentKey = "RACKBUS_AMQP_URL"
 
-    public var host: String
-    public var port: Int
+    /// One broker address: a node of a cluster, or the one broker.
+    public struct Endpoint: Sendable, Equatable, CustomStringConvertible {
+        public var host: String
+        public var port: Int
+        public init(host: String, port: Int) {
+            self.host = host
+            self.port = port
+        }
+        public var description: String { "\(host):\(port)" }
+    }
+
+    /// Where the broker is: one address, or the nodes of a cluster. A connection tries them in
+    /// turn, starting from a random one; never empty.
+    public var endpoints: [Endpoint]
+    /// The first address's host.
+    public var host: String {
+        get { endpoints[0].host }
+        set { endpoints[0].host = newValue }
+    }
+    /// The first address's port.
+    public var port: Int {
+        get { endpoints[0].port }
+        set { endpoints[0].port = newValue }
+    }
     public var user: String
     public var password: String
     public var virtualHost: String
@@ -75,8 +97,7 @@ public struct BusConfiguration: Sendable, Equatable {
         reconnect: ReconnectPolicy = ReconnectPolicy(), maxBufferedOperations: Int = 50_000,
         connectionName: String = ProcessInfo.processInfo.processName, broadcastWindow: Int = Defaults.broadcastWindow
     ) {
-        self.host = host
-        self.port = port ?? (tls == nil ? 5672 : 5671)
+        self.endpoints = [Endpoint(host: host, port: port ?? (tls == nil ? 5672 : 5671))]
         self.user = user
         self.password = password
         self.virtualHost = virtualHost
@@ -97,11 +118,34 @@ public struct BusConfiguration: Sendable, Equatable {
         try BusConfiguration(url: environment[urlEnvironmentKey] ?? defaultURL)
     }
 
-    /// Parses an AMQP URI in RabbitMQ's form:
+    /// Parses an AMQP URI, or several separated by commas (the nodes of a cluster, in the style
+    /// of RabbitMQ's clients): every URI after the first adds its host and port, and must agree
+    /// with the first on scheme, user, password and vhost. Each URI is in RabbitMQ's form:
     /// `amqp[s]://user:password@host:port/vhost?heartbeat=30&connection_timeout=5000&cacertfile=…&certfile=…&keyfile=…&verify=verify_peer|verify_none&server_name_indication=…`,
     /// plus RackBus's own `broadcast_window=4096` (``broadcastWindow``).
     /// The vhost is percent-decoded, so `%2F` is `/`; an empty path means the default vhost `/`.
     public init(url text: String) throws {
+        let uris = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard uris.count > 1 else {
+            try self.init(singleURL: text)
+            return
+        }
+        if let empty = uris.firstIndex(where: \.isEmpty) {
+            throw BusError(code: .invalidConfiguration, message: "address \(empty + 1) of the URL list is empty")
+        }
+        try self.init(singleURL: uris[0])
+        for uri in uris.dropFirst() {
+            let node = try BusConfiguration(singleURL: uri)
+            guard node.tls == tls, node.user == user, node.password == password, node.virtualHost == virtualHost else {
+                throw BusError(
+                    code: .invalidConfiguration,
+                    message: "every URL in a list needs the same scheme, user, password and vhost: \(Self.redacted(uri)) differs")
+            }
+            endpoints.append(node.endpoints[0])
+        }
+    }
+
+    private init(singleURL text: String) throws {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
             throw BusError(code: .invalidConfiguration, message: "not a URL: \(Self.redacted(text))")
         }
@@ -169,11 +213,16 @@ public struct BusConfiguration: Sendable, Equatable {
         )
     }
 
-    /// The URL with the password hidden, for logs.
+    /// The URL with the password hidden, for logs (every address of a list).
     public var redactedURL: String {
+        endpoints.map(redactedURL(of:)).joined(separator: ",")
+    }
+
+    /// One address's URL with the password hidden.
+    public func redactedURL(of endpoint: Endpoint) -> String {
         let scheme = tls == nil ? "amqp" : "amqps"
         let vhost = virtualHost == "/" ? "" : virtualHost.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? virtualHost
-        return "\(scheme)://\(user):***@\(host):\(port)/\(vhost)"
+        return "\(scheme)://\(user):***@\(endpoint.host):\(endpoint.port)/\(vhost)"
     }
 
     static func redacted(_ text: String) -> String {

@@ -10,7 +10,7 @@ public struct ReconnectPolicy: Sendable, Equatable {
     public var jitter: Double
 
     public init(
-        initialDelay: Duration = .milliseconds(100), maximumDelay: Duration = .seconds(10),
+        initialDelay: Duration = .milliseconds(100), maximumDelay: Duration = .seconds(1),
         multiplier: Double = 2, jitter: Double = 0.2
     ) {
         self.initialDelay = initialDelay

@@ -11,6 +11,8 @@ final class EngineShared: Sendable {
     let correlation: CorrelationIDCodec
     let metrics: BusMetrics
     private let status = Mutex<(connected: Bool, generation: UInt64)>((false, 0))
+    /// The broker address of the current (or last) connection.
+    private let endpoint = Mutex<BusConfiguration.Endpoint?>(nil)
     /// Tasks in `waitUntilConnected`, by id, so that each can leave on its own (timeout,
     /// cancellation) without waking the others.
     private let statusWaiters = Mutex<(nextID: UInt64, waiting: [UInt64: CheckedContinuation<Void, Never>])>((0, [:]))
@@ -27,7 +29,10 @@ final class EngineShared: Sendable {
 
     var isConnected: Bool { status.withLock { $0.connected } }
 
-    func setConnected(generation: UInt64) {
+    var connectedEndpoint: BusConfiguration.Endpoint? { endpoint.withLock { $0 } }
+
+    func setConnected(generation: UInt64, to endpoint: BusConfiguration.Endpoint) {
+        self.endpoint.withLock { $0 = endpoint }
         status.withLock { $0 = (true, generation) }
         metrics.connected.record(1)
         releaseWaiters()

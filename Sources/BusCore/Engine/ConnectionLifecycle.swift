@@ -10,8 +10,8 @@ struct ConnectionLifecycle: Sendable {
 
     enum Action: Equatable, Sendable {
         case none
-        /// Try to connect now.
-        case connect(attempt: Int)
+        /// Try to connect now, to address number `endpoint`.
+        case connect(attempt: Int, endpoint: Int)
         /// Replay topology and deferred work on the new connection, numbered `generation`.
         case established(generation: UInt64, isReconnect: Bool)
         /// Drop the old connection, fail what was in flight on it, and schedule the next attempt.
@@ -21,11 +21,19 @@ struct ConnectionLifecycle: Sendable {
     }
 
     let policy: ReconnectPolicy
+    /// How many broker addresses there are (the nodes of a cluster).
+    let endpointCount: Int
     private(set) var state: State
     private var generation: UInt64 = 0
+    /// The address tried next, or in use.
+    private(set) var endpoint: Int
 
-    init(policy: ReconnectPolicy, now: ContinuousClock.Instant) {
+    /// `firstEndpoint` is chosen at random by the caller, so that services spread over a
+    /// cluster's nodes; this stays pure.
+    init(policy: ReconnectPolicy, endpointCount: Int = 1, firstEndpoint: Int = 0, now: ContinuousClock.Instant) {
         self.policy = policy
+        self.endpointCount = max(1, endpointCount)
+        self.endpoint = min(max(0, firstEndpoint), self.endpointCount - 1)
         self.state = .disconnected(attempt: 1, nextAttemptAt: now)
     }
 
@@ -39,7 +47,7 @@ struct ConnectionLifecycle: Sendable {
     /// Called on every loop turn: is it time to try?
     func tick(now: ContinuousClock.Instant) -> Action {
         if case .disconnected(let attempt, let at) = state, now >= at {
-            return .connect(attempt: attempt)
+            return .connect(attempt: attempt, endpoint: endpoint)
         }
         return .none
     }
@@ -59,14 +67,20 @@ struct ConnectionLifecycle: Sendable {
 
     mutating func connectFailed(now: ContinuousClock.Instant, random: Double) -> Action {
         guard case .disconnected(let attempt, _) = state else { return .none }
-        let next = attempt + 1
-        state = .disconnected(attempt: next, nextAttemptAt: now + policy.delay(beforeAttempt: next, random: random))
+        endpoint = (endpoint + 1) % endpointCount
+        // Each address gets its try at once; the backoff counts rounds in which all failed.
+        let failures = attempt
+        let delay =
+            failures % endpointCount == 0 ? policy.delay(beforeAttempt: failures / endpointCount + 1, random: random) : .zero
+        state = .disconnected(attempt: attempt + 1, nextAttemptAt: now + delay)
         return .none
     }
 
     mutating func connectionLost(now: ContinuousClock.Instant) -> Action {
         guard case .connected(let lostGeneration) = state else { return .none }
-        // The first attempt after a loss is immediate: the broker may only have dropped us.
+        // The first attempt after a loss is immediate, to the next address: the node we lost
+        // may be going down (a lone broker may only have dropped us: it is its own next).
+        endpoint = (endpoint + 1) % endpointCount
         state = .disconnected(attempt: 1, nextAttemptAt: now)
         return .lost(generation: lostGeneration, retryAt: now)
     }

@@ -65,7 +65,10 @@ final class EngineLoop {
     init(shared: EngineShared) {
         self.shared = shared
         self.logger = shared.logger
-        self.lifecycle = ConnectionLifecycle(policy: shared.configuration.reconnect, now: .now)
+        let endpoints = shared.configuration.endpoints.count
+        self.lifecycle = ConnectionLifecycle(
+            policy: shared.configuration.reconnect, endpointCount: endpoints, firstEndpoint: Int.random(in: 0..<max(1, endpoints)),
+            now: .now)
     }
 
     func run() {
@@ -79,8 +82,8 @@ final class EngineLoop {
             }
             // One clock read per turn: at tens of thousands of turns a second, each read shows.
             let now = ContinuousClock.now
-            if case .connect(let attempt) = lifecycle.tick(now: now) {
-                connect(attempt: attempt)
+            if case .connect(let attempt, let endpoint) = lifecycle.tick(now: now) {
+                connect(attempt: attempt, to: configuration.endpoints[endpoint])
             }
             for command in commands {
                 execute(command)
@@ -105,9 +108,9 @@ final class EngineLoop {
 
     // MARK: Connecting
 
-    private func connect(attempt: Int) {
+    private func connect(attempt: Int, to endpoint: BusConfiguration.Endpoint) {
         do {
-            let connection = try AMQPConnection(configuration: configuration)
+            let connection = try AMQPConnection(configuration: configuration, endpoint: endpoint)
             self.connection = connection
             try connection.openChannel(Channel.consume)
             try connection.openChannel(Channel.publish)
@@ -119,13 +122,13 @@ final class EngineLoop {
             lastReceive = .now
             try declareConventionExchanges()
             guard case .established(let generation, let isReconnect) = lifecycle.connectSucceeded() else { return }
-            shared.setConnected(generation: generation)
+            shared.setConnected(generation: generation, to: endpoint)
+            let url = configuration.redactedURL(of: endpoint)
             if isReconnect {
                 shared.metrics.reconnects.increment()
-                logger.notice(
-                    "reconnected to the broker", metadata: ["amqp.url": "\(configuration.redactedURL)", "bus.generation": "\(generation)"])
+                logger.notice("reconnected to the broker", metadata: ["amqp.url": "\(url)", "bus.generation": "\(generation)"])
             } else {
-                logger.info("connected to the broker", metadata: ["amqp.url": "\(configuration.redactedURL)"])
+                logger.info("connected to the broker", metadata: ["amqp.url": "\(url)"])
             }
             try establishReplyQueue()
             for id in consumers.keys.sorted() {
@@ -147,7 +150,7 @@ final class EngineLoop {
                 logger.log(
                     level: level, "cannot reach the broker, will retry",
                     metadata: [
-                        "amqp.url": "\(configuration.redactedURL)", "bus.attempt": "\(attempt)", "error": "\(error.message)",
+                        "amqp.url": "\(configuration.redactedURL(of: endpoint))", "bus.attempt": "\(attempt)", "error": "\(error.message)",
                     ])
             }
         } catch {
