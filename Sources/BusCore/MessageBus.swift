@@ -227,8 +227,10 @@ public final class MessageBus: Service, Sendable {
         named queue: String, bindings: [(exchange: Exchange, pattern: String)], prefetch: Int = 16, arguments: [String: HeaderValue] = [:],
         as type: T.Type = T.self
     ) async throws -> Subscription<T> {
+        try await declareDeadLetterQueue(for: queue)
         let spec = ConsumerSpec(
-            queue: .shared(name: queue, durable: true, autoDelete: false, arguments: arguments),
+            queue: .shared(
+                name: queue, durable: true, autoDelete: false, arguments: configuration.workQueueArguments(for: queue, adding: arguments)),
             bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) },
             acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))))
         return try await makeSubscription(spec, decode: Self.jsonDecoding(T.self))
@@ -282,7 +284,21 @@ public final class MessageBus: Service, Sendable {
     public func declareWorkQueue(
         named queue: String, bindings: [(exchange: Exchange, pattern: String)], arguments: [String: HeaderValue] = [:]
     ) async throws {
-        let bindings = bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) }
+        try await declareDeadLetterQueue(for: queue)
+        let arguments = configuration.workQueueArguments(for: queue, adding: arguments)
+        try await declareQueue(
+            named: queue, bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) }, arguments: arguments)
+    }
+
+    /// A quorum work queue's dead-letter queue, a quorum queue too, declared before the queue
+    /// that sends to it so that no poison message is dropped.
+    private func declareDeadLetterQueue(for queue: String) async throws {
+        guard configuration.workQueueType == .quorum else { return }
+        try await declareQueue(
+            named: BusConfiguration.deadLetterQueue(of: queue), bindings: [], arguments: ["x-queue-type": .string("quorum")])
+    }
+
+    private func declareQueue(named queue: String, bindings: [Binding], arguments: [String: HeaderValue]) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             if !engine.submit(.declareWorkQueue(name: queue, bindings: bindings, arguments: arguments, continuation)) {
                 continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))

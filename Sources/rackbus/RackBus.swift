@@ -37,6 +37,7 @@ struct BusOptions: ParsableArguments {
         if let timeout = environment["RACKBUS_CALL_TIMEOUT_MS"].flatMap(Int.init), timeout > 0 {
             configuration.defaultCallTimeout = .milliseconds(timeout)
         }
+        try configuration.applyQueueSettings(from: environment)
         configuration.connectionName = connectionName
         return configuration
     }

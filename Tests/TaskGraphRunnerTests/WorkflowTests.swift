@@ -9,14 +9,17 @@ import Testing
 /// Runs a bus, a TaskGraphRunner (with its task runner) and a Scheduler for `body`, the runner on
 /// SQLite (`database`) or on a PostgreSQL database of its own.
 func withWorkflowServices<Result: Sendable>(
-    database: String = ":memory:", store: StoreKind = .sqlite, concurrency: Int = 64, _ body: @Sendable (MessageBus) async throws -> Result
+    database: String = ":memory:", store: StoreKind = .sqlite, queues: BusConfiguration.WorkQueueType = .classic, concurrency: Int = 64,
+    _ body: @Sendable (MessageBus) async throws -> Result
 ) async throws -> Result {
     guard store == .sqlite else {
         return try await TestPostgres.withDatabase { url in
-            try await withWorkflowServices(database: url, concurrency: concurrency, body)
+            try await withWorkflowServices(database: url, queues: queues, concurrency: concurrency, body)
         }
     }
-    return try await TestBroker.withBus { bus in
+    var configuration = try TestBroker.configuration()
+    configuration.workQueueType = queues
+    return try await TestBroker.withBus(configuration) { bus in
         let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: database), logger: TestBroker.logger)
         let scheduler = SchedulerService(bus: bus, concurrency: concurrency, logger: TestBroker.logger)
         return try await withThrowingTaskGroup(of: Void.self) { group in
@@ -222,6 +225,24 @@ struct WorkflowBranchTests {
                 ["graph", "list", "--json", "--url", TestBroker.url, "--prefix", bus.configuration.exchangePrefix])
             let graphs = try JSONDecoder().decode([GraphDefinition].self, from: Data(json.utf8))
             #expect(graphs.contains { $0.injectableName == "Graph.noop-example" })
+        }
+    }
+}
+
+@Suite("Workflows on quorum work queues", .timeLimit(.minutes(2)))
+struct QuorumWorkflowTests {
+    @Test("with quorum work queues (a cluster's setting) graphs run as on classic ones, on both stores", arguments: StoreKind.allCases)
+    func noopExample(store: StoreKind) async throws {
+        try await withWorkflowServices(store: store, queues: .quorum) { bus in
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            _ = try await bus.call(RunTaskGraph(name: "Graph.noop-example", target: "quorum-node"))
+            #expect(try await finishedStatus(finished) == "succeeded")
+            let prefix = bus.configuration.exchangePrefix
+            for queue in [WorkflowQueues.scheduler, WorkflowQueues.taskRunner, TaskGraphRunnerService.finishedQueueName] {
+                // Each has its dead-letter queue, which only a quorum work queue gets.
+                let deadLetters = BusConfiguration.deadLetterQueue(of: WorkflowQueues.name(queue, prefix: prefix))
+                #expect(try await bus.inspectQueue(named: deadLetters).messages == 0)
+            }
         }
     }
 }

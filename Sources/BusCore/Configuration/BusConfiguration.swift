@@ -79,6 +79,22 @@ public struct BusConfiguration: Sendable, Equatable {
     public var exchangePrefix: String
     /// Reconnect backoff.
     public var reconnect: ReconnectPolicy
+    /// How the durable work queues (``MessageBus/workQueue(named:bindings:prefetch:arguments:as:)``)
+    /// are declared: `classic`, the default, or `quorum` (Raft-replicated over a cluster's nodes,
+    /// with a dead-letter queue). `RACKBUS_QUEUE_TYPE`.
+    public var workQueueType: WorkQueueType = .classic
+    /// For quorum work queues: how many times one message is delivered before the broker moves
+    /// it to the queue's dead-letter queue (a poison message). `RACKBUS_DELIVERY_LIMIT`.
+    public var deliveryLimit = 20
+
+    public enum WorkQueueType: String, Sendable, CaseIterable {
+        case classic
+        case quorum
+    }
+
+    /// The environment variables for the work queues' type and delivery limit.
+    public static let queueTypeEnvironmentKey = "RACKBUS_QUEUE_TYPE"
+    public static let deliveryLimitEnvironmentKey = "RACKBUS_DELIVERY_LIMIT"
     /// How many publishes may wait while the broker is unreachable before `publish` pushes back.
     public var maxBufferedOperations: Int
     /// Name reported to the broker (visible in the management UI) and used in log metadata.
@@ -115,8 +131,44 @@ public struct BusConfiguration: Sendable, Equatable {
 
     /// Reads the URL from `RACKBUS_AMQP_URL`, or uses ``defaultURL``.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> BusConfiguration {
-        try BusConfiguration(url: environment[urlEnvironmentKey] ?? defaultURL)
+        var configuration = try BusConfiguration(url: environment[urlEnvironmentKey] ?? defaultURL)
+        try configuration.applyQueueSettings(from: environment)
+        return configuration
     }
+
+    /// Reads `RACKBUS_QUEUE_TYPE` (`classic` or `quorum`) and `RACKBUS_DELIVERY_LIMIT` (1…1,000,000).
+    public mutating func applyQueueSettings(from environment: [String: String]) throws {
+        if let text = environment[Self.queueTypeEnvironmentKey], !text.isEmpty {
+            guard let type = WorkQueueType(rawValue: text) else {
+                throw BusError(
+                    code: .invalidConfiguration, message: "\(Self.queueTypeEnvironmentKey) must be classic or quorum, got '\(text)'")
+            }
+            workQueueType = type
+        }
+        if let text = environment[Self.deliveryLimitEnvironmentKey], !text.isEmpty {
+            guard let limit = Int(text), (1...1_000_000).contains(limit) else {
+                throw BusError(
+                    code: .invalidConfiguration, message: "\(Self.deliveryLimitEnvironmentKey) must be 1…1000000 deliveries, got '\(text)'")
+            }
+            deliveryLimit = limit
+        }
+    }
+
+    /// The arguments a durable work queue named `queue` is declared with: `arguments`, plus for
+    /// quorum queues the type, the delivery limit and its dead-letter queue (through the default
+    /// exchange, so no exchange beyond the nine is needed).
+    public func workQueueArguments(for queue: String, adding arguments: [String: HeaderValue] = [:]) -> [String: HeaderValue] {
+        guard workQueueType == .quorum else { return arguments }
+        var all = arguments
+        all["x-queue-type"] = .string("quorum")
+        all["x-delivery-limit"] = .int(Int64(deliveryLimit))
+        all["x-dead-letter-exchange"] = .string("")
+        all["x-dead-letter-routing-key"] = .string(Self.deadLetterQueue(of: queue))
+        return all
+    }
+
+    /// Where a quorum work queue's poison messages go.
+    public static func deadLetterQueue(of queue: String) -> String { "\(queue).dead-letter" }
 
     /// Parses an AMQP URI, or several separated by commas (the nodes of a cluster, in the style
     /// of RabbitMQ's clients): every URI after the first adds its host and port, and must agree

@@ -1,0 +1,60 @@
+import BusCore
+import BusTestSupport
+import Foundation
+import Testing
+
+@Suite("Quorum work queues and their dead-letter queues", .timeLimit(.minutes(2)))
+struct QuorumQueueTests {
+    @Test("RACKBUS_QUEUE_TYPE and RACKBUS_DELIVERY_LIMIT choose the work queues' arguments; classic is the default")
+    func settings() throws {
+        let classic = try BusConfiguration.fromEnvironment([:])
+        #expect(classic.workQueueType == .classic)
+        #expect(
+            classic.workQueueArguments(for: "on.q", adding: ["x-single-active-consumer": .bool(true)]) == [
+                "x-single-active-consumer": .bool(true)
+            ])
+        let quorum = try BusConfiguration.fromEnvironment(["RACKBUS_QUEUE_TYPE": "quorum", "RACKBUS_DELIVERY_LIMIT": "3"])
+        #expect(
+            quorum.workQueueArguments(for: "on.q")
+                == [
+                    "x-queue-type": .string("quorum"), "x-delivery-limit": .int(3), "x-dead-letter-exchange": .string(""),
+                    "x-dead-letter-routing-key": .string("on.q.dead-letter"),
+                ])
+        for bad in [["RACKBUS_QUEUE_TYPE": "mirrored"], ["RACKBUS_DELIVERY_LIMIT": "0"], ["RACKBUS_DELIVERY_LIMIT": "many"]] {
+            #expect(throws: BusError.self) { try BusConfiguration.fromEnvironment(bad) }
+        }
+    }
+
+    @Test("a message handed back more often than the delivery limit moves to the dead-letter queue, and the rest flows on")
+    func poisonMessageIsDeadLettered() async throws {
+        var configuration = try TestBroker.configuration()
+        configuration.workQueueType = .quorum
+        configuration.deliveryLimit = 2
+        try await TestBroker.withBus(configuration) { bus in
+            let queue = "\(bus.configuration.exchangePrefix).quorum-work"
+            let work = try await bus.workQueue(named: queue, bindings: [(.events, "work.#")], as: [String: String].self)
+            try await bus.publishConfirmed(["kind": "poison"], to: .events, routingKey: "work.poison", persistent: true)
+            try await bus.publishConfirmed(["kind": "fine"], to: .events, routingKey: "work.fine", persistent: true)
+            var handled: [String] = []
+            var poisonDeliveries = 0
+            for await delivery in work {
+                if delivery.message["kind"] == "poison" {
+                    // The consumer cannot handle it and hands it back, again and again.
+                    poisonDeliveries += 1
+                    delivery.reject(requeue: true)
+                } else {
+                    handled.append(delivery.message["kind"] ?? "")
+                    delivery.ack()
+                }
+                if !handled.isEmpty, poisonDeliveries > 2 { break }
+            }
+            #expect(handled == ["fine"])
+            #expect(poisonDeliveries == 3, "delivered once, then redelivered up to the limit of 2")
+            let deadLetters = BusConfiguration.deadLetterQueue(of: queue)
+            try await eventually { try await bus.inspectQueue(named: deadLetters).messages == 1 }
+            #expect(try await bus.inspectQueue(named: queue).messages == 0)
+            try await bus.deleteQueue(named: queue)
+            try await bus.deleteQueue(named: deadLetters)
+        }
+    }
+}
