@@ -118,6 +118,28 @@ struct BrokerClusterTests {
             try await bus.deleteQueue(named: queue)
         }
         try await failover(urls: urls)
+        try await failoverUnderLoad(urls: urls)
+    }
+
+    /// Graphs and calls go on while the node the services use stops; then it rejoins.
+    static func failoverUnderLoad(urls: [String]) async throws {
+        let list = urls.joined(separator: ",")
+        var configuration = try BusConfiguration(url: list)
+        configuration.exchangePrefix = TestBroker.uniquePrefix()
+        configuration.connectionName = "rackbus-tests-load"
+        configuration.workQueueType = .quorum
+        let stoppedNode = Mutex<Int?>(nil)
+        let outcome = try await FailoverUnderLoad.run(configuration: configuration, url: list, environment: ["RACKBUS_QUEUE_TYPE": "quorum"]) {
+            port in
+            let node = (port.flatMap { port in urls.firstIndex { URLComponents(string: $0)?.port == port } } ?? 0) + 1
+            stoppedNode.withLock { $0 = node }
+            try await TestBroker.brokerScript("cluster", "stop-node", "\(node)")
+        }
+        FailoverUnderLoad.check(outcome, graphs: 40, longestGap: .seconds(2))
+        let node = try #require(stoppedNode.withLock { $0 })
+        try await TestBroker.brokerScript("cluster", "start-node", "\(node)")
+        let rejoined = try await status()
+        #expect(rejoined.allRunning && rejoined.members == [1, 2, 3], "node \(node) rejoined: \(rejoined.text)")
     }
 
     /// A caller and a server given all three addresses; the node the caller is connected to
