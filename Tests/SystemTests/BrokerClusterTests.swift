@@ -129,8 +129,11 @@ struct BrokerClusterTests {
         configuration.connectionName = "rackbus-tests-load"
         configuration.workQueueType = .quorum
         let stoppedNode = Mutex<Int?>(nil)
-        let outcome = try await FailoverUnderLoad.run(configuration: configuration, url: list, environment: ["RACKBUS_QUEUE_TYPE": "quorum"]) {
+        let outcome = try await FailoverUnderLoad.run(
+            configuration: configuration, url: list, environment: ["RACKBUS_QUEUE_TYPE": "quorum"]
+        ) {
             port in
+            #expect(port != nil, "found the node the services are connected to")
             let node = (port.flatMap { port in urls.firstIndex { URLComponents(string: $0)?.port == port } } ?? 0) + 1
             stoppedNode.withLock { $0 = node }
             try await TestBroker.brokerScript("cluster", "stop-node", "\(node)")

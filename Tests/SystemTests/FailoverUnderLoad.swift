@@ -115,7 +115,8 @@ enum FailoverUnderLoad {
                     Issue.record("up.log: \((try? String(contentsOf: log, encoding: .utf8))?.suffix(2000) ?? "")")
                 }
                 return Outcome(
-                    longestRPCGap: rpcGap.withLock { $0.longest }, recovery: recovery, statuses: statuses, starts: started.values.withLock { $0 },
+                    longestRPCGap: rpcGap.withLock { $0.longest }, recovery: recovery, statuses: statuses,
+                    starts: started.values.withLock { $0 },
                     reports: reported.values.withLock { $0 })
             }
         }
@@ -126,7 +127,8 @@ enum FailoverUnderLoad {
     static func connectionPort(of name: String) async throws -> Int? {
         guard let urls = try? await BrokerClusterTests.urls() else { return nil }
         for (index, url) in urls.enumerated() {
-            let listing = (try? await TestBroker.brokerScript("cluster", "ctl", "\(index + 1)", "list_connections", "client_properties")) ?? ""
+            let listing =
+                (try? await TestBroker.brokerScript("cluster", "ctl", "\(index + 1)", "list_connections", "client_properties")) ?? ""
             if listing.contains(name) { return URLComponents(string: url)?.port }
         }
         return nil
@@ -140,7 +142,8 @@ enum FailoverUnderLoad {
                 + "reports \(outcome.reports.values.reduce(0, +)) for \(outcome.starts.count) tasks, "
                 + "tasks reported more than once \(outcome.reports.values.filter { $0 > 1 }.count)")
         #expect(outcome.statuses.count == graphs, "no graph lost")
-        #expect(outcome.statuses.allSatisfy { $0 == "succeeded" }, "\(Dictionary(grouping: outcome.statuses, by: { $0 }).mapValues(\.count))")
+        #expect(
+            outcome.statuses.allSatisfy { $0 == "succeeded" }, "\(Dictionary(grouping: outcome.statuses, by: { $0 }).mapValues(\.count))")
         #expect(outcome.starts.count == graphs * 10, "every task started")
         #expect(outcome.starts.values.allSatisfy { $0 == 1 }, "no task started twice: \(outcome.starts.filter { $0.value > 1 })")
         #expect(outcome.recovery < .seconds(2), "RPCs answered within 2 s of the broker's return: \(outcome.recovery)")

@@ -84,10 +84,12 @@ struct NetworkBootTests {
                     #expect(node.sku == "virtual-rack-1")
 
                     // The story on the bus, in order.
-                    let keys = try await Self.routingKeys(of: story, until: { keys in
-                        keys.contains { $0.hasPrefix("graph.finished.") } && keys.last == "http.response.\(nodeId)"
-                            && keys.filter { $0 == "http.response.\(nodeId)" }.count >= 3
-                    })
+                    let keys = try await Self.routingKeys(
+                        of: story,
+                        until: { keys in
+                            keys.contains { $0.hasPrefix("graph.finished.") } && keys.last == "http.response.\(nodeId)"
+                                && keys.filter { $0 == "http.response.\(nodeId)" }.count >= 3
+                        })
                     try Self.expectStory(keys, nodeId: nodeId)
 
                     // The graph succeeded.
@@ -118,7 +120,8 @@ struct NetworkBootTests {
     }
 
     /// The routing keys of a subscription's deliveries until `done` says so, or 20 s have passed.
-    static func routingKeys(of story: Subscription<NodeEvent>, until done: @escaping @Sendable ([String]) -> Bool) async throws -> [String] {
+    static func routingKeys(of story: Subscription<NodeEvent>, until done: @escaping @Sendable ([String]) -> Bool) async throws -> [String]
+    {
         try await withThrowingTaskGroup(of: [String]?.self) { group in
             group.addTask {
                 var keys: [String] = []
