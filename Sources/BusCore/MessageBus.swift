@@ -210,6 +210,18 @@ public final class MessageBus: Service, Sendable {
             decode: { $0.body })
     }
 
+    /// The dead-letter queue of quorum work queue `queue`, undecoded, with at most `prefetch`
+    /// deliveries outstanding: for an operator to read (and hand back) or requeue. Throws
+    /// ``BusError/Code/channelClosed`` with reply code 404 when `queue` has none.
+    public func deadLetters(of queue: String, prefetch: Int = 100) async throws -> Subscription<[UInt8]> {
+        let name = BusConfiguration.deadLetterQueue(of: queue)
+        _ = try await inspectQueue(named: name)
+        let spec = ConsumerSpec(
+            queue: .shared(name: name, durable: true, autoDelete: false, arguments: ["x-queue-type": .string("quorum")]), bindings: [],
+            acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))))
+        return try await makeSubscription(spec, decode: { $0.body })
+    }
+
     /// A private queue for one broadcast subscriber, with the configured window.
     func broadcastSpec(base: String, exchange: String, patterns: [String]) -> ConsumerSpec {
         let window = configuration.broadcastWindow

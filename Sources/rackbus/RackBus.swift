@@ -12,7 +12,7 @@ struct RackBus: AsyncParsableCommand {
         discussion: "The broker comes from --url or RACKBUS_AMQP_URL (default \(BusConfiguration.defaultURL)).",
         subcommands: [
             Up.self, Graph.self, Events.self, Logs.self, Config.self, Publish.self, Listen.self, Call.self, Exchanges.self, Services.self,
-            Nodes.self, SKU.self,
+            Nodes.self, SKU.self, DeadLetters.self,
         ]
     )
 }

@@ -58,3 +58,42 @@ struct QuorumQueueTests {
         }
     }
 }
+
+@Suite("rackbus dead-letters", .timeLimit(.minutes(2)))
+struct DeadLettersCLITests {
+    @Test("lists a quorum work queue's poison messages without taking them, and requeues them into the work queue")
+    func listAndRequeue() async throws {
+        var configuration = try TestBroker.configuration()
+        configuration.workQueueType = .quorum
+        configuration.deliveryLimit = 1
+        try await TestBroker.withBus(configuration) { bus in
+            let prefix = bus.configuration.exchangePrefix
+            let queue = "\(prefix).rackbus.poisoned"
+            let arguments = ["--url", TestBroker.url, "--prefix", prefix]
+            do {
+                let work = try await bus.workQueue(named: queue, bindings: [(.events, "poison.#")], as: [String: String].self)
+                for index in 1...2 {
+                    try await bus.publishConfirmed(["n": "\(index)"], to: .events, routingKey: "poison.\(index)", persistent: true)
+                }
+                var deliveries = 0
+                for await delivery in work {
+                    delivery.reject(requeue: true)
+                    deliveries += 1
+                    if deliveries == 4 { break }
+                }
+            }
+            let deadLetters = BusConfiguration.deadLetterQueue(of: queue)
+            try await eventually { try await bus.inspectQueue(named: deadLetters).messages == 2 }
+            let listed = try await TestBroker.run(ServiceProcess.executable.path, ["dead-letters", "list", "rackbus.poisoned"] + arguments)
+            #expect(listed.contains(#"{"n":"1"}"#) && listed.contains(#"{"n":"2"}"#), "\(listed)")
+            #expect(listed.contains("2 of 2 dead letters"), "\(listed)")
+            try await eventually { try await bus.inspectQueue(named: deadLetters).messages == 2 }
+            let requeued = try await TestBroker.run(ServiceProcess.executable.path, ["dead-letters", "requeue", queue] + arguments)
+            #expect(requeued.contains("requeued 2 dead letters"), "\(requeued)")
+            try await eventually { try await bus.inspectQueue(named: queue).messages == 2 }
+            #expect(try await bus.inspectQueue(named: deadLetters).messages == 0)
+            try await bus.deleteQueue(named: queue)
+            try await bus.deleteQueue(named: deadLetters)
+        }
+    }
+}

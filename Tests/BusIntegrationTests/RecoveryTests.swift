@@ -133,19 +133,17 @@ struct EndpointListWireTests {
         return Int(UInt16(bigEndian: address.sin_port))
     }
 
-    @Test("with a dead address in the list, every bus connects to the live one at once, wherever it starts")
+    @Test("with a dead address in the list, every bus connects to the live one, wherever it starts")
     func deadAddressIsSkipped() async throws {
         var configuration = try TestBroker.configuration()
         let live = configuration.endpoints[0]
         configuration.endpoints = [BusConfiguration.Endpoint(host: "127.0.0.1", port: try Self.deadPort()), live]
         // Each bus starts at a random address: several, so that some start at the dead one.
+        // (The order of attempts and the backoff are the lifecycle's pure tests.)
         for _ in 0..<6 {
-            let clock = ContinuousClock()
-            let started = clock.now
             try await TestBroker.withBus(configuration) { bus in
                 #expect(bus.connectedEndpoint == live)
             }
-            #expect(clock.now - started < .seconds(2), "no backoff before every address was tried")
         }
     }
 }

@@ -9,7 +9,8 @@ struct RoutedServerTests {
     func bindAndUnbind() async throws {
         try await TestBroker.withBus { bus in
             let exchange = bus.name(of: .dhcp)
-            let server = try await bus.routedServer(exchangeNamed: exchange, queueBase: "\(exchange):routed-test", method: "methods.routed") {
+            let server = try await bus.routedServer(exchangeNamed: exchange, queueBase: "\(exchange):routed-test", method: "methods.routed")
+            {
                 body, context in
                 ServedReply(body: Array("{\"value\":\"\(context.routingKey)\"}".utf8))
             }
@@ -18,7 +19,8 @@ struct RoutedServerTests {
                 defer { server.cancel() }
                 let key = "methods.routed.\(UUID().uuidString)"
                 func call() async throws -> String {
-                    let reply = try await bus.callRaw(exchangeNamed: exchange, routingKey: key, body: Array("{}".utf8), timeout: .milliseconds(500))
+                    let reply = try await bus.callRaw(
+                        exchangeNamed: exchange, routingKey: key, body: Array("{}".utf8), timeout: .milliseconds(500))
                     return String(decoding: reply.body, as: UTF8.self)
                 }
                 func unanswered() async -> Bool {

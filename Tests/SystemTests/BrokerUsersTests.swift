@@ -65,6 +65,11 @@ struct BrokerUsers: Sendable {
 struct BrokerUsersTests {
     @Test("DHCPService's user cannot publish runTaskGraph nor read the task graph runner's queues, and can do DHCPService's work")
     func dhcpUser() async throws {
+        // Held throughout: its scripts need the broker up, so a restart test must not run meanwhile.
+        try await BrokerLock.shared.withShared { try await dhcpUserHoldingTheBroker() }
+    }
+
+    func dhcpUserHoldingTheBroker() async throws {
         let users = try await BrokerUsers.make()
         defer { users.removeFolder() }
         let prefix = users.prefix
@@ -169,6 +174,10 @@ struct BrokerUsersTests {
 
     @Test("Every service runs as its own user (rackbus up --services X) and serves: the patterns are not too tight")
     func everyServiceAsItsOwnUser() async throws {
+        try await BrokerLock.shared.withShared { try await everyServiceHoldingTheBroker() }
+    }
+
+    func everyServiceHoldingTheBroker() async throws {
         let users = try await BrokerUsers.make()
         defer { users.removeFolder() }
         let prefix = users.prefix
