@@ -12,6 +12,8 @@ struct JournalRecord: Sendable, Equatable {
     var nodeId: String?
     /// JSON text.
     var body: String
+    /// The AMQP message id: a message the broker delivers again (after a reconnect) is stored once.
+    var messageId: String? = nil
 }
 
 /// The journal: table `event` in SQLite (GRDB). Every call runs on GRDB's own serial queue;
@@ -47,18 +49,23 @@ final class EventJournal: Sendable {
             try db.create(index: "event_on_kind_time", on: "event", columns: ["kind", "time"])
             try db.create(index: "event_on_time", on: "event", columns: ["time"])
         }
+        migrator.registerMigration("v2: message ids") { db in
+            try db.alter(table: "event") { table in table.add(column: "messageId", .text) }
+            try db.create(index: "event_on_messageId", on: "event", columns: ["messageId"], unique: true)
+        }
         return migrator
     }
 
-    /// Appends records in one transaction.
+    /// Appends records in one transaction; one whose message id is stored already is a
+    /// redelivery, and is skipped.
     func insert(_ records: [JournalRecord]) async throws {
         guard !records.isEmpty else { return }
         try await database.write { db in
             let statement = try db.cachedStatement(
-                sql: "INSERT INTO event (time, exchange, routingKey, kind, nodeId, body) VALUES (?, ?, ?, ?, ?, ?)")
+                sql: "INSERT OR IGNORE INTO event (time, exchange, routingKey, kind, nodeId, body, messageId) VALUES (?, ?, ?, ?, ?, ?, ?)")
             for record in records {
                 try statement.execute(arguments: [
-                    record.time, record.exchange, record.routingKey, record.kind.rawValue, record.nodeId, record.body,
+                    record.time, record.exchange, record.routingKey, record.kind.rawValue, record.nodeId, record.body, record.messageId,
                 ])
             }
         }

@@ -156,7 +156,8 @@ public final class EventsLoggerService: Service, Sendable {
         if let line = outcome.line, let output, !output.write(line) {
             outputDrops.increment()
         }
-        guard let record = outcome.record else { return }
+        guard var record = outcome.record else { return }
+        record.messageId = delivery.properties.messageID
         if journalQueue.append(record) {
             journalFullWarned.store(false, ordering: .relaxed)
         } else {
