@@ -186,7 +186,7 @@ let package = Package(
         ),
         .target(
             name: "BusTestSupport",
-            dependencies: ["BusCore", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["BusCore", "WorkflowProtocol", .product(name: "Logging", package: "swift-log")],
             path: "Tests/BusTestSupport"
         ),
         .testTarget(

@@ -96,18 +96,7 @@ enum FailoverUnderLoad {
                 try await eventually(timeout: .seconds(30), pollingEvery: .milliseconds(5)) { rpcGap.withLock { $0.last >= back } }
                 let recovery = rpcGap.withLock { $0.last } - back
                 try await load.value
-                var statuses: [String] = []
-                let all = ids.withLock { $0 }
-                try await eventually(timeout: .seconds(120), pollingEvery: .milliseconds(500)) {
-                    statuses = []
-                    for id in all {
-                        let properties = try await retryingUntilAnswered(within: .seconds(30)) {
-                            try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: id)), timeout: .seconds(2))
-                        }
-                        statuses.append(properties.status)
-                    }
-                    return !statuses.contains("running")
-                }
+                let statuses = try await BusTestSupport.statuses(ofGraphs: ids.withLock { $0 }, on: bus, within: .seconds(120))
                 // Late reports (redelivered) still count.
                 try await Task.sleep(for: .seconds(1))
                 calls.cancel()

@@ -120,21 +120,10 @@ struct DurabilityTests {
                 try await Task.sleep(for: .milliseconds(500))
                 let (startedBefore, finishedBefore) = (started.values, Set(reported.values))
                 try services["taskgraph"]!.start()
-                // Every graph ends, as its stored state shows. (A `graph.finished` event can be lost
-                // when the process dies between storing the end and announcing it.)
-                var statuses: [String] = []
+                // Every graph ends, as its stored state shows (the restarted process answers once it is up).
+                let statuses: [String]
                 do {
-                    try await eventually(timeout: .seconds(90), pollingEvery: .milliseconds(500)) {
-                        statuses = []
-                        for id in graphIDs {
-                            // The restarted process answers once it is up.
-                            let properties = try await retryingUntilAnswered(within: .seconds(30)) {
-                                try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: id)), timeout: .seconds(1))
-                            }
-                            statuses.append(properties.status)
-                        }
-                        return statuses.allSatisfy { $0 != "running" }
-                    }
+                    statuses = try await BusTestSupport.statuses(ofGraphs: graphIDs, on: bus, within: .seconds(90))
                 } catch {
                     for graph in (try? await bus.call(GetActiveTaskGraphs())) ?? [] {
                         let states = graph.tasks.values.map { "\($0.label)=\($0.state.rawValue)" }.sorted()

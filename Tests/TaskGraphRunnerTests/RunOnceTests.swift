@@ -62,35 +62,29 @@ struct RunOnceTests {
     @Test("two runners in different processes share a PostgreSQL journal: a run delivered to both starts once")
     func runnersSharingAJournal() async throws {
         let starts = JobStarts()
-        try await withGraphStore(.postgres) { journal in
-            try await TestBroker.withBus { bus in
-                try await bus.declareWorkQueue(
-                    named: WorkflowQueues.name(TaskRunner.queueName, prefix: bus.configuration.exchangePrefix),
-                    bindings: WorkflowQueues.taskRunnerBindings)
-                let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
-                // Two runners, as two processes would have: each with its own claims in memory.
-                let runners = (0..<2).map { _ in
-                    TaskRunner(
-                        bus: bus, jobs: [CountingJob(starts: starts, milliseconds: 1500)], journal: journal, logger: TestBroker.logger)
+        try await withSharedJournal { bus, journal, reports in
+            // Two runners, as two processes would have: each with its own claims in memory.
+            let runners = (0..<2).map { _ in
+                TaskRunner(
+                    bus: bus, jobs: [CountingJob(starts: starts, milliseconds: 1500)], journal: journal, logger: TestBroker.logger)
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for runner in runners { group.addTask { try await runner.run() } }
+                defer { group.cancelAll() }
+                let spec = TaskSpec(
+                    taskId: "shared-\(UUID().uuidString.prefix(8))", graphId: "g-shared", graphName: "Graph.Test.Shared", label: "once",
+                    taskName: "Task.Test.Once", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+                // Round robin: the second copy goes to the other runner while the first runs.
+                for _ in 0..<2 {
+                    try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
                 }
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    for runner in runners { group.addTask { try await runner.run() } }
-                    defer { group.cancelAll() }
-                    let spec = TaskSpec(
-                        taskId: "shared-\(UUID().uuidString.prefix(8))", graphId: "g-shared", graphName: "Graph.Test.Shared", label: "once",
-                        taskName: "Task.Test.Once", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
-                    // Round robin: the second copy goes to the other runner while the first runs.
-                    for _ in 0..<2 {
-                        try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
-                    }
-                    let reported = try await collect(reports, count: 1, timeout: .seconds(10))
-                    #expect(reported.map(\.message.state) == [.succeeded])
-                    // The copy that waited is dropped by the runner that ran it, or answered with the
-                    // stored report by the other: never run.
-                    let again = await drain(reports, for: .seconds(3))
-                    #expect(again.allSatisfy { $0.message.state == .succeeded })
-                    #expect(starts.ids.withLock { $0 } == [spec.taskId], "one start for two deliveries to two runners")
-                }
+                let reported = try await collect(reports, count: 1, timeout: .seconds(10))
+                #expect(reported.map(\.message.state) == [.succeeded])
+                // The copy that waited is dropped by the runner that ran it, or answered with the
+                // stored report by the other: never run.
+                let again = await drain(reports, for: .seconds(3))
+                #expect(again.allSatisfy { $0.message.state == .succeeded })
+                #expect(starts.ids.withLock { $0 } == [spec.taskId], "one start for two deliveries to two runners")
             }
         }
     }
@@ -98,29 +92,39 @@ struct RunOnceTests {
     @Test("a task claimed by a runner that died runs once the dead runner's lease has run out, not before")
     func deadRunnersClaimExpires() async throws {
         let starts = JobStarts()
+        try await withSharedJournal { bus, journal, reports in
+            let runner = TaskRunner(
+                bus: bus, jobs: [CountingJob(starts: starts, milliseconds: 10)], journal: journal, logger: TestBroker.logger)
+            let spec = TaskSpec(
+                taskId: "orphan-\(UUID().uuidString.prefix(8))", graphId: "g-orphan", graphName: "Graph.Test.Orphan", label: "once",
+                taskName: "Task.Test.Once", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+            // A runner claimed it and was killed: it renews nothing any more.
+            #expect(try await journal.claimTask(spec.taskId, owner: "killed-runner", lease: .seconds(3)))
+            let published = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await runner.run() }
+                defer { group.cancelAll() }
+                try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
+                let reported = try await collect(reports, count: 1, timeout: .seconds(15))
+                #expect(reported.map(\.message.state) == [.succeeded])
+                #expect(ContinuousClock.now - published >= .seconds(2.5), "not started while the dead runner's claim held")
+                #expect(starts.ids.withLock { $0 } == [spec.taskId])
+            }
+        }
+    }
+
+    /// A bus, a PostgreSQL journal of its own, the runners' queue (so nothing published before a
+    /// runner consumes is lost) and the task reports, for `body`.
+    func withSharedJournal(
+        _ body: @Sendable (MessageBus, any GraphStore, Subscription<TaskFinished>) async throws -> Void
+    ) async throws {
         try await withGraphStore(.postgres) { journal in
             try await TestBroker.withBus { bus in
                 try await bus.declareWorkQueue(
                     named: WorkflowQueues.name(TaskRunner.queueName, prefix: bus.configuration.exchangePrefix),
                     bindings: WorkflowQueues.taskRunnerBindings)
                 let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
-                let runner = TaskRunner(
-                    bus: bus, jobs: [CountingJob(starts: starts, milliseconds: 10)], journal: journal, logger: TestBroker.logger)
-                let spec = TaskSpec(
-                    taskId: "orphan-\(UUID().uuidString.prefix(8))", graphId: "g-orphan", graphName: "Graph.Test.Orphan", label: "once",
-                    taskName: "Task.Test.Once", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
-                // A runner claimed it and was killed: it renews nothing any more.
-                #expect(try await journal.claimTask(spec.taskId, owner: "killed-runner", lease: .seconds(3)))
-                let published = ContinuousClock.now
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { try await runner.run() }
-                    defer { group.cancelAll() }
-                    try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
-                    let reported = try await collect(reports, count: 1, timeout: .seconds(15))
-                    #expect(reported.map(\.message.state) == [.succeeded])
-                    #expect(ContinuousClock.now - published >= .seconds(2.5), "not started while the dead runner's claim held")
-                    #expect(starts.ids.withLock { $0 } == [spec.taskId])
-                }
+                try await body(bus, journal, reports)
             }
         }
     }

@@ -51,22 +51,6 @@ struct ScaleOutTests {
         var all: [(task: String, graph: String, at: ContinuousClock.Instant)] { storage.withLock { $0 } }
     }
 
-    /// Waits until no graph of `ids` is running, as the store says, and returns their statuses.
-    func statuses(of ids: [String], on bus: MessageBus, within timeout: Duration) async throws -> [String] {
-        var statuses: [String] = []
-        try await eventually(timeout: timeout, pollingEvery: .milliseconds(500)) {
-            statuses = []
-            for id in ids {
-                let properties = try await retryingUntilAnswered(within: .seconds(30)) {
-                    try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: id)), timeout: .seconds(2))
-                }
-                statuses.append(properties.status)
-            }
-            return !statuses.contains("running")
-        }
-        return statuses
-    }
-
     @Test("100 graphs over 2 and 3 instances all succeed, and each task starts exactly once", arguments: [2, 3])
     func hundredGraphs(instances: Int) async throws {
         try await withInstances(instances) { bus, _ in
@@ -85,7 +69,7 @@ struct ScaleOutTests {
                 // Requests are shared among the instances: each creates some of the graphs.
                 var ids: [String] = []
                 for _ in 0..<100 { ids.append(try await bus.call(RunTaskGraph(name: Self.chain.injectableName)).instanceId) }
-                let statuses = try await statuses(of: ids, on: bus, within: .seconds(120))
+                let statuses = try await BusTestSupport.statuses(ofGraphs: ids, on: bus, within: .seconds(120))
                 #expect(statuses.allSatisfy { $0 == "succeeded" }, "\(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")
                 try await Task.sleep(for: .milliseconds(500))
                 let tasks = recorded.all.map(\.task)
@@ -175,7 +159,7 @@ struct ScaleOutTests {
                 await runners[0].kill()
                 try await Task.sleep(for: .milliseconds(500))
                 let finishedBefore = Set(reported.values)
-                let statuses = try await statuses(of: ids, on: bus, within: .seconds(120))
+                let statuses = try await BusTestSupport.statuses(ofGraphs: ids, on: bus, within: .seconds(120))
                 #expect(statuses.allSatisfy { $0 == "succeeded" }, "\(Dictionary(grouping: statuses, by: { $0 }).mapValues(\.count))")
                 try await Task.sleep(for: .milliseconds(500))
                 let all = recorded.all
