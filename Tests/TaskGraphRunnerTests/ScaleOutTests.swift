@@ -80,12 +80,20 @@ struct ScaleOutTests {
         }
     }
 
-    @Test("deploy/'s drop-in names the setting the service reads, with a PostgreSQL URL it accepts")
+    @Test("deploy/'s drop-in reads a file after rackbus.env that names the setting the service reads, with a URL it accepts")
     func deployDropIn() throws {
-        let file = TestBroker.repositoryRoot.appendingPathComponent("deploy/systemd/rackbus-taskgraph.service.d/postgres.conf")
-        let text = try String(contentsOf: file, encoding: .utf8)
-        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("Environment=") })
-        let setting = line.dropFirst("Environment=".count).split(separator: "=", maxSplits: 1)
+        let deploy = TestBroker.repositoryRoot.appendingPathComponent("deploy")
+        let dropIn = try String(
+            contentsOf: deploy.appendingPathComponent("systemd/rackbus-taskgraph.service.d/postgres.conf"), encoding: .utf8)
+        let lines = dropIn.split(separator: "\n")
+        // Environment= would lose to rackbus.env's EnvironmentFile: only a file can override it.
+        #expect(!lines.contains { $0.hasPrefix("Environment=") })
+        #expect(lines.contains("EnvironmentFile=/etc/rackbus/credentials/taskgraph-database.env"))
+        let unit = try String(contentsOf: deploy.appendingPathComponent("systemd/rackbus-taskgraph.service"), encoding: .utf8)
+        #expect(unit.contains("EnvironmentFile=/etc/rackbus/rackbus.env"), "the unit's own file comes first; a drop-in's is read after it")
+        let text = try String(contentsOf: deploy.appendingPathComponent("postgres/taskgraph-database.env"), encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { !$0.hasPrefix("#") })
+        let setting = line.split(separator: "=", maxSplits: 1)
         #expect(setting.first == "RACKBUS_TASKGRAPH_DATABASE")
         guard case .postgres(let location) = try GraphStoreLocation(String(setting.last ?? "")) else {
             Issue.record("not a PostgreSQL URL: \(line)")
