@@ -5,7 +5,7 @@ import Synchronization
 /// A RackBus service running as its own process (`rackbus up --services …`), which a test can
 /// kill with SIGKILL and start again.
 public final class ServiceProcess: Sendable {
-    private let process: Mutex<Process?> = Mutex(nil)
+    private let process: Mutex<ChildProcess?> = Mutex(nil)
     public let arguments: [String]
     /// Where the process writes its log (standard error), if anywhere.
     public let logFile: URL?
@@ -24,22 +24,10 @@ public final class ServiceProcess: Sendable {
     }
 
     public func start() throws {
-        let process = Process()
-        process.executableURL = Self.executable
-        process.arguments = ["up"] + arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        process.standardOutput = FileHandle.nullDevice
-        if let logFile {
-            if !FileManager.default.fileExists(atPath: logFile.path) {
-                _ = FileManager.default.createFile(atPath: logFile.path, contents: nil)
-            }
-            let handle = try FileHandle(forWritingTo: logFile)
-            handle.seekToEndOfFile()
-            process.standardError = handle
-        } else {
-            process.standardError = FileHandle.nullDevice
-        }
-        try process.run()
+        let process = try ChildProcess(
+            Self.executable.path, ["up"] + arguments,
+            environment: ProcessInfo.processInfo.environment.merging(environment) { _, new in new },
+            error: logFile?.path)
         self.process.withLock { $0 = process }
     }
 
@@ -49,26 +37,20 @@ public final class ServiceProcess: Sendable {
     /// SIGKILL: no shutdown, no goodbye, as a crash.
     public func kill() async {
         guard let process = process.withLock({ $0 }) else { return }
-        Glibc.kill(process.processIdentifier, SIGKILL)
-        await process.waitUntilExitOffPool()
+        process.signal(SIGKILL)
+        await process.waitForExit()
     }
 
-    public func stop() async {
-        guard let process = process.withLock({ $0 }), process.isRunning else { return }
-        process.terminate()
-        await process.waitUntilExitOffPool()
-    }
-}
-
-extension Process {
-    /// Waits for the process to end on a thread of its own: `waitUntilExit` blocks, and the
-    /// cooperative pool has only as many threads as cores.
-    public func waitUntilExitOffPool() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread {
-                self.waitUntilExit()
-                continuation.resume()
-            }.start()
-        }
+    /// SIGTERM, as systemd stops a service. One that has not ended 30 s later is killed, and the
+    /// result says so: a service must shut down on SIGTERM.
+    @discardableResult
+    public func stop() async -> Bool {
+        guard let process = process.withLock({ $0 }), process.isRunning else { return true }
+        process.signal(SIGTERM)
+        if await process.waitForExit(within: .seconds(30)) != nil { return true }
+        TestBroker.logger.error("rackbus up \(arguments.joined(separator: " ")) did not end within 30 s of SIGTERM; killing it")
+        process.signal(SIGKILL)
+        await process.waitForExit()
+        return false
     }
 }

@@ -71,48 +71,29 @@ public enum TestBroker {
     }
 
     /// Runs a program to completion and returns its output; throws with the output when it fails.
-    /// The wait happens on a thread of its own, never on the cooperative pool.
+    /// A cancelled run (a test's time limit) kills the program.
     @discardableResult
     public static func run(
         _ executable: String, _ arguments: [String], environment extra: [String: String] = [:], input: String? = nil
     ) async throws -> String {
         let environment = self.environment.merging(extra) { _, new in new }
-        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<String, any Error>) in
-            Thread {
-                do {
-                    // Output goes to a file, not a pipe: Foundation's pipe reads trap on EINTR,
-                    // which the SIGCHLD of a finishing child can cause.
-                    let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-run-\(UUID().uuidString).out")
-                    _ = FileManager.default.createFile(atPath: outputURL.path, contents: nil)
-                    defer { try? FileManager.default.removeItem(at: outputURL) }
-                    let output = try FileHandle(forWritingTo: outputURL)
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: executable)
-                    process.arguments = arguments
-                    process.environment = environment
-                    process.standardOutput = output
-                    process.standardError = output
-                    if let input {
-                        let inputURL = outputURL.appendingPathExtension("in")
-                        try Data(input.utf8).write(to: inputURL)
-                        process.standardInput = try FileHandle(forReadingFrom: inputURL)
-                    }
-                    try process.run()
-                    process.waitUntilExit()
-                    try? output.close()
-                    let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
-                    if process.terminationStatus == 0 {
-                        continuation.resume(returning: text)
-                    } else {
-                        continuation.resume(
-                            throwing: TestFailure(
-                                "\(executable) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)"))
-                    }
-                } catch {
-                    continuation.resume(throwing: error)
-                }
-            }.start()
+        let outputURL = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-run-\(UUID().uuidString).out")
+        let inputURL = outputURL.appendingPathExtension("in")
+        defer {
+            try? FileManager.default.removeItem(at: outputURL)
+            try? FileManager.default.removeItem(at: inputURL)
         }
+        if let input { try Data(input.utf8).write(to: inputURL) }
+        let process = try ChildProcess(
+            executable, arguments, environment: environment,
+            input: input == nil ? nil : inputURL.path, output: outputURL.path, error: outputURL.path)
+        let status = await process.waitForExit()
+        let text = (try? String(contentsOf: outputURL, encoding: .utf8)) ?? ""
+        try Task.checkCancellation()
+        guard status == 0 else {
+            throw TestFailure("\(executable) \(arguments.joined(separator: " ")) exited \(status): \(text)")
+        }
+        return text
     }
 
     /// GETs a management API path (`/api/exchanges/%2F/on.events`) as JSON.
@@ -129,85 +110,97 @@ public struct TestFailure: Error, CustomStringConvertible {
 
 /// A process-wide readers–writer lock over "the broker": ordinary tests share it, a test that
 /// restarts the broker takes it alone, so no other test sees its connections drop.
+/// A wait ends with `CancellationError` when its test is cancelled (a time limit), so a test
+/// stuck while holding the lock fails the tests behind it instead of hanging the run.
 public final class BrokerLock: Sendable {
     public static let shared = BrokerLock()
+
+    private enum Side { case shared, exclusive }
+
+    private struct Waiter {
+        var id: UInt64
+        var side: Side
+        var continuation: CheckedContinuation<Void, any Error>
+    }
 
     private struct State {
         var readers = 0
         var writer = false
-        var waitingReaders: [CheckedContinuation<Void, Never>] = []
-        var waitingWriters: [CheckedContinuation<Void, Never>] = []
+        var nextID: UInt64 = 0
+        /// In arrival order; the first exclusive waiter goes next once the broker is free.
+        var waiting: [Waiter] = []
+
+        /// Who may go now, taken out of `waiting`. Readers never wait for a queued writer:
+        /// tests nest `withBus`, and a nested shared acquisition must not deadlock behind a
+        /// waiting restart.
+        mutating func admit() -> [Waiter] {
+            guard !writer else { return [] }
+            if readers == 0, let index = waiting.firstIndex(where: { $0.side == .exclusive }) {
+                writer = true
+                return [waiting.remove(at: index)]
+            }
+            let admitted = waiting.filter { $0.side == .shared }
+            waiting.removeAll { $0.side == .shared }
+            readers += admitted.count
+            return admitted
+        }
     }
 
     private let state = Mutex(State())
 
+    public init() {}
+
     public func withShared<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
-        await acquireShared()
-        defer { releaseShared() }
+        try await acquire(.shared)
+        defer { release(.shared) }
         return try await body()
     }
 
     public func withExclusive<Result: Sendable>(_ body: () async throws -> Result) async throws -> Result {
-        await acquireExclusive()
-        defer { releaseExclusive() }
+        try await acquire(.exclusive)
+        defer { release(.exclusive) }
         return try await body()
     }
 
-    private func acquireShared() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let granted = state.withLock { state -> Bool in
-                // Readers never wait for a queued writer: tests nest `withBus`, and a nested
-                // shared acquisition must not deadlock behind a waiting restart.
-                if !state.writer {
-                    state.readers += 1
-                    return true
+    private func acquire(_ side: Side) async throws {
+        let id = state.withLock { state in
+            state.nextID += 1
+            return state.nextID
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let outcome = state.withLock { state -> Result<Bool, CancellationError> in
+                    // Checked under the lock: a cancellation either shows here or finds the waiter queued.
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    let free = side == .shared ? !state.writer : !state.writer && state.readers == 0
+                    if free {
+                        if side == .shared { state.readers += 1 } else { state.writer = true }
+                        return .success(true)
+                    }
+                    state.waiting.append(Waiter(id: id, side: side, continuation: continuation))
+                    return .success(false)
                 }
-                state.waitingReaders.append(continuation)
-                return false
-            }
-            if granted { continuation.resume() }
-        }
-    }
-
-    private func releaseShared() {
-        let next = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.readers -= 1
-            if state.readers == 0, !state.waitingWriters.isEmpty {
-                state.writer = true
-                return state.waitingWriters.removeFirst()
-            }
-            return nil
-        }
-        next?.resume()
-    }
-
-    private func acquireExclusive() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let granted = state.withLock { state -> Bool in
-                if !state.writer && state.readers == 0 {
-                    state.writer = true
-                    return true
+                switch outcome {
+                case .success(true): continuation.resume()
+                case .success(false): break
+                case .failure(let error): continuation.resume(throwing: error)
                 }
-                state.waitingWriters.append(continuation)
-                return false
             }
-            if granted { continuation.resume() }
+        } onCancel: {
+            let waiter = state.withLock { state -> Waiter? in
+                guard let index = state.waiting.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiting.remove(at: index)
+            }
+            waiter?.continuation.resume(throwing: CancellationError())
         }
     }
 
-    private func releaseExclusive() {
-        let next = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            state.writer = false
-            if !state.waitingWriters.isEmpty {
-                state.writer = true
-                return [state.waitingWriters.removeFirst()]
-            }
-            let readers = state.waitingReaders
-            state.waitingReaders.removeAll()
-            state.readers += readers.count
-            return readers
+    private func release(_ side: Side) {
+        let admitted = state.withLock { state -> [Waiter] in
+            if side == .shared { state.readers -= 1 } else { state.writer = false }
+            return state.admit()
         }
-        for continuation in next { continuation.resume() }
+        for waiter in admitted { waiter.continuation.resume() }
     }
 }
 

@@ -83,25 +83,18 @@ public struct VirtualMachineNetwork: Sendable {
 
 /// A running qemu whose serial console goes to a file the test can read.
 public final class VirtualMachine: Sendable {
-    private let process: Process
+    private let process: ChildProcess
     public let consoleFile: URL
 
     static func start(_ executable: String, _ arguments: [String]) throws -> VirtualMachine {
         let console = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-vm-\(UUID().uuidString).console")
-        _ = FileManager.default.createFile(atPath: console.path, contents: nil)
-        let output = try FileHandle(forWritingTo: console)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.standardOutput = output
-        process.standardError = output
-        // qemu reads the serial console's input from stdin; give it nothing, never the test's terminal.
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
+        // qemu reads the serial console's input from stdin: it gets nothing, never the test's terminal.
+        let process = try ChildProcess(
+            executable, arguments, environment: ProcessInfo.processInfo.environment, output: console.path, error: console.path)
         return VirtualMachine(process: process, consoleFile: console)
     }
 
-    private init(process: Process, consoleFile: URL) {
+    private init(process: ChildProcess, consoleFile: URL) {
         self.process = process
         self.consoleFile = consoleFile
     }
@@ -124,15 +117,14 @@ public final class VirtualMachine: Sendable {
         throw TestFailure("the VM did not print \"\(text)\" within \(timeout); its console ends with:\n\(console.suffix(3000))")
     }
 
-    /// Ends the machine (Debian's iPXE has no `poweroff`): SIGKILL, then waits, off the cooperative pool.
+    /// Ends the machine (Debian's iPXE has no `poweroff`): SIGKILL, then waits for it.
     public func stop() async {
-        guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGKILL)
-        await process.waitUntilExitOffPool()
+        process.signal(SIGKILL)
+        await process.waitForExit()
     }
 
     deinit {
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.signal(SIGKILL)
         try? FileManager.default.removeItem(at: consoleFile)
     }
 }

@@ -30,7 +30,7 @@ struct PresenceSystemTests {
             // A watcher hears the goodbye when the process stops (SIGTERM).
             try await TestBroker.withBus(configuration) { bus in
                 let goodbyes = try await bus.subscribe(to: .events, patterns: ["presence.offline.#"], as: PresenceAnnouncement.self)
-                await up.stop()
+                #expect(await up.stop(), "rackbus up ended on SIGTERM")
                 let heard = try await collect(goodbyes, count: 1, timeout: .seconds(20))
                 #expect(heard.first?.message.service == "scheduler")
                 #expect(heard.first?.routingKey.hasPrefix("presence.offline.scheduler.") == true)

@@ -32,17 +32,26 @@ struct DurabilityTests {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-durable-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
-        let common = ["--url", TestBroker.url, "--prefix", configuration.exchangePrefix, "--log-level", "warning"]
+        let common = ["--url", TestBroker.url, "--prefix", configuration.exchangePrefix, "--log-level", "info"]
+        let logs = ["taskgraph", "scheduler"].map { directory.appendingPathComponent("\($0).log") }
         let services = [
             "taskgraph": ServiceProcess(
-                arguments: common + ["--services", "taskgraph", "--taskgraph-database", directory.appendingPathComponent("tg.sqlite").path]),
-            "scheduler": ServiceProcess(arguments: common + ["--services", "scheduler"]),
+                arguments: common + [
+                    "--services", "taskgraph", "--taskgraph-database", directory.appendingPathComponent("tg.sqlite").path,
+                ],
+                logFile: logs[0]),
+            "scheduler": ServiceProcess(arguments: common + ["--services", "scheduler"], logFile: logs[1]),
         ]
         for service in services.values { try service.start() }
         do {
             try await TestBroker.withBus(configuration) { bus in try await body(bus, services) }
         } catch {
             for service in services.values { await service.stop() }
+            // What the services said (both lives of a killed one) tells where the graph stopped.
+            for log in logs {
+                let text = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+                print("--- \(log.lastPathComponent), last lines:\n\(text.split(separator: "\n").suffix(60).joined(separator: "\n"))")
+            }
             throw error
         }
         for service in services.values { await service.stop() }
