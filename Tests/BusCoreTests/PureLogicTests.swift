@@ -243,9 +243,26 @@ struct WireFormatTests {
         return properties
     }
 
-    func decide(_ properties: MessageProperties, expected: String = "IpAddress") -> RequestDisposition {
+    func decide(_ properties: MessageProperties, expected: String = "IpAddress", through: String = "on.dhcp") -> RequestDisposition {
         RequestDisposition.evaluate(
-            properties: properties, expectedType: expected, exchange: "on.dhcp", routingKey: "methods.x", nowMilliseconds: now)
+            properties: properties, expectedType: expected, exchange: "on.dhcp", deliveredThrough: through, routingKey: "methods.x",
+            nowMilliseconds: now)
+    }
+
+    @Test("a request that did not come through the server's exchange is refused with 403, even an expired one")
+    func refusesOtherExchanges() {
+        for through in ["", "on.events", "amq.topic"] {
+            for request in [properties(), properties(deadline: now - 1)] {
+                guard case .reject(let event) = decide(request, through: through) else {
+                    Issue.record("expected a refusal through '\(through)'")
+                    continue
+                }
+                #expect(event.status == 403)
+                #expect(event.name == "ForbiddenError")
+            }
+        }
+        guard case .reject(let event) = decide(properties(), through: "") else { return }
+        #expect(event.message == "Requests for on.dhcp:methods.x are published to on.dhcp; this one came through the default exchange.")
     }
 
     @Test func handlesMatchingOrMissingTypes() {

@@ -29,6 +29,11 @@ public struct ErrorEvent: Error, Codable, Sendable, Equatable, CustomStringConve
         ErrorEvent(name: "BadRequestError", message: message, context: context, status: 400)
     }
 
+    /// RackHD's ForbiddenError (403).
+    public static func forbidden(_ message: String, context: JSONValue = .object([:])) -> ErrorEvent {
+        ErrorEvent(name: "ForbiddenError", message: message, context: context, status: 403)
+    }
+
     /// RackHD's NotFoundError (404).
     public static func notFound(_ message: String, context: JSONValue = .object([:])) -> ErrorEvent {
         ErrorEvent(name: "NotFoundError", message: message, context: context, status: 404)

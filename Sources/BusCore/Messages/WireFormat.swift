@@ -104,10 +104,20 @@ public enum RequestDisposition: Equatable, Sendable {
 
     /// - Parameters:
     ///   - expectedType: the request's ``BusPayload/payloadType``; `Object` accepts any type.
+    ///   - exchange: the server's exchange.
+    ///   - deliveredThrough: the exchange the broker says the request was published to.
     ///   - nowMilliseconds: the current time in milliseconds since 1970.
     public static func evaluate(
-        properties: MessageProperties, expectedType: String, exchange: String, routingKey: String, nowMilliseconds: Int64
+        properties: MessageProperties, expectedType: String, exchange: String, deliveredThrough: String, routingKey: String,
+        nowMilliseconds: Int64
     ) -> RequestDisposition {
+        // The broker sets the exchange, and checks the publisher's write permission on it. A
+        // request that came another way, such as through the default exchange (which every RPC
+        // server may write to, to reply), bypassed that check.
+        guard deliveredThrough == exchange else {
+            let via = deliveredThrough.isEmpty ? "the default exchange" : "'\(deliveredThrough)'"
+            return .reject(.forbidden("Requests for \(exchange):\(routingKey) are published to \(exchange); this one came through \(via)."))
+        }
         if let deadline = properties.headers[EnvelopeHeader.deadline]?.intValue, deadline <= nowMilliseconds {
             return .expired
         }

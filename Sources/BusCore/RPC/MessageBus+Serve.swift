@@ -143,7 +143,8 @@ extension MessageBus {
         let context = RequestContext(exchange: exchange, routingKey: raw.routingKey, properties: raw.properties)
         let now = Int64(Date().timeIntervalSince1970 * 1000)
         switch RequestDisposition.evaluate(
-            properties: raw.properties, expectedType: expectedType, exchange: exchange, routingKey: raw.routingKey, nowMilliseconds: now)
+            properties: raw.properties, expectedType: expectedType, exchange: exchange, deliveredThrough: raw.exchange,
+            routingKey: raw.routingKey, nowMilliseconds: now)
         {
         case .expired:
             engine.shared.metrics.expiredRequests.increment()
