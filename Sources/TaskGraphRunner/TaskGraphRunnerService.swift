@@ -53,13 +53,22 @@ public final class TaskGraphRunnerService: Service, Sendable {
             try await serve(store: try await SQLiteGraphStore.open(path: path))
         case .postgres(let postgres):
             let store = PostgresGraphStore(location: postgres, logger: logger)
-            try await withThrowingDiscardingTaskGroup { group in
-                group.addTask { await store.run() }
+            // The pool runs in a task of its own, not in a child task: cancelling this service
+            // would cancel a child at once, and the pool would close connections under the
+            // transactions that the ending work (a finished task, a report) still runs, which
+            // can leave that work waiting for ever. The pool closes once that work has ended.
+            let pool = Task { await store.run() }
+            do {
                 try await store.migrate()
                 logger.notice("task graphs are stored in PostgreSQL", metadata: ["taskgraph.database": "\(postgres.redacted)"])
                 try await serve(store: store)
-                group.cancelAll()
+            } catch {
+                pool.cancel()
+                await pool.value
+                throw error
             }
+            pool.cancel()
+            await pool.value
         }
     }
 

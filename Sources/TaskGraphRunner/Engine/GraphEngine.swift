@@ -16,6 +16,8 @@ actor GraphEngine {
     private let logger: Logger
     private var library: TaskLibrary
     private var graphs: [String: GraphDefinition]
+    /// The store's ``GraphStore/definitionsVersion()`` when the library was loaded.
+    private var libraryVersion: Int64?
 
     init(bus: MessageBus, store: any GraphStore, logger: Logger, faults: EngineFaults? = nil) async throws {
         self.bus = bus
@@ -25,6 +27,7 @@ actor GraphEngine {
         self.outbox = OutboxRelay(bus: bus, store: store, logger: logger)
         self.planner = ActionPlanner(
             exchanges: .init(scheduler: bus.name(of: .scheduler), task: bus.name(of: .task), events: bus.name(of: .events)))
+        libraryVersion = try await store.definitionsVersion()
         (library, graphs) = Self.library(stored: try await store.definitions())
     }
 
@@ -37,8 +40,12 @@ actor GraphEngine {
         return (TaskLibrary(Array(tasks.values)), graphs)
     }
 
-    /// Reads the definitions again: another instance sharing the store may have added some.
-    private func refreshLibrary() async throws {
+    /// Reads the definitions again if another instance sharing the store has saved one since
+    /// they were loaded. The version is read first: a definition saved meanwhile shows as a newer
+    /// version next time.
+    private func refreshLibraryIfChanged() async throws {
+        guard let version = try await store.definitionsVersion(), version != libraryVersion else { return }
+        libraryVersion = version
         (library, graphs) = Self.library(stored: try await store.definitions())
     }
 
@@ -51,13 +58,13 @@ actor GraphEngine {
     // MARK: Library
 
     func taskLibrary(filter: GraphFilter?) async throws -> [TaskDefinition] {
-        try await refreshLibrary()
+        try await refreshLibraryIfChanged()
         return library.definitions.values.filter { filter?.injectableName == nil || $0.injectableName == filter?.injectableName }
             .sorted { $0.injectableName < $1.injectableName }
     }
 
     func graphLibrary(filter: GraphFilter?) async throws -> [GraphDefinition] {
-        try await refreshLibrary()
+        try await refreshLibraryIfChanged()
         return graphs.values.filter { filter?.injectableName == nil || $0.injectableName == filter?.injectableName }
             .sorted { $0.injectableName < $1.injectableName }
     }
@@ -70,7 +77,7 @@ actor GraphEngine {
             throw ErrorEvent.badRequest("Task \(task.injectableName) needs implementsTask (a task) or runJob (a base task).")
         }
         if let base = task.implementsTask, library.definition(named: base) == nil {
-            try await refreshLibrary()
+            try await refreshLibraryIfChanged()
             guard library.definition(named: base) != nil else {
                 throw ErrorEvent.notFound("Base task definition for \(task.injectableName) should exist")
             }
@@ -81,7 +88,7 @@ actor GraphEngine {
     }
 
     func define(_ graph: GraphDefinition) async throws -> String {
-        try await refreshLibrary()
+        try await refreshLibraryIfChanged()
         try GraphCompiler.validate(graph, library: library)
         try await store.saveGraphDefinition(graph)
         graphs[graph.injectableName] = graph
@@ -93,7 +100,8 @@ actor GraphEngine {
     /// Creates and begins a graph. With `idempotencyKey`, a retry of a request that created a
     /// graph (its reply was lost) answers with that graph instead of creating another.
     func run(name: String, options: [String: JSONValue], target: String?, idempotencyKey: String? = nil) async throws -> GraphSummary {
-        if graphs[name] == nil { try await refreshLibrary() }
+        // A redefinition through another instance counts as much as a new name.
+        try await refreshLibraryIfChanged()
         guard let definition = graphs[name] else {
             throw ErrorEvent.notFound("Graph with name \(name) does not exist.")
         }

@@ -13,6 +13,10 @@ protocol GraphStore: FinishedTaskJournal {
     func saveTaskDefinition(_ definition: TaskDefinition) async throws
     func saveGraphDefinition(_ definition: GraphDefinition) async throws
     func definitions() async throws -> (tasks: [TaskDefinition], graphs: [GraphDefinition])
+    /// Changes whenever another instance may have saved a definition: an engine reloads its
+    /// library when this differs from what it loaded with. Nil when no other process writes the
+    /// store, so the engine's own copy is always current.
+    func definitionsVersion() async throws -> Int64?
 
     /// Stores a new graph with its first messages. Throws ``GraphStoreError/targetBusy(_:)`` while
     /// another active graph has the same target, and ``GraphStoreError/alreadyCreated(_:)`` when

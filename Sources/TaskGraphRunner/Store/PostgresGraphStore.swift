@@ -87,6 +87,8 @@ final class PostgresGraphStore: GraphStore {
             ]
         ),
         (3, ["ALTER TABLE graph ADD COLUMN idempotency_key text CONSTRAINT graph_idempotency_key UNIQUE"]),
+        // Advanced after every definition saved: other instances see that their library is stale.
+        (4, ["CREATE SEQUENCE definition_change"]),
     ]
 
     /// Brings the schema up to date. Waits (up to `timeout`) for the database to answer, so that
@@ -132,6 +134,7 @@ final class PostgresGraphStore: GraphStore {
             INSERT INTO task_definition (injectable_name, body) VALUES (\(definition.injectableName), \(body))
             ON CONFLICT (injectable_name) DO UPDATE SET body = EXCLUDED.body
             """, logger: logger)
+        try await advanceDefinitionsVersion()
     }
 
     func saveGraphDefinition(_ definition: GraphDefinition) async throws {
@@ -141,6 +144,23 @@ final class PostgresGraphStore: GraphStore {
             INSERT INTO graph_definition (injectable_name, body) VALUES (\(definition.injectableName), \(body))
             ON CONFLICT (injectable_name) DO UPDATE SET body = EXCLUDED.body
             """, logger: logger)
+        try await advanceDefinitionsVersion()
+    }
+
+    /// After the definition's write has committed, so that an instance that sees the new version
+    /// and reloads reads the new definition.
+    private func advanceDefinitionsVersion() async throws {
+        try await client.query("SELECT nextval('definition_change')", logger: logger)
+    }
+
+    func definitionsVersion() async throws -> Int64? {
+        // A sequence's last_value shows every session's nextval, committed or not, at once.
+        for try await (value, called) in try await client.query(
+            "SELECT last_value, is_called FROM definition_change", logger: logger
+        ).decode((Int64, Bool).self) {
+            return called ? value : 0
+        }
+        return 0
     }
 
     func definitions() async throws -> (tasks: [TaskDefinition], graphs: [GraphDefinition]) {

@@ -105,6 +105,9 @@ final class SQLiteGraphStore: GraphStore {
         }
     }
 
+    /// One process owns the file: nobody else changes its definitions.
+    func definitionsVersion() async throws -> Int64? { nil }
+
     func definitions() async throws -> (tasks: [TaskDefinition], graphs: [GraphDefinition]) {
         try await database.read { db in
             let decoder = JSONDecoder()
