@@ -4,8 +4,8 @@ extension Duration {
         components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000
     }
 
-    /// Seconds as a fraction.
-    var secondsValue: Double {
+    /// Seconds as a fraction (a database interval, a backoff computation).
+    public var secondsValue: Double {
         Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

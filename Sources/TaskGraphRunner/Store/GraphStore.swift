@@ -79,18 +79,11 @@ struct OutboxMessage: Sendable, Equatable {
     static let grace = Duration.seconds(5)
 
     /// How long a failed send waits before the next try: doubling from 100 ms, capped at 2 s so
-    /// that work moves again soon after the broker is back.
-    static func retryDelay(afterFailures failures: Int) -> Duration {
-        // Capped before multiplying, so no count of failures overflows.
-        let doublings = min(max(0, failures - 1), 10)
-        return min(.milliseconds(100) * (1 << doublings), .seconds(2))
-    }
-}
+    /// that work moves again soon after the broker is back (the bus's own backoff, without jitter).
+    static let retryPolicy = ReconnectPolicy(initialDelay: .milliseconds(100), maximumDelay: .seconds(2), multiplier: 2, jitter: 0)
 
-extension Duration {
-    /// Whole and fractional seconds, for a database timestamp.
-    var seconds: Double {
-        let (seconds, attoseconds) = components
-        return Double(seconds) + Double(attoseconds) / 1e18
+    static func retryDelay(afterFailures failures: Int) -> Duration {
+        // Attempt 1 waits nothing; failure n is followed by attempt n + 1 (capped, so no count overflows).
+        retryPolicy.delay(beforeAttempt: min(max(1, failures), 1_000) + 1, random: 0)
     }
 }

@@ -128,28 +128,25 @@ final class PostgresGraphStore: GraphStore {
     // MARK: Definitions
 
     func saveTaskDefinition(_ definition: TaskDefinition) async throws {
-        let body = try JSONEncoder().encode(definition)
-        try await client.query(
-            """
-            INSERT INTO task_definition (injectable_name, body) VALUES (\(definition.injectableName), \(body))
-            ON CONFLICT (injectable_name) DO UPDATE SET body = EXCLUDED.body
-            """, logger: logger)
-        try await advanceDefinitionsVersion()
+        try await saveDefinition(definition, named: definition.injectableName, table: "task_definition")
     }
 
     func saveGraphDefinition(_ definition: GraphDefinition) async throws {
-        let body = try JSONEncoder().encode(definition)
-        try await client.query(
-            """
-            INSERT INTO graph_definition (injectable_name, body) VALUES (\(definition.injectableName), \(body))
-            ON CONFLICT (injectable_name) DO UPDATE SET body = EXCLUDED.body
-            """, logger: logger)
-        try await advanceDefinitionsVersion()
+        try await saveDefinition(definition, named: definition.injectableName, table: "graph_definition")
     }
 
-    /// After the definition's write has committed, so that an instance that sees the new version
-    /// and reloads reads the new definition.
-    private func advanceDefinitionsVersion() async throws {
+    /// `table` is one of the two definition tables of the migrations, never input. The version
+    /// advances after the write has committed, so that an instance that sees the new version and
+    /// reloads reads the new definition.
+    private func saveDefinition(_ definition: some Encodable, named name: String, table: String) async throws {
+        let body = try JSONEncoder().encode(definition)
+        var query = PostgresQuery(
+            unsafeSQL:
+                "INSERT INTO \(table) (injectable_name, body) VALUES ($1, $2) ON CONFLICT (injectable_name) DO UPDATE SET body = EXCLUDED.body"
+        )
+        query.binds.append(name, context: .default)
+        try query.binds.append(body, context: .default)
+        try await client.query(query, logger: logger)
         try await client.query("SELECT nextval('definition_change')", logger: logger)
     }
 
@@ -267,7 +264,7 @@ final class PostgresGraphStore: GraphStore {
     // MARK: Outbox
 
     private func insert(_ messages: [OutboxMessage], on connection: PostgresConnection) async throws {
-        let grace = OutboxMessage.grace.seconds
+        let grace = OutboxMessage.grace.secondsValue
         for message in messages {
             try await connection.query(
                 """
@@ -289,7 +286,7 @@ final class PostgresGraphStore: GraphStore {
         // SKIP LOCKED: instances sweeping at once take different messages.
         let rows = try await client.query(
             """
-            UPDATE outbox SET not_before = now() + make_interval(secs => \(lease.seconds)), attempts = attempts + 1
+            UPDATE outbox SET not_before = now() + make_interval(secs => \(lease.secondsValue)), attempts = attempts + 1
             WHERE id IN (SELECT id FROM outbox WHERE not_before <= now() ORDER BY not_before LIMIT \(limit) FOR UPDATE SKIP LOCKED)
             RETURNING id, graph_id, exchange, routing_key, type, body, persistent, mandatory, only_while_graph_active, attempts
             """, logger: logger)
@@ -312,7 +309,7 @@ final class PostgresGraphStore: GraphStore {
 
     func postponeMessage(_ id: String, by delay: Duration) async throws {
         try await client.query(
-            "UPDATE outbox SET not_before = now() + make_interval(secs => \(delay.seconds)) WHERE id = \(id)", logger: logger)
+            "UPDATE outbox SET not_before = now() + make_interval(secs => \(delay.secondsValue)) WHERE id = \(id)", logger: logger)
     }
 
     // MARK: Finished tasks
@@ -330,7 +327,7 @@ final class PostgresGraphStore: GraphStore {
         // Taken over only once the holder's lease has run out.
         let rows = try await client.query(
             """
-            INSERT INTO task_claim (task_id, owner, expires_at) VALUES (\(taskId), \(owner), now() + make_interval(secs => \(lease.seconds)))
+            INSERT INTO task_claim (task_id, owner, expires_at) VALUES (\(taskId), \(owner), now() + make_interval(secs => \(lease.secondsValue)))
             ON CONFLICT (task_id) DO UPDATE SET owner = EXCLUDED.owner, expires_at = EXCLUDED.expires_at
             WHERE task_claim.expires_at < now() OR task_claim.owner = EXCLUDED.owner
             RETURNING task_id
@@ -341,7 +338,8 @@ final class PostgresGraphStore: GraphStore {
 
     func renewClaims(owner: String, lease: Duration) async throws {
         try await client.query(
-            "UPDATE task_claim SET expires_at = now() + make_interval(secs => \(lease.seconds)) WHERE owner = \(owner)", logger: logger)
+            "UPDATE task_claim SET expires_at = now() + make_interval(secs => \(lease.secondsValue)) WHERE owner = \(owner)", logger: logger
+        )
     }
 
     func finishedReport(taskId: String) async throws -> TaskFinished? {

@@ -215,7 +215,7 @@ final class SQLiteGraphStore: GraphStore {
     // MARK: Outbox
 
     private static func insert(_ messages: [OutboxMessage], into db: Database) throws {
-        let notBefore = Date().timeIntervalSince1970 + OutboxMessage.grace.seconds
+        let notBefore = Date().timeIntervalSince1970 + OutboxMessage.grace.secondsValue
         for message in messages {
             try db.execute(
                 sql: """
@@ -243,7 +243,8 @@ final class SQLiteGraphStore: GraphStore {
             for row in rows {
                 let id = try row.decode(String.self, "id", in: path)
                 let graphActive = try row.decode(Bool?.self, "graphActive", in: path) ?? false
-                guard var message = try Self.message(row, in: path), !message.onlyWhileGraphActive || graphActive else {
+                var message = try Self.message(row, in: path)
+                guard !message.onlyWhileGraphActive || graphActive else {
                     // Work for an ended graph.
                     try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [id])
                     continue
@@ -251,14 +252,14 @@ final class SQLiteGraphStore: GraphStore {
                 message.attempts += 1
                 try db.execute(
                     sql: "UPDATE outbox SET notBefore = ?, attempts = ? WHERE id = ?",
-                    arguments: [now + lease.seconds, message.attempts, id])
+                    arguments: [now + lease.secondsValue, message.attempts, id])
                 due.append(message)
             }
             return due
         }
     }
 
-    private static func message(_ row: Row, in path: String) throws -> OutboxMessage? {
+    private static func message(_ row: Row, in path: String) throws -> OutboxMessage {
         OutboxMessage(
             id: try row.decode(String.self, "id", in: path), graphId: try row.decode(String.self, "graphId", in: path),
             exchange: try row.decode(String.self, "exchange", in: path), routingKey: try row.decode(String.self, "routingKey", in: path),
@@ -276,7 +277,7 @@ final class SQLiteGraphStore: GraphStore {
     }
 
     func postponeMessage(_ id: String, by delay: Duration) async throws {
-        let notBefore = Date().timeIntervalSince1970 + delay.seconds
+        let notBefore = Date().timeIntervalSince1970 + delay.secondsValue
         try await writer.write { db in
             try db.execute(sql: "UPDATE outbox SET notBefore = ? WHERE id = ?", arguments: [notBefore, id])
         }
