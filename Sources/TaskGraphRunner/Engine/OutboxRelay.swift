@@ -25,17 +25,7 @@ final class OutboxRelay: Sendable {
     /// due again soon, for the sweep.
     func send(_ messages: [OutboxMessage]) async {
         guard !messages.isEmpty else { return }
-        let confirmed = await publish(messages)
-        let failed = messages.filter { !confirmed.contains($0.id) }
-        for message in failed {
-            do {
-                try await store.postponeMessage(message.id, by: OutboxMessage.retryDelay(afterFailures: 1))
-            } catch {
-                // Still due after its grace period.
-                logger.warning("could not reschedule a message", metadata: ["outbox.id": "\(message.id)", "error": "\(error)"])
-            }
-        }
-        await forget(Array(confirmed))
+        await deliver(messages)
     }
 
     /// Sends due messages until cancelled: every ``sweepInterval``, and at once again while a
@@ -55,14 +45,25 @@ final class OutboxRelay: Sendable {
             }
             if !due.isEmpty {
                 logger.notice("sending messages left in the outbox", metadata: ["outbox.count": "\(due.count)"])
-                let confirmed = await publish(due)
-                for message in due where !confirmed.contains(message.id) {
-                    try? await store.postponeMessage(message.id, by: OutboxMessage.retryDelay(afterFailures: message.attempts))
-                }
-                await forget(Array(confirmed))
+                await deliver(due)
             }
             if due.count < batch { try? await Task.sleep(for: Self.sweepInterval) }
         }
+    }
+
+    /// Publishes `messages`, forgets those the broker confirmed, and makes each failed one due
+    /// again after its backoff (a writer's own send counts as its first failure).
+    private func deliver(_ messages: [OutboxMessage]) async {
+        let confirmed = await publish(messages)
+        for message in messages where !confirmed.contains(message.id) {
+            do {
+                try await store.postponeMessage(message.id, by: OutboxMessage.retryDelay(afterFailures: message.attempts))
+            } catch {
+                // Still due after its grace period or lease.
+                logger.warning("could not reschedule a message", metadata: ["outbox.id": "\(message.id)", "error": "\(error)"])
+            }
+        }
+        await forget(Array(confirmed))
     }
 
     /// The ids of the messages the broker confirmed.
