@@ -62,3 +62,51 @@ struct TestSupportTests {
         #expect(try await lock.withShared { try await lock.withShared { "nested" } } == "nested")
     }
 }
+
+/// scripts/with-time-limit, which scripts/test runs `swift test` under.
+@Suite("A test run that stops making progress ends with a report")
+struct TimeLimitScriptTests {
+    static let script = TestBroker.repositoryRoot.appendingPathComponent("scripts/with-time-limit").path
+
+    /// A stand-in for `swift test`: two tests start, one ends, then it hangs.
+    static func fakeRun() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-fake-run-\(UUID().uuidString).sh")
+        try """
+        #!/bin/sh
+        echo '◇ Test "hangs for ever" started.'
+        echo '◇ Test "ends" started.'
+        echo '✔ Test "ends" passed after 0.1 seconds.'
+        echo '◇ Test "parameterized" started.'
+        echo '✔ Test "parameterized" with 2 test cases passed after 0.2 seconds.'
+        exec sleep 600
+        """.write(to: url, atomically: true, encoding: .utf8)
+        chmod(url.path, 0o755)
+        return url
+    }
+
+    @Test("past its limit the run ends with status 124, naming the tests that never ended")
+    func stuckRunIsEnded() async throws {
+        let fake = try Self.fakeRun()
+        defer { try? FileManager.default.removeItem(at: fake) }
+        let started = ContinuousClock.now
+        let failure = await #expect(throws: TestFailure.self) { try await TestBroker.run(Self.script, ["6", fake.path]) }
+        #expect(ContinuousClock.now - started < .seconds(30))
+        let output = failure?.description ?? ""
+        #expect(output.contains("exited 124"), "\(output)")
+        let report = try #require(output.components(separatedBy: "tests started and not ended:").last)
+        let unfinished = report.split(separator: "\n").filter { $0.hasPrefix("\"") }
+        #expect(unfinished == ["\"hangs for ever\""], "\(output)")
+        #expect(output.contains("did not end within 6 s"), "\(output)")
+    }
+
+    @Test("a run that ends in time keeps its output and exit status, with no report")
+    func finishedRunKeepsItsStatus() async throws {
+        let failure = await #expect(throws: TestFailure.self) {
+            try await TestBroker.run(Self.script, ["60", "/bin/sh", "-c", "echo ran; exit 3"])
+        }
+        let output = failure?.description ?? ""
+        #expect(output.contains("exited 3") && output.contains("ran"), "\(output)")
+        #expect(!output.contains("still running"), "\(output)")
+        #expect(try await TestBroker.run(Self.script, ["60", "/bin/echo", "fine"]).contains("fine"))
+    }
+}
