@@ -73,7 +73,7 @@ public final class EventsLoggerService: Service, Sendable {
                 "events.output_level": "\(configuration.minimumOutputLevel)",
             ])
         readiness.signal()
-        let pending = JournalQueue(capacity: Self.journalQueueCapacity)
+        let pending = BatchQueue<JournalRecord>(capacity: Self.journalQueueCapacity)
         await withDiscardingTaskGroup { group in
             // The writer outlives the inputs: it stores what they queued, then ends on close().
             group.addTask { await self.writeJournal(from: pending, to: journal) }
@@ -147,7 +147,8 @@ public final class EventsLoggerService: Service, Sendable {
     // MARK: Receiving
 
     private func take(
-        _ delivery: Delivery<[UInt8]>, from source: EventsLoggerIntake.Source, journalQueue: JournalQueue, output: OutputWriter?
+        _ delivery: Delivery<[UInt8]>, from source: EventsLoggerIntake.Source, journalQueue: BatchQueue<JournalRecord>,
+        output: OutputWriter?
     ) {
         let outcome = EventsLoggerIntake.handle(
             source: source, exchange: delivery.exchange, routingKey: delivery.routingKey, body: delivery.body,
@@ -170,7 +171,7 @@ public final class EventsLoggerService: Service, Sendable {
         }
     }
 
-    private func writeJournal(from pending: JournalQueue, to journal: EventJournal) async {
+    private func writeJournal(from pending: BatchQueue<JournalRecord>, to journal: EventJournal) async {
         while true {
             let batch = await pending.takeAll()
             if batch.isEmpty { return }

@@ -1,4 +1,4 @@
-import Dispatch
+import BusCore
 import Foundation
 import Logging
 import Synchronization
@@ -7,25 +7,21 @@ import Synchronization
 /// slow terminal or disk never blocks the cooperative pool. ``write(_:)`` never waits: at most
 /// `capacity` lines queue up, and lines beyond that are dropped and reported in the output.
 final class OutputWriter: Sendable {
-    private struct State {
-        var lines: [String] = []
-        var closed = false
-        /// Lines accepted (queued) and lines handled (written or failed) so far, for ``flush()``.
-        var accepted: UInt64 = 0
+    private struct Progress {
+        /// Lines handled (written or failed) so far; compared with the queue's accepted count for ``flush()``.
         var handled: UInt64 = 0
-        var droppedSinceReport = 0
         var flushWaiters: [(target: UInt64, continuation: CheckedContinuation<Void, Never>)] = []
-        var finished = false
-        var finishWaiters: [CheckedContinuation<Void, Never>] = []
+        var isFinished = false
     }
 
-    private let state = Mutex(State())
-    private let wakeUp = DispatchSemaphore(value: 0)
-    private let capacity: Int
+    private let lines: BatchQueue<String>
+    private let droppedSinceReport = Atomic<Int>(0)
+    private let progress = Mutex(Progress())
+    private let finished = OneShotSignal()
     private let format: LogLineFormat
 
     private init(capacity: Int, format: LogLineFormat) {
-        self.capacity = max(1, capacity)
+        self.lines = BatchQueue(capacity: capacity)
         self.format = format
     }
 
@@ -57,29 +53,18 @@ final class OutputWriter: Sendable {
     /// says how many it dropped). Returns whether the line was queued.
     @discardableResult
     func write(_ line: String) -> Bool {
-        let (accepted, wasIdle) = state.withLock { state -> (Bool, Bool) in
-            guard !state.closed else { return (false, false) }
-            guard state.lines.count < capacity else {
-                state.droppedSinceReport += 1
-                return (false, false)
-            }
-            state.lines.append(line)
-            state.accepted += 1
-            return (true, state.lines.count == 1)
-        }
-        if wasIdle {
-            // One signal per empty-to-busy change: the thread takes everything queued at once.
-            wakeUp.signal()
-        }
+        let accepted = lines.append(line)
+        if !accepted { droppedSinceReport.add(1, ordering: .relaxed) }
         return accepted
     }
 
     /// Returns once every line queued before the call is written (or failed to be).
     func flush() async {
+        let target = lines.acceptedCount
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = state.withLock { state -> Bool in
-                if state.handled >= state.accepted || state.finished { return true }
-                state.flushWaiters.append((state.accepted, continuation))
+            let done = progress.withLock { progress -> Bool in
+                if progress.handled >= target || progress.isFinished { return true }
+                progress.flushWaiters.append((target, continuation))
                 return false
             }
             if done { continuation.resume() }
@@ -88,30 +73,17 @@ final class OutputWriter: Sendable {
 
     /// Writes what is queued, closes the file and ends the thread.
     func close() async {
-        state.withLock { $0.closed = true }
-        wakeUp.signal()
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = state.withLock { state -> Bool in
-                if state.finished { return true }
-                state.finishWaiters.append(continuation)
-                return false
-            }
-            if done { continuation.resume() }
-        }
+        lines.close()
+        await finished.waitIgnoringCancellation()
     }
 
     private func drainUntilClosed(toStandardOutput: Bool, logFile: RotatingLogFile?, logger: Logger) {
         var failing = false
         while true {
-            wakeUp.wait()
-            let (lines, dropped, closed) = state.withLock { state in
-                defer {
-                    state.lines.removeAll(keepingCapacity: true)
-                    state.droppedSinceReport = 0
-                }
-                return (state.lines, state.droppedSinceReport, state.closed)
-            }
-            var output = lines
+            let batch = lines.takeAllBlocking()
+            let closed = batch.isEmpty
+            var output = batch
+            let dropped = droppedSinceReport.exchange(0, ordering: .relaxed)
             if dropped > 0 {
                 output.append(LogLineFormatter.droppedLinesNotice(count: dropped, at: currentMilliseconds(), format: format))
             }
@@ -130,22 +102,19 @@ final class OutputWriter: Sendable {
                     failing = true
                 }
             }
-            let resumable = state.withLock { state in
-                state.handled += UInt64(lines.count)
-                if closed {
-                    state.finished = true
-                }
-                let handled = state.handled
-                let ready = state.flushWaiters.filter { $0.target <= handled || closed }.map(\.continuation)
-                state.flushWaiters.removeAll { $0.target <= handled || closed }
-                if closed {
-                    defer { state.finishWaiters.removeAll() }
-                    return ready + state.finishWaiters
-                }
+            let resumable = progress.withLock { progress in
+                progress.handled += UInt64(batch.count)
+                progress.isFinished = closed
+                let handled = progress.handled
+                let ready = progress.flushWaiters.filter { $0.target <= handled || closed }.map(\.continuation)
+                progress.flushWaiters.removeAll { $0.target <= handled || closed }
                 return ready
             }
             for continuation in resumable { continuation.resume() }
-            if closed { return }
+            if closed {
+                finished.signal()
+                return
+            }
         }
     }
 }

@@ -10,12 +10,11 @@ final class EngineShared: Sendable {
     let pending = PendingCalls()
     let correlation: CorrelationIDCodec
     let metrics: BusMetrics
-    private let status = Mutex<(connected: Bool, generation: UInt64)>((false, 0))
+    /// Signalled while the connection is up; reset when it drops, so that `waitUntilConnected`
+    /// waits again.
+    private let connection = OneShotSignal()
     /// The broker address of the current (or last) connection.
     private let endpoint = Mutex<BusConfiguration.Endpoint?>(nil)
-    /// Tasks in `waitUntilConnected`, by id, so that each can leave on its own (timeout,
-    /// cancellation) without waking the others.
-    private let statusWaiters = Mutex<(nextID: UInt64, waiting: [UInt64: CheckedContinuation<Void, Never>])>((0, [:]))
 
     init(configuration: BusConfiguration, logger: Logger) {
         self.configuration = configuration
@@ -27,19 +26,18 @@ final class EngineShared: Sendable {
         self.metrics = BusMetrics()
     }
 
-    var isConnected: Bool { status.withLock { $0.connected } }
+    var isConnected: Bool { connection.isSignalled }
 
     var connectedEndpoint: BusConfiguration.Endpoint? { endpoint.withLock { $0 } }
 
-    func setConnected(generation: UInt64, to endpoint: BusConfiguration.Endpoint) {
+    func setConnected(to endpoint: BusConfiguration.Endpoint) {
         self.endpoint.withLock { $0 = endpoint }
-        status.withLock { $0 = (true, generation) }
+        connection.signal()
         metrics.connected.record(1)
-        releaseWaiters()
     }
 
     func setDisconnected() {
-        status.withLock { $0.connected = false }
+        connection.reset()
         metrics.connected.record(0)
     }
 
@@ -47,36 +45,12 @@ final class EngineShared: Sendable {
     /// calling task is cancelled, which resumes this waiter only (used by
     /// `MessageBus.waitUntilConnected`).
     func waitUntilConnected() async {
-        let id = statusWaiters.withLock { waiters in
-            defer { waiters.nextID += 1 }
-            return waiters.nextID
-        }
-        await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-                let now = status.withLock { state -> Bool in
-                    if state.connected { return true }
-                    return statusWaiters.withLock { waiters in
-                        // Checked under the lock that `onCancel` takes: a cancel that came
-                        // first finds nothing to resume, so this must not wait.
-                        if Task.isCancelled { return true }
-                        waiters.waiting[id] = continuation
-                        return false
-                    }
-                }
-                if now { continuation.resume() }
-            }
-        } onCancel: {
-            statusWaiters.withLock { $0.waiting.removeValue(forKey: id) }?.resume()
-        }
+        await connection.wait()
     }
 
-    /// Resumes every waiter: the connection is up, or the bus is shutting down.
+    /// Resumes every waiter without a connection: the bus is shutting down.
     func releaseWaiters() {
-        let waiters = statusWaiters.withLock { waiters in
-            defer { waiters.waiting.removeAll() }
-            return Array(waiters.waiting.values)
-        }
-        for waiter in waiters { waiter.resume() }
+        connection.releaseWaiters()
     }
 }
 
@@ -85,7 +59,7 @@ final class EngineShared: Sendable {
 final class BusEngine: Sendable {
     let shared: EngineShared
     private let thread = Mutex<Thread?>(nil)
-    private let finished = Mutex<(done: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+    private let finished = OneShotSignal()
 
     init(configuration: BusConfiguration, logger: Logger) {
         self.shared = EngineShared(configuration: configuration, logger: logger)
@@ -99,12 +73,7 @@ final class BusEngine: Sendable {
             guard thread == nil else { return }
             let newThread = Thread { [self] in
                 EngineLoop(shared: shared).run()
-                let waiters = finished.withLock { state in
-                    state.done = true
-                    defer { state.waiters.removeAll() }
-                    return state.waiters
-                }
-                for waiter in waiters { waiter.resume() }
+                finished.signal()
             }
             newThread.name = "rackbus-io"
             newThread.start()
@@ -131,15 +100,9 @@ final class BusEngine: Sendable {
         await waitUntilFinished()
     }
 
-    /// Returns once the I/O thread has closed the connection and ended.
+    /// Returns once the I/O thread has closed the connection and ended, cancelled or not: callers
+    /// (`MessageBus.run()`) must not return while the connection is still open.
     func waitUntilFinished() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let done = finished.withLock { state -> Bool in
-                if state.done { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if done { continuation.resume() }
-        }
+        await finished.waitIgnoringCancellation()
     }
 }

@@ -122,7 +122,7 @@ final class EngineLoop {
             lastReceive = .now
             try declareConventionExchanges()
             guard case .established(let generation, let isReconnect) = lifecycle.connectSucceeded() else { return }
-            shared.setConnected(generation: generation, to: endpoint)
+            shared.setConnected(to: endpoint)
             let url = configuration.redactedURL(of: endpoint)
             if isReconnect {
                 shared.metrics.reconnects.increment()

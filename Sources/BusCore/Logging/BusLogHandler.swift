@@ -125,9 +125,10 @@ struct PendingLogRecord: Sendable {
 /// stalled broker costs bounded memory, never a blocked caller. Failed publishes are dropped and
 /// counted too (RackHD swallowed them).
 ///
-/// It is a `Service`: on graceful shutdown it publishes what is buffered, then returns; on
-/// cancellation it returns at once and counts what is left as dropped. Records submitted before
-/// ``run()`` starts wait in the buffer; records submitted after it returned are dropped.
+/// It is a `Service`: on graceful shutdown it stops taking records, publishes what is buffered,
+/// then returns; on cancellation it returns at once and counts what is left as dropped. Records
+/// submitted before ``run()`` starts wait in the buffer; records submitted once shutdown began
+/// are dropped.
 public final class BusLogPublisher: Service, Sendable {
     public static let defaultCapacity = 10_000
 
@@ -140,6 +141,8 @@ public final class BusLogPublisher: Service, Sendable {
     /// The ``LogEvent/host`` of every record.
     public let host: String
     private let sink: LogEventSink
+    /// Records being published keep their room until published, so the bound covers them too.
+    private let buffer: BatchQueue<PendingLogRecord>
     private let state = Mutex(State())
     private let droppedCounter: Counter
 
@@ -150,19 +153,11 @@ public final class BusLogPublisher: Service, Sendable {
     /// Room is given back to `log` every so many published records, not only after a whole batch.
     private static let releaseStride = 64
 
-    private enum Phase {
-        case notStarted, running, flushing, cancelled, finished
-    }
-
     private struct State {
-        var waiting: [PendingLogRecord] = []
-        /// Taken by the drain and not yet published; still counts against the capacity.
-        var inFlight = 0
         var dropped = 0
         var published = 0
-        var phase = Phase.notStarted
         var started = false
-        var wakeUp: CheckedContinuation<Void, Never>?
+        var cancelled = false
     }
 
     /// - Parameter metricsFactory: where `rackbus_log_dropped_total` is counted; the global metrics system unless a test
@@ -172,7 +167,8 @@ public final class BusLogPublisher: Service, Sendable {
         metricsFactory: any MetricsFactory = MetricsSystem.factory
     ) {
         self.sink = sink
-        self.capacity = max(1, capacity)
+        self.buffer = BatchQueue(capacity: capacity, holdsTakenElements: true)
+        self.capacity = buffer.capacity
         self.host = host
         self.droppedCounter = Counter(label: "rackbus_log_dropped_total", factory: metricsFactory)
     }
@@ -190,7 +186,7 @@ public final class BusLogPublisher: Service, Sendable {
     /// Records the sink accepted (for the bus: queued for the connection).
     public var publishedCount: Int { state.withLock { $0.published } }
     /// Records waiting or being published.
-    public var bufferedCount: Int { state.withLock { $0.waiting.count + $0.inFlight } }
+    public var bufferedCount: Int { buffer.count }
 
     static func isBusLabel(_ label: String) -> Bool {
         label == busLabel || label.hasPrefix(busLabel + ".")
@@ -198,30 +194,16 @@ public final class BusLogPublisher: Service, Sendable {
 
     /// Buffers a record, or drops it when the buffer is full. Never suspends.
     func submit(_ record: PendingLogRecord) {
-        let (accepted, wakeUp) = state.withLock { state -> (Bool, CheckedContinuation<Void, Never>?) in
-            let open = state.phase == .notStarted || state.phase == .running || state.phase == .flushing
-            guard open, state.waiting.count + state.inFlight < capacity else {
-                state.dropped += 1
-                return (false, nil)
-            }
-            state.waiting.append(record)
-            let wakeUp = state.wakeUp
-            state.wakeUp = nil
-            return (true, wakeUp)
-        }
-        if !accepted { droppedCounter.increment() }
-        wakeUp?.resume()
+        guard !buffer.append(record) else { return }
+        countDropped(1)
     }
 
     /// Drains the buffer into the sink until graceful shutdown (after a final flush) or cancellation.
     /// A publisher runs once; a second call returns at once.
     public func run() async throws {
         let starts = state.withLock { state -> Bool in
-            guard !state.started else { return false }
-            state.started = true
-            // A shutdown before the start leaves `.flushing`: publish what is buffered, then return.
-            if state.phase == .notStarted { state.phase = .running }
-            return true
+            defer { state.started = true }
+            return !state.started
         }
         guard starts else { return }
         await withTaskCancellationHandler {
@@ -230,43 +212,32 @@ public final class BusLogPublisher: Service, Sendable {
                     await self.drain()
                 }
             } onGracefulShutdown: {
-                self.stop(.flushing)
+                self.shutdown()
             }
         } onCancel: {
-            self.stop(.cancelled)
+            self.state.withLock { $0.cancelled = true }
+            self.buffer.close()
         }
-        let abandoned = state.withLock { state -> Int in
-            state.phase = .finished
-            let count = state.waiting.count
-            state.waiting.removeAll()
-            state.dropped += count
-            return count
-        }
-        if abandoned > 0 { droppedCounter.increment(by: Int64(abandoned)) }
+        // The buffer is closed by now, so this returns what was left at once.
+        let abandoned = await buffer.takeAll()
+        dropTaken(abandoned.count)
     }
 
     /// Ends ``run()`` as graceful shutdown does: what is buffered is published first.
     public func shutdown() {
-        stop(.flushing)
+        buffer.close()
     }
 
-    private func stop(_ phase: Phase) {
-        let wakeUp = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            switch (state.phase, phase) {
-            case (.notStarted, _), (.running, _), (.flushing, .cancelled):
-                state.phase = phase
-            default:
-                break
-            }
-            let wakeUp = state.wakeUp
-            state.wakeUp = nil
-            return wakeUp
-        }
-        wakeUp?.resume()
-    }
+    private var isCancelled: Bool { state.withLock { $0.cancelled } }
 
     private func drain() async {
-        while let batch = await nextBatch() {
+        while true {
+            let batch = await buffer.takeAll()
+            if batch.isEmpty { return }
+            if isCancelled {
+                dropTaken(batch.count)
+                return
+            }
             var done = 0
             var released = 0
             var failed = 0
@@ -278,62 +249,36 @@ public final class BusLogPublisher: Service, Sendable {
                 }
                 done += 1
                 guard done - released == Self.releaseStride || done == batch.count else { continue }
-                let cancelled = release(done - released, failed: failed)
+                release(done - released, failed: failed)
                 released = done
                 failed = 0
-                if cancelled {
-                    dropUnpublished(batch.count - done)
+                if isCancelled {
+                    dropTaken(batch.count - done)
                     return
                 }
             }
         }
     }
 
-    /// Gives room back for `finished` records the drain is done with; returns whether to stop now.
-    private func release(_ finished: Int, failed: Int) -> Bool {
-        let cancelled = state.withLock { state -> Bool in
-            state.inFlight -= finished
+    /// Gives room back for `finished` records the drain is done with.
+    private func release(_ finished: Int, failed: Int) {
+        buffer.release(finished)
+        state.withLock { state in
             state.published += finished - failed
             state.dropped += failed
-            return state.phase == .cancelled
         }
         if failed > 0 { droppedCounter.increment(by: Int64(failed)) }
-        return cancelled
     }
 
-    private func dropUnpublished(_ count: Int) {
+    /// Drops `count` taken records unpublished, giving their room back.
+    private func dropTaken(_ count: Int) {
         guard count > 0 else { return }
-        state.withLock { state in
-            state.inFlight -= count
-            state.dropped += count
-        }
+        buffer.release(count)
+        countDropped(count)
+    }
+
+    private func countDropped(_ count: Int) {
+        state.withLock { $0.dropped += count }
         droppedCounter.increment(by: Int64(count))
-    }
-
-    /// The next records to publish, or nil when the drain should end.
-    private func nextBatch() async -> [PendingLogRecord]? {
-        while true {
-            var batch: [PendingLogRecord] = []
-            let finished = state.withLock { state -> Bool in
-                if state.phase == .cancelled { return true }
-                swap(&batch, &state.waiting)
-                state.inFlight = batch.count
-                return batch.isEmpty && state.phase == .flushing
-            }
-            if finished { return nil }
-            if !batch.isEmpty { return batch }
-            await waitForRecords()
-        }
-    }
-
-    private func waitForRecords() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let ready = state.withLock { state -> Bool in
-                guard state.waiting.isEmpty, state.phase == .running else { return true }
-                state.wakeUp = continuation
-                return false
-            }
-            if ready { continuation.resume() }
-        }
     }
 }
