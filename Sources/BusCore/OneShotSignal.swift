@@ -90,7 +90,3 @@ public final class OneShotSignal: Sendable {
         }
     }
 }
-
-/// "Ready" for a service that others wait on: the service signals once it serves; waiters are
-/// released when it fails to start.
-public typealias ReadinessSignal = OneShotSignal

@@ -18,7 +18,7 @@ public final class ConfigurationService: Service, Sendable {
     private let databasePath: String
     private let ownerTimeout: Duration
     private let logger: Logger
-    private let readiness = ReadinessSignal()
+    private let readiness = OneShotSignal()
 
     public init(
         bus: MessageBus, databasePath: String = ".rackbus/configuration.sqlite", ownerTimeout: Duration = .seconds(5),

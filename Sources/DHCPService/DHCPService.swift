@@ -41,7 +41,7 @@ public final class DHCPService: Service, Sendable {
     private let malformed = Counter(label: "rackbus_dhcp_malformed_packets_total")
     private let malformedCount = Atomic<Int>(0)
     private let answered = Counter(label: "rackbus_dhcp_replies_total")
-    private let readiness = ReadinessSignal()
+    private let readiness = OneShotSignal()
     private let tableBox = Mutex<LeaseTable?>(nil)
 
     public init(bus: MessageBus, configuration: DHCPConfiguration, logger: Logger = Logger(label: "rackbus.dhcp")) {

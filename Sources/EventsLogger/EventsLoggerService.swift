@@ -16,7 +16,7 @@ public final class EventsLoggerService: Service, Sendable {
     public let configuration: EventsLoggerConfiguration
     private let bus: MessageBus
     private let logger: Logger
-    private let readiness = ReadinessSignal()
+    private let readiness = OneShotSignal()
     private let running = Mutex<(journal: EventJournal?, output: OutputWriter?)>((nil, nil))
     private let journalFullWarned = Atomic<Bool>(false)
     private let eventsReceived = Counter(label: "rackbus_events_logger_messages_total", dimensions: [("exchange", "events")])

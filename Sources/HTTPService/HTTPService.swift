@@ -19,7 +19,7 @@ public final class HTTPService: Service, Sendable {
     public let configuration: HTTPConfiguration
     private let bus: MessageBus
     private let logger: Logger
-    private let readiness = ReadinessSignal()
+    private let readiness = OneShotSignal()
     private let ports = Mutex<(boot: Int?, api: Int?)>((nil, nil))
 
     public init(bus: MessageBus, configuration: HTTPConfiguration, logger: Logger = Logger(label: "rackbus.http")) {

@@ -13,7 +13,7 @@ public final class NodeRegistryService: Service, Sendable {
     public let configuration: NodeRegistryConfiguration
     private let bus: MessageBus
     private let logger: Logger
-    private let readiness = ReadinessSignal()
+    private let readiness = OneShotSignal()
     private let registered = Counter(label: "rackbus_nodes_registered_total")
 
     public init(bus: MessageBus, configuration: NodeRegistryConfiguration, logger: Logger = Logger(label: "rackbus.nodes")) {

@@ -21,7 +21,7 @@ public final class MetricsEndpoint: Service, Sendable {
     private let registry: PrometheusCollectorRegistry
     private let logger: Logger
     private let boundPort = Mutex<Int?>(nil)
-    private let readiness = ReadinessSignal()
+    private let readiness = OneShotSignal()
     private let stopping = Atomic<Bool>(false)
 
     public init(host: String, port: Int, registry: PrometheusCollectorRegistry, logger: Logger = Logger(label: "rackbus.metrics")) {

@@ -15,7 +15,7 @@ public final class TFTPService: Service, Sendable {
     private let bus: MessageBus
     private let logger: Logger
     private let metrics = TFTPMetrics()
-    private let readiness = ReadinessSignal()
+    private let readiness = OneShotSignal()
     private let port = Mutex<Int?>(nil)
     private let events: AsyncStream<TransferEvent>
     private let eventSink: AsyncStream<TransferEvent>.Continuation

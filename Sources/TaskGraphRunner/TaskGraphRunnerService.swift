@@ -29,7 +29,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
     private let bus: MessageBus
     private let configuration: Configuration
     private let logger: Logger
-    private let readiness = ReadinessSignal()
+    private let readiness = OneShotSignal()
     private let faults: EngineFaults?
 
     public convenience init(

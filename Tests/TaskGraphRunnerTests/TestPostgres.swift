@@ -58,7 +58,7 @@ enum TestPostgres {
             backgroundLogger: Logger(label: "rackbus.tests.postgres"))
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Queries wait until the pool runs, rather than race it.
-            let running = ReadinessSignal()
+            let running = OneShotSignal()
             group.addTask {
                 running.signal()
                 await client.run()

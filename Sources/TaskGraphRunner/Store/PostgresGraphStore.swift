@@ -17,7 +17,7 @@ final class PostgresGraphStore: GraphStore {
     /// Graph headers (plan, task ids) never change once written: each instance decodes one only once.
     private let headers = Mutex(HeaderCache())
     /// Set once ``run()`` drives the pool, so that the first query does not race it.
-    private let running = ReadinessSignal()
+    private let running = OneShotSignal()
 
     init(location: GraphStoreLocation.PostgresLocation, logger: Logger) {
         let tls: PostgresClient.Configuration.TLS =
