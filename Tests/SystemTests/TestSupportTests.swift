@@ -68,9 +68,12 @@ struct TestSupportTests {
 struct TimeLimitScriptTests {
     static let script = TestBroker.repositoryRoot.appendingPathComponent("scripts/with-time-limit").path
 
-    /// A stand-in for `swift test`: two tests start, one ends, then it hangs.
-    static func fakeRun() throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-fake-run-\(UUID().uuidString).sh")
+    /// A stand-in for `swift test`: two tests start, one ends, then its test process (a
+    /// `*.xctest` in a process group of its own, as swift test runs it) hangs.
+    static func fakeRun(in folder: URL) throws -> URL {
+        let testProcess = folder.appendingPathComponent("Fake.xctest")
+        try FileManager.default.createSymbolicLink(atPath: testProcess.path, withDestinationPath: "/bin/sleep")
+        let url = folder.appendingPathComponent("fake-swift-test.sh")
         try """
         #!/bin/sh
         echo '◇ Test "hangs for ever" started.'
@@ -78,16 +81,19 @@ struct TimeLimitScriptTests {
         echo '✔ Test "ends" passed after 0.1 seconds.'
         echo '◇ Test "parameterized" started.'
         echo '✔ Test "parameterized" with 2 test cases passed after 0.2 seconds.'
-        exec sleep 600
+        setsid \(testProcess.path) 600 &
+        wait
         """.write(to: url, atomically: true, encoding: .utf8)
         chmod(url.path, 0o755)
         return url
     }
 
-    @Test("past its limit the run ends with status 124, naming the tests that never ended")
+    @Test("past its limit the run and its test process end, with status 124, naming the tests that never ended")
     func stuckRunIsEnded() async throws {
-        let fake = try Self.fakeRun()
-        defer { try? FileManager.default.removeItem(at: fake) }
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-fake-run-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let fake = try Self.fakeRun(in: folder)
         let started = ContinuousClock.now
         let failure = await #expect(throws: TestFailure.self) { try await TestBroker.run(Self.script, ["6", fake.path]) }
         #expect(ContinuousClock.now - started < .seconds(30))
