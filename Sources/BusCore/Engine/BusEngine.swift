@@ -71,7 +71,10 @@ final class BusEngine: Sendable {
         if let failure = shared.inbox.wakeFailure { throw failure }
         thread.withLock { thread in
             guard thread == nil else { return }
-            let newThread = Thread { [self] in
+            // Captures what it uses, not `self`: the engine owns the thread, and a thread that
+            // owned the engine would keep it (and its wake-up pipe) alive for ever.
+            let (shared, finished) = (shared, finished)
+            let newThread = Thread {
                 EngineLoop(shared: shared).run()
                 finished.signal()
             }
