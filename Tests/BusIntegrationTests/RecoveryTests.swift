@@ -1,7 +1,6 @@
 import BusCore
 import BusTestSupport
 import Foundation
-import Glibc
 import Testing
 
 /// These tests stop and restart the broker, so they hold the broker alone while they run.
@@ -119,26 +118,11 @@ func retrying<T: Sendable>(attempts: Int = 20, _ body: () async throws -> T) asy
 
 @Suite("Several broker addresses")
 struct EndpointListWireTests {
-    /// A port on 127.0.0.1 where nothing listens: bound, then closed again.
-    static func deadPort() throws -> Int {
-        let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { Glibc.close(socket) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let ok = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
-        }
-        guard ok else { throw TestFailure("no free port") }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     @Test("with a dead address in the list, every bus connects to the live one, wherever it starts")
     func deadAddressIsSkipped() async throws {
         var configuration = try TestBroker.configuration()
         let live = configuration.endpoints[0]
-        configuration.endpoints = [BusConfiguration.Endpoint(host: "127.0.0.1", port: try Self.deadPort()), live]
+        configuration.endpoints = [BusConfiguration.Endpoint(host: "127.0.0.1", port: try deadLocalPort()), live]
         // Each bus starts at a random address: several, so that some start at the dead one.
         // (The order of attempts and the backoff are the lifecycle's pure tests.)
         for _ in 0..<6 {

@@ -1,5 +1,6 @@
 import BusCore
 import Foundation
+import Glibc
 import Logging
 import Synchronization
 
@@ -202,6 +203,21 @@ public final class BrokerLock: Sendable {
         }
         for waiter in admitted { waiter.continuation.resume() }
     }
+}
+
+/// A port on 127.0.0.1 where nothing listens (bound, then closed again): a broker that is down.
+public func deadLocalPort() throws -> Int {
+    let socket = Glibc.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { Glibc.close(socket) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socket, $0, length) == 0 && getsockname(socket, $0, &length) == 0 }
+    }
+    guard bound else { throw TestFailure("no free port") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Polls until `condition` holds (a change travels through the broker first), or fails after `timeout`.
