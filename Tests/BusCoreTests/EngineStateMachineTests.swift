@@ -33,6 +33,15 @@ struct EngineStateMachineTests {
         return actions
     }
 
+    /// Connected, with subscription 1 consuming as `c1` from `a:1`.
+    func consuming() -> Machine {
+        var machine = machine()
+        connect(&machine, now: start)
+        _ = machine.subscribe(id: 1, spec: spec("a"))
+        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1")
+        return machine
+    }
+
     // MARK: Reconnecting
 
     @Test("backoff only after every address failed; then the first address again")
@@ -135,10 +144,7 @@ struct EngineStateMachineTests {
 
     @Test("a closed consuming channel counts as a lost connection", arguments: [UInt16(1), 9])
     func consumeChannel(channel: UInt16) {
-        var machine = machine()
-        connect(&machine, now: start)
-        _ = machine.subscribe(id: 1, spec: spec("a"))
-        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1")
+        var machine = consuming()
         let failure = Failure(.channelClosed, "NOT_FOUND", replyCode: 404)
         #expect(
             machine.channelClosed(channel, code: 404, text: "NOT_FOUND", now: start) == [
@@ -213,10 +219,7 @@ struct EngineStateMachineTests {
 
     @Test("connected: sends what was handed over, then fails the rest and closes, once")
     func shutdownWhileConnected() {
-        var machine = machine()
-        connect(&machine, now: start)
-        _ = machine.subscribe(id: 1, spec: spec("a"))
-        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1")
+        var machine = consuming()
         _ = machine.subscribe(id: 2, spec: spec("b"))
         let incoming: [(id: UInt64, kind: Machine.CommandKind)] = [(1, .send), (2, .request), (3, .settle), (4, .transient)]
         #expect(
@@ -250,10 +253,7 @@ struct EngineStateMachineTests {
 
     @Test("a connection lost while draining is torn down; the close that follows cancels nothing on it")
     func lossWhileDraining() {
-        var machine = machine()
-        connect(&machine, now: start)
-        _ = machine.subscribe(id: 1, spec: spec("a"))
-        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1")
+        var machine = consuming()
         _ = machine.shutdownRequested(incoming: [(1, .send)])
         let lost = Failure(.connectionLost, "gone")
         #expect(machine.connectionLost(lost, now: start).first == .closeConnection)

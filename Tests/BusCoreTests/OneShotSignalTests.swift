@@ -1,28 +1,19 @@
 import BusTestSupport
 import Foundation
-import Synchronization
 import Testing
 
 @testable import BusCore
-
-/// How many waiters have returned, shared with the waiting tasks.
-private final class ReturnedWaiters: Sendable {
-    private let count = Mutex(0)
-
-    func add() { count.withLock { $0 += 1 } }
-    var value: Int { count.withLock { $0 } }
-}
 
 @Suite("OneShotSignal", .timeLimit(.minutes(1)))
 struct OneShotSignalTests {
     /// Starts `count` tasks that wait on `signal` and counts those that returned.
     private func waiters(
-        _ count: Int, on signal: OneShotSignal, returned: ReturnedWaiters
+        _ count: Int, on signal: OneShotSignal, returned: Counter
     ) -> [Task<Void, Never>] {
         (0..<count).map { _ in
             Task {
                 await signal.wait()
-                returned.add()
+                returned.increment()
             }
         }
     }
@@ -42,7 +33,7 @@ struct OneShotSignalTests {
     @Test("waiters suspend until the signal, then all return")
     func waitThenSignal() async throws {
         let signal = OneShotSignal()
-        let returned = ReturnedWaiters()
+        let returned = Counter()
         let tasks = waiters(3, on: signal, returned: returned)
         try await eventually(pollingEvery: .milliseconds(5)) { signal.waiterCount == 3 }
         #expect(returned.value == 0)
@@ -57,7 +48,7 @@ struct OneShotSignalTests {
         let signal = OneShotSignal()
         // Lets every waiter go should the test fail, so that the run does not hang.
         defer { signal.signal() }
-        let returned = ReturnedWaiters()
+        let returned = Counter()
         let tasks = waiters(3, on: signal, returned: returned)
         try await eventually(pollingEvery: .milliseconds(5)) { signal.waiterCount == 3 }
         tasks[1].cancel()
@@ -75,12 +66,12 @@ struct OneShotSignalTests {
     func cancelledBeforeWaiting() async throws {
         let signal = OneShotSignal()
         defer { signal.signal() }
-        let returned = ReturnedWaiters()
+        let returned = Counter()
         Task {
             // Cancelled before the wait registers: the handler runs first and finds nothing.
             withUnsafeCurrentTask { $0?.cancel() }
             await signal.wait()
-            returned.add()
+            returned.increment()
         }
         try await eventually(timeout: .seconds(5), pollingEvery: .milliseconds(5)) { returned.value == 1 }
         #expect(signal.waiterCount == 0)
@@ -90,7 +81,7 @@ struct OneShotSignalTests {
     @Test("releaseWaiters lets current waiters go without signalling; later ones wait")
     func releaseWithoutSignal() async throws {
         let signal = OneShotSignal()
-        let returned = ReturnedWaiters()
+        let returned = Counter()
         let first = waiters(2, on: signal, returned: returned)
         try await eventually(pollingEvery: .milliseconds(5)) { signal.waiterCount == 2 }
         signal.releaseWaiters()
@@ -110,7 +101,7 @@ struct OneShotSignalTests {
         signal.signal()
         signal.reset()
         #expect(!signal.isSignalled)
-        let returned = ReturnedWaiters()
+        let returned = Counter()
         let tasks = waiters(1, on: signal, returned: returned)
         try await eventually(pollingEvery: .milliseconds(5)) { signal.waiterCount == 1 }
         #expect(returned.value == 0)
@@ -122,10 +113,10 @@ struct OneShotSignalTests {
     @Test("waitIgnoringCancellation keeps waiting when its task is cancelled")
     func waitIgnoringCancellation() async throws {
         let signal = OneShotSignal()
-        let returned = ReturnedWaiters()
+        let returned = Counter()
         let task = Task {
             await signal.waitIgnoringCancellation()
-            returned.add()
+            returned.increment()
         }
         try await eventually(pollingEvery: .milliseconds(5)) { signal.waiterCount == 1 }
         task.cancel()

@@ -119,10 +119,7 @@ public final class ChildProcess: Sendable {
 
     /// Waits up to `timeout` for the child to end; nil if it still runs.
     public func waitForExit(within timeout: Duration) async -> Int32? {
-        let deadline = ContinuousClock.now + timeout
-        while isRunning {
-            guard ContinuousClock.now < deadline, (try? await Task.sleep(for: .milliseconds(50))) != nil else { return nil }
-        }
+        guard (try? await eventually(timeout: timeout) { !isRunning }) != nil else { return nil }
         return await waitForExit()
     }
 }

@@ -132,7 +132,7 @@ struct EngineStateMachine: Sendable {
         self.maxDeferred = maxDeferred
     }
 
-    // MARK: Queries (the loop's hot path reads these)
+    // MARK: Queries (consumerID(forTag:) is on the delivery path; some others only tests read)
 
     var currentGeneration: UInt64 { lifecycle.currentGeneration }
     var isConnected: Bool { lifecycle.isConnected }
