@@ -36,6 +36,10 @@ struct Figures {
     var elapsed: Duration
     var latencies: [Duration]
     var extra: [String: String] = [:]
+    /// This process's CPU seconds (``CPUTime/ownSeconds``) when the measured part began: the
+    /// line then shows CPU per message next to the rate, since on a small machine the client's
+    /// CPU is taken from the broker.
+    var cpuAtStart: Double? = nil
 
     func printLine() {
         let sorted = latencies.sorted()
@@ -52,6 +56,9 @@ struct Figures {
             ("p99_ms", String(format: "%.3f", percentile(0.99))),
             ("peak_rss_mb", String(format: "%.1f", peakResidentMegabytes())),
         ]
+        if let cpuAtStart, count > 0 {
+            fields.append(("process_cpu_us_per_msg", String(format: "%.1f", (CPUTime.ownSeconds - cpuAtStart) * 1e6 / Double(count))))
+        }
         for (key, value) in extra.sorted(by: { $0.key < $1.key }) { fields.append((key, value)) }
         print("{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}")
     }
@@ -165,12 +172,14 @@ struct RPCBench: AsyncParsableCommand {
                     }
                     // Warm up connections, caches and broker queues.
                     for sequence in 0..<200 { try await call(sequence) }
+                    let cpuAtStart = CPUTime.ownSeconds
                     let started = ContinuousClock.now
                     let latencies = try await measureCalls(total: total, concurrency: inFlight, call)
                     let elapsed = ContinuousClock.now - started
                     Figures(
                         caseName: rawMode ? "rpc-raw" : "rpc", count: total, elapsed: elapsed, latencies: latencies,
-                        extra: ["concurrency": "\(inFlight)", "calls": "\(total)", "connections": shared ? "1" : "2"]
+                        extra: ["concurrency": "\(inFlight)", "calls": "\(total)", "connections": shared ? "1" : "2"],
+                        cpuAtStart: cpuAtStart
                     )
                     .printLine()
                     echo.cancel()
@@ -207,6 +216,7 @@ func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: B
                 subscriptions.append(try await bus.subscribe(to: .events, patterns: ["bench.#"], as: Stamped.self))
             }
         }
+        let cpuAtStart = CPUTime.ownSeconds
         let started = ContinuousClock.now
         let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
             for subscription in rawSubscriptions {
@@ -250,7 +260,8 @@ func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: B
         let elapsed = ContinuousClock.now - started
         Figures(
             caseName: raw ? "\(caseName)-raw" : caseName, count: latencies.count, elapsed: elapsed, latencies: latencies,
-            extra: ["messages": "\(messages)", "subscribers": "\(subscribers)", "broadcast_window": "\(configuration.broadcastWindow)"]
+            extra: ["messages": "\(messages)", "subscribers": "\(subscribers)", "broadcast_window": "\(configuration.broadcastWindow)"],
+            cpuAtStart: cpuAtStart
         ).printLine()
         for runner in runners { runner.cancel() }
     }

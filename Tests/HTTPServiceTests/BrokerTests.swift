@@ -505,6 +505,30 @@ struct HTTPServiceBrokerTests {
             }
         }
 
+        @Test("A reply the API cannot read is a generic 500 with an error id, not the decoder's description")
+        func unreadableReplyIsConcealed() async throws {
+            try await TestBroker.withBus { bus in
+                // A registry stand-in on the real broker that answers getNode with a body that is no Node.
+                let registry = try await bus.rawServer(exchangeNamed: bus.name(of: GetNode.exchange), routingKey: GetNode.method) { _, _ in
+                    ServedReply(body: Array(#"{"value": {"id": 42}}"#.utf8))
+                }
+                try await withThrowingDiscardingTaskGroup { group in
+                    group.addTask { await registry.run() }
+                    defer { group.cancelAll() }
+                    try await withHTTPService(bus: bus, testConfiguration()) { http in
+                        for _ in 0..<2 {
+                            let response = try await http.api(.get, "/api/current/nodes/somebody")
+                            #expect(response.status == .internalServerError)
+                            #expect(response.text.contains("InternalServerError"), "\(response.text)")
+                            #expect(response.text.contains("error id"), "\(response.text)")
+                            #expect(!response.text.contains("decode"), "\(response.text)")
+                            #expect(!response.text.contains("Node"), "\(response.text)")
+                        }
+                    }
+                }
+            }
+        }
+
         @Test("A 100 KB header is refused or the connection closed, and the next request is served")
         func hugeHeader() async throws {
             try await TestBroker.withBus { bus in

@@ -28,6 +28,25 @@ struct ErrorMappingTests {
         #expect(APIError.from(HTTPError(.contentTooLarge)).status == .contentTooLarge)
     }
 
+    @Test("An unexpected failure is a generic 500 with an error id; its description stays in the log")
+    func concealsInternals() {
+        struct StoreFailure: Error, CustomStringConvertible {
+            var description: String { "SQLite error 11 at /var/lib/rackbus/nodes.sqlite: SELECT * FROM node" }
+        }
+        for failure in [StoreFailure() as any Error, ServiceCallFailure.failed("cannot decode Node: /var/lib/rackbus")] {
+            let (answer, id) = APIError.concealing(failure, errorID: { "5eed" })
+            #expect(answer.status == .internalServerError)
+            #expect(answer.name == "InternalServerError")
+            #expect(id == "5eed")
+            #expect(answer.message.contains("5eed"))
+            #expect(!answer.message.contains("/var/lib/rackbus"))
+            #expect(APIError.from(failure, errorID: "5eed") == answer)
+        }
+        // Answers chosen on purpose are not concealed.
+        #expect(APIError.concealing(APIError.notFound("no node x"), errorID: { "unused" }).concealedID == nil)
+        #expect(APIError.concealing(ServiceCallFailure.remote(.notFound("no node x")), errorID: { "unused" }).error.message == "no node x")
+    }
+
     @Test("Boot routes answer 503 for anything the node should retry, and pass 4xx through")
     func bootMapping() {
         #expect(BootHTTPError.from(.timeout(service: "the node registry")).status == .serviceUnavailable)

@@ -33,37 +33,61 @@ public struct APIError: HTTPResponseError, Sendable, Equatable {
     }
 
     /// A failed bus call as the API answers it: the ErrorEvent's own status, 504 when nobody
-    /// answered, 503 when the broker is unreachable. Pure.
-    public static func from(_ failure: ServiceCallFailure) -> APIError {
-        switch failure {
-        case .remote(let event):
-            let status = event.status.flatMap { (400..<600).contains($0) ? $0 : nil } ?? 500
-            return APIError(HTTPResponse.Status(code: status), name: event.name, message: event.message)
-        case .timeout(let service):
-            return APIError(.gatewayTimeout, name: "GatewayTimeoutError", message: "\(service) did not answer in time")
-        case .brokerUnavailable(let reason):
-            return APIError(.serviceUnavailable, name: "ServiceUnavailableError", message: "the message broker is unreachable: \(reason)")
-        case .failed(let reason):
-            return APIError(.internalServerError, name: "InternalServerError", message: reason)
-        }
+    /// answered, 503 when the broker is unreachable, and for anything else a generic 500 that
+    /// carries `errorID` (see ``from(_:errorID:)-swift.type.method``). Pure.
+    public static func from(_ failure: ServiceCallFailure, errorID: @autoclosure () -> String = ErrorEvent.makeErrorID()) -> APIError {
+        concealing(failure, errorID: errorID).error
     }
 
     /// Any error a route or Hummingbird throws, as JSON. Pure.
-    public static func from(_ error: any Error) -> APIError {
+    ///
+    /// Errors chosen on purpose (an ``APIError``, an HTTP status, a remote ErrorEvent) pass
+    /// unchanged. Anything else is unexpected and becomes a generic 500 whose message carries
+    /// `errorID`: an error's description can hold paths, SQL or addresses that are not the
+    /// client's business. ``APIErrorMiddleware`` logs the details under that id.
+    public static func from(_ error: any Error, errorID: @autoclosure () -> String = ErrorEvent.makeErrorID()) -> APIError {
+        concealing(error, errorID: errorID).error
+    }
+
+    /// The answer for `error`, and the id when it conceals `error`.
+    static func concealing(_ error: any Error, errorID: () -> String) -> (error: APIError, concealedID: String?) {
         switch error {
         case let apiError as APIError:
-            return apiError
+            return (apiError, nil)
         case let failure as ServiceCallFailure:
-            return from(failure)
+            switch failure {
+            case .remote(let event):
+                let status = event.status.flatMap { (400..<600).contains($0) ? $0 : nil } ?? 500
+                return (APIError(HTTPResponse.Status(code: status), name: event.name, message: event.message), nil)
+            case .timeout(let service):
+                return (APIError(.gatewayTimeout, name: "GatewayTimeoutError", message: "\(service) did not answer in time"), nil)
+            case .brokerUnavailable(let reason):
+                return (
+                    APIError(.serviceUnavailable, name: "ServiceUnavailableError", message: "the message broker is unreachable: \(reason)"),
+                    nil
+                )
+            case .failed:
+                let id = errorID()
+                return (internalError(id), id)
+            }
         case let httpError as HTTPError:
-            return APIError(httpError.status, name: name(for: httpError.status), message: httpError.body ?? httpError.status.reasonPhrase)
+            return (
+                APIError(httpError.status, name: name(for: httpError.status), message: httpError.body ?? httpError.status.reasonPhrase), nil
+            )
         case let responseError as any HTTPResponseError:
-            return APIError(responseError.status, name: name(for: responseError.status), message: responseError.status.reasonPhrase)
+            return (APIError(responseError.status, name: name(for: responseError.status), message: responseError.status.reasonPhrase), nil)
         case is DecodingError:
-            return .badRequest("the body is not valid JSON of the expected shape: \(error)")
+            return (.badRequest("the body is not valid JSON of the expected shape: \(error)"), nil)
         default:
-            return APIError(.internalServerError, name: "InternalServerError", message: String(describing: error))
+            let id = errorID()
+            return (internalError(id), id)
         }
+    }
+
+    private static func internalError(_ id: String) -> APIError {
+        APIError(
+            .internalServerError, name: "InternalServerError",
+            message: "Internal server error; the service logged its details under error id \(id).")
     }
 
     private static func name(for status: HTTPResponse.Status) -> String {
@@ -80,13 +104,20 @@ public struct APIError: HTTPResponseError, Sendable, Equatable {
     }
 }
 
-/// Turns every error under it into an ``APIError`` response, so clients always get JSON.
+/// Turns every error under it into an ``APIError`` response, so clients always get JSON, and
+/// logs what a generic 500 conceals under the id the client was given.
 struct APIErrorMiddleware<Context: Hummingbird.RequestContext>: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch {
-            return try APIError.from(error).response(from: request, context: context)
+            let (answer, concealedID) = APIError.concealing(error, errorID: ErrorEvent.makeErrorID)
+            if let concealedID {
+                context.logger.error(
+                    "answered an internal error with a 500",
+                    metadata: ["error.id": "\(concealedID)", "error": "\(error)", "http.path": "\(request.uri.path)"])
+            }
+            return try answer.response(from: request, context: context)
         }
     }
 }

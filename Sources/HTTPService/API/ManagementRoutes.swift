@@ -98,12 +98,9 @@ struct ManagementRoutes: Sendable {
         return decoded
     }
 
-    private func call<Request: BusRequest>(_ request: Request, service: String) async throws -> Request.Reply {
-        do {
-            return try await bus.request(request, timeout: configuration.serviceCallTimeout, service: service)
-        } catch {
-            throw APIError.from(error)
-        }
+    /// Failures go to ``APIErrorMiddleware`` as they are: it answers them, and logs what it conceals.
+    private func call<Request: BusRequest>(_ request: Request, service: String) async throws(ServiceCallFailure) -> Request.Reply {
+        try await bus.request(request, timeout: configuration.serviceCallTimeout, service: service)
     }
 
     private func decodeBody<Body: Decodable>(_ type: Body.Type, from request: Request) async throws -> Body {

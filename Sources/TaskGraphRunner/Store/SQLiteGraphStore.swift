@@ -173,9 +173,8 @@ final class SQLiteGraphStore: GraphStore {
         let state = try JSONEncoder().encode(instance.state)
         let (isActive, outbox) = (instance.isActive, change.outbox)
         try await writer.write { db in
-            try db.execute(
-                sql: "UPDATE graph SET active = ?, state = ?, updatedAt = ? WHERE id = ?",
-                arguments: [isActive, state, Date().timeIntervalSince1970, id])
+            try db.cachedStatement(sql: "UPDATE graph SET active = ?, state = ?, updatedAt = ? WHERE id = ?")
+                .execute(arguments: [isActive, state, Date().timeIntervalSince1970, id])
             try Self.insert(outbox, into: db)
         }
         // Memory follows the store: a failed write leaves both as they were.
@@ -217,11 +216,12 @@ final class SQLiteGraphStore: GraphStore {
     private static func insert(_ messages: [OutboxMessage], into db: Database) throws {
         let notBefore = Date().timeIntervalSince1970 + OutboxMessage.grace.secondsValue
         for message in messages {
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO outbox (id, graphId, exchange, routingKey, type, body, persistent, mandatory, onlyWhileGraphActive,
                     notBefore, attempts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     message.id, message.graphId, message.exchange, message.routingKey, message.type, Data(message.body), message.persistent,
                     message.mandatory, message.onlyWhileGraphActive, notBefore,
@@ -272,7 +272,8 @@ final class SQLiteGraphStore: GraphStore {
     func removeMessages(_ ids: [String]) async throws {
         guard !ids.isEmpty else { return }
         try await writer.write { db in
-            for id in ids { try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [id]) }
+            let delete = try db.cachedStatement(sql: "DELETE FROM outbox WHERE id = ?")
+            for id in ids { try delete.execute(arguments: [id]) }
         }
     }
 
@@ -291,15 +292,16 @@ final class SQLiteGraphStore: GraphStore {
     func recordFinished(taskId: String, body: [UInt8]) async throws {
         let body = Data(body)
         try await writer.write { db in
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO finishedTask (taskId, body, finishedAt) VALUES (?, ?, ?)",
-                arguments: [taskId, body, Date().timeIntervalSince1970])
+            try db.cachedStatement(sql: "INSERT OR REPLACE INTO finishedTask (taskId, body, finishedAt) VALUES (?, ?, ?)")
+                .execute(arguments: [taskId, body, Date().timeIntervalSince1970])
         }
     }
 
     func finishedReport(taskId: String) async throws -> TaskFinished? {
         try await database.read { db in
-            guard let body = try Data.fetchOne(db, sql: "SELECT body FROM finishedTask WHERE taskId = ?", arguments: [taskId]) else {
+            guard
+                let body = try Data.fetchOne(db.cachedStatement(sql: "SELECT body FROM finishedTask WHERE taskId = ?"), arguments: [taskId])
+            else {
                 return nil
             }
             return try? JSONDecoder().decode(TaskFinished.self, from: body)
