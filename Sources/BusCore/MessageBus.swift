@@ -20,6 +20,14 @@ public final class MessageBus: Service, Sendable {
     private let nextMessageID = Atomic<UInt64>(0)
     private let callMetrics = Mutex<[MethodKey: CallMetrics]>([:])
 
+    /// Runs a task's code on this bus's I/O thread, between its reads and writes, as SwiftNIO
+    /// runs handlers on their event loop. A task that prefers it (`withTaskExecutorPreference`)
+    /// and calls or consumes through this bus is resumed on the thread that read its message,
+    /// and what it sends goes out in the same turn: two thread switches fewer per round trip.
+    /// RPC servers run their handlers here. Code that runs here holds up the connection, so it
+    /// must be short and must not block; awaiting is fine.
+    public var ioThreadExecutor: any TaskExecutor { engine.shared.executor }
+
     public init(configuration: BusConfiguration, logger: Logger = Logger(label: "rackbus.bus")) {
         self.configuration = configuration
         self.logger = logger

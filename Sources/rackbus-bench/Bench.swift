@@ -64,11 +64,14 @@ struct Figures {
     }
 }
 
-/// Runs `total` calls with `concurrency` in flight and returns each call's latency.
-func measureCalls(total: Int, concurrency: Int, _ call: @escaping @Sendable (Int) async throws -> Void) async throws -> [Duration] {
+/// Runs `total` calls with `concurrency` in flight and returns each call's latency. With
+/// `executor`, the callers run there (a bus's I/O thread).
+func measureCalls(
+    total: Int, concurrency: Int, on executor: (any TaskExecutor)? = nil, _ call: @escaping @Sendable (Int) async throws -> Void
+) async throws -> [Duration] {
     try await withThrowingTaskGroup(of: [Duration].self) { workers in
         for worker in 0..<concurrency {
-            workers.addTask {
+            workers.addTask(executorPreference: executor) {
                 var mine: [Duration] = []
                 var sequence = worker
                 while sequence < total {
@@ -136,6 +139,7 @@ struct RPCBench: AsyncParsableCommand {
     @Option(help: "Payload bytes") var payload = 16
     @Flag(help: "Serve and call on one connection instead of two") var oneConnection = false
     @Flag(help: "Bytes in, bytes out (callRaw and rawServer): the bus without JSON coding") var raw = false
+    @Flag(help: "Callers run on the cooperative pool instead of the client bus's I/O thread") var callersOnPool = false
 
     func run() async throws {
         let configuration = try benchConfiguration("rackbus-bench-rpc")
@@ -143,6 +147,7 @@ struct RPCBench: AsyncParsableCommand {
         let total = calls
         let inFlight = concurrency
         let shared = oneConnection
+        let onPool = callersOnPool
         try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { server in
             try await MessageBus.withBus(configuration: configuration, logger: benchLogger) { separateClient in
                 let client = shared ? server : separateClient
@@ -174,11 +179,15 @@ struct RPCBench: AsyncParsableCommand {
                     for sequence in 0..<200 { try await call(sequence) }
                     let cpuAtStart = CPUTime.ownSeconds
                     let started = ContinuousClock.now
-                    let latencies = try await measureCalls(total: total, concurrency: inFlight, call)
+                    let latencies = try await measureCalls(
+                        total: total, concurrency: inFlight, on: onPool ? nil : client.ioThreadExecutor, call)
                     let elapsed = ContinuousClock.now - started
                     Figures(
                         caseName: rawMode ? "rpc-raw" : "rpc", count: total, elapsed: elapsed, latencies: latencies,
-                        extra: ["concurrency": "\(inFlight)", "calls": "\(total)", "connections": shared ? "1" : "2"],
+                        extra: [
+                            "concurrency": "\(inFlight)", "calls": "\(total)", "connections": shared ? "1" : "2",
+                            "callers": onPool ? "\"pool\"" : "\"io-thread\"",
+                        ],
                         cpuAtStart: cpuAtStart
                     )
                     .printLine()
@@ -191,7 +200,10 @@ struct RPCBench: AsyncParsableCommand {
 }
 
 /// Publishes `messages` stamped messages and measures until `subscribers` buses received them all.
-func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: Bool, broadcastWindow: Int?) async throws {
+/// With `onIOThread`, each subscriber reads its deliveries on its bus's I/O thread.
+func publishAndReceive(
+    caseName: String, messages: Int, subscribers: Int, raw: Bool, broadcastWindow: Int?, onIOThread: Bool
+) async throws {
     var settings = try benchConfiguration("rackbus-bench-\(caseName)")
     if let broadcastWindow { settings.broadcastWindow = broadcastWindow }
     let configuration = settings
@@ -207,20 +219,22 @@ func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: B
         defer {
             for bus in buses { bus.shutdown() }
         }
-        var subscriptions: [Subscription<Stamped>] = []
-        var rawSubscriptions: [Subscription<[UInt8]>] = []
+        var subscriptions: [(Subscription<Stamped>, (any TaskExecutor)?)] = []
+        var rawSubscriptions: [(Subscription<[UInt8]>, (any TaskExecutor)?)] = []
         for bus in buses {
+            let executor = onIOThread ? bus.ioThreadExecutor : nil
             if raw {
-                rawSubscriptions.append(try await bus.subscribeRaw(toExchangeNamed: bus.name(of: .events), patterns: ["bench.#"]))
+                rawSubscriptions.append(
+                    (try await bus.subscribeRaw(toExchangeNamed: bus.name(of: .events), patterns: ["bench.#"]), executor))
             } else {
-                subscriptions.append(try await bus.subscribe(to: .events, patterns: ["bench.#"], as: Stamped.self))
+                subscriptions.append((try await bus.subscribe(to: .events, patterns: ["bench.#"], as: Stamped.self), executor))
             }
         }
         let cpuAtStart = CPUTime.ownSeconds
         let started = ContinuousClock.now
         let latencies = try await withThrowingTaskGroup(of: [Duration].self) { group in
-            for subscription in rawSubscriptions {
-                group.addTask {
+            for (subscription, executor) in rawSubscriptions {
+                group.addTask(executorPreference: executor) {
                     var mine: [Duration] = []
                     mine.reserveCapacity(messages)
                     for await delivery in subscription {
@@ -230,8 +244,8 @@ func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: B
                     return mine
                 }
             }
-            for subscription in subscriptions {
-                group.addTask {
+            for (subscription, executor) in subscriptions {
+                group.addTask(executorPreference: executor) {
                     var mine: [Duration] = []
                     mine.reserveCapacity(messages)
                     for await delivery in subscription {
@@ -260,7 +274,10 @@ func publishAndReceive(caseName: String, messages: Int, subscribers: Int, raw: B
         let elapsed = ContinuousClock.now - started
         Figures(
             caseName: raw ? "\(caseName)-raw" : caseName, count: latencies.count, elapsed: elapsed, latencies: latencies,
-            extra: ["messages": "\(messages)", "subscribers": "\(subscribers)", "broadcast_window": "\(configuration.broadcastWindow)"],
+            extra: [
+                "messages": "\(messages)", "subscribers": "\(subscribers)", "broadcast_window": "\(configuration.broadcastWindow)",
+                "consumers": onIOThread ? "\"io-thread\"" : "\"pool\"",
+            ],
             cpuAtStart: cpuAtStart
         ).printLine()
         for runner in runners { runner.cancel() }
@@ -274,9 +291,12 @@ struct PublishBench: AsyncParsableCommand {
     @Option(help: "Messages to publish") var messages = 100_000
     @Flag(help: "Bytes in, bytes out: publish and receive without JSON coding") var raw = false
     @Option(help: "Broadcast window (0: auto-ack, as the rabbitmq-c baseline; default: the library's)") var broadcastWindow: Int?
+    @Flag(help: "The subscriber reads on the cooperative pool instead of its bus's I/O thread") var consumersOnPool = false
 
     func run() async throws {
-        try await publishAndReceive(caseName: "publish", messages: messages, subscribers: 1, raw: raw, broadcastWindow: broadcastWindow)
+        try await publishAndReceive(
+            caseName: "publish", messages: messages, subscribers: 1, raw: raw, broadcastWindow: broadcastWindow,
+            onIOThread: !consumersOnPool)
     }
 }
 
@@ -288,9 +308,11 @@ struct FanoutBench: AsyncParsableCommand {
     @Option(help: "Subscribers (each its own connection and queue)") var subscribers = 4
     @Flag(help: "Bytes in, bytes out: publish and receive without JSON coding") var raw = false
     @Option(help: "Broadcast window (0: auto-ack, as the rabbitmq-c baseline; default: the library's)") var broadcastWindow: Int?
+    @Flag(help: "Subscribers read on the cooperative pool instead of their buses' I/O threads") var consumersOnPool = false
 
     func run() async throws {
         try await publishAndReceive(
-            caseName: "fanout", messages: events, subscribers: subscribers, raw: raw, broadcastWindow: broadcastWindow)
+            caseName: "fanout", messages: events, subscribers: subscribers, raw: raw, broadcastWindow: broadcastWindow,
+            onIOThread: !consumersOnPool)
     }
 }

@@ -7,6 +7,8 @@ final class EngineShared: Sendable {
     let configuration: BusConfiguration
     let logger: Logger
     let inbox: EngineInbox
+    /// Runs tasks that prefer it on the I/O thread.
+    let executor: IOThreadExecutor
     let pending = PendingCalls()
     let correlation: CorrelationIDCodec
     let metrics: BusMetrics
@@ -20,6 +22,7 @@ final class EngineShared: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.inbox = EngineInbox(highWater: configuration.maxBufferedOperations)
+        self.executor = IOThreadExecutor(inbox: inbox)
         var generator = SystemRandomNumberGenerator()
         // Six random characters keep ids short enough for Swift's inline small strings.
         self.correlation = CorrelationIDCodec(prefix: String(EngineLoop.randomSuffix(using: &generator).prefix(6)))
@@ -75,10 +78,12 @@ final class BusEngine: Sendable {
             // owned the engine would keep it (and its wake-up pipe) alive for ever.
             let (shared, finished) = (shared, finished)
             let newThread = Thread {
+                // Named from inside: on Linux only a thread naming itself reaches the kernel,
+                // where gdb, `top -H` and /proc show which thread is a bus's.
+                Thread.current.name = "rackbus-io"
                 EngineLoop(shared: shared).run()
                 finished.signal()
             }
-            newThread.name = "rackbus-io"
             newThread.start()
             thread = newThread
         }

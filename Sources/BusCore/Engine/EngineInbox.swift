@@ -1,11 +1,13 @@
 import Glibc
 import Synchronization
 
-/// The queue of commands from tasks to the I/O thread, plus the pipe that wakes the thread
-/// out of `poll()`. Writers only pay for the wake-up syscall when the thread is actually asleep.
+/// The queue of commands from tasks to the I/O thread, and of the jobs of tasks that run on it
+/// (``IOThreadExecutor``), plus the pipe that wakes the thread out of `poll()`. Writers only pay
+/// for the wake-up syscall when the thread is actually asleep.
 final class EngineInbox: Sendable {
     private struct State {
         var commands: [EngineCommand] = []
+        var jobs: [UnownedJob] = []
         var sleeping = false
         var stopping = false
         /// Publishers waiting for room while the queue is above its bound.
@@ -71,6 +73,29 @@ final class EngineInbox: Sendable {
         return accepted
     }
 
+    /// Queues a task's job for the I/O thread; returns `false` once the engine is stopping, when
+    /// the thread may never run it.
+    func submit(job: UnownedJob) -> Bool {
+        let (accepted, wake) = state.withLock { state -> (Bool, Bool) in
+            guard !state.stopping else { return (false, false) }
+            state.jobs.append(job)
+            let wake = state.sleeping
+            state.sleeping = false
+            return (true, wake)
+        }
+        if wake { signal() }
+        return accepted
+    }
+
+    /// Takes the queued jobs (I/O thread only; and at shutdown, to hand them on).
+    func takeJobs() -> [UnownedJob] {
+        state.withLock { state in
+            guard !state.jobs.isEmpty else { return [] }
+            defer { state.jobs.removeAll(keepingCapacity: true) }
+            return state.jobs
+        }
+    }
+
     var isStopping: Bool { state.withLock { $0.stopping } }
 
     /// Suspends while the queue is over its bound (publish backpressure).
@@ -103,7 +128,7 @@ final class EngineInbox: Sendable {
     /// Marks the thread as about to sleep. Returns `false` if work arrived meanwhile.
     func prepareToSleep() -> Bool {
         state.withLock { state in
-            guard state.commands.isEmpty, !state.stopping else { return false }
+            guard state.commands.isEmpty, state.jobs.isEmpty, !state.stopping else { return false }
             state.sleeping = true
             return true
         }

@@ -9,6 +9,10 @@ extension EngineLoop {
         let handedOver = incoming.map { (id: park($0), kind: $0.kind) }
         perform(machine.shutdownRequested(incoming: handedOver))
         perform(machine.drained())
+        // Tasks that ran here carry on elsewhere: the inbox takes no jobs any more.
+        for job in shared.inbox.takeJobs() {
+            SpareJobThread.shared.enqueue(job, on: shared.executor.asUnownedTaskExecutor())
+        }
         logger.debug("bus I/O thread stopped")
     }
 

@@ -40,9 +40,22 @@ extension EngineLoop {
     static let wakeBatchLimit = 256
     static let wakeBatchDelay = Duration.microseconds(200)
 
+    /// Runs the jobs of tasks that prefer this thread (``IOThreadExecutor``). A job may queue
+    /// more (the next step of a task it resumed); a bound keeps the socket in its turn.
+    func runJobs() {
+        for _ in 0..<Self.jobRoundsPerTurn {
+            let jobs = shared.inbox.takeJobs()
+            if jobs.isEmpty { return }
+            for job in jobs { shared.executor.run(job) }
+        }
+    }
+
+    static let jobRoundsPerTurn = 8
+
     func waitForWork(until callDeadline: ContinuousClock.Instant?) {
         socketMayBeReadable = true
         wakeConsumers()
+        runJobs()
         if !sleepingSinks.isEmpty { return }
         if let connection, connection.hasBufferedInput { return }
         guard shared.inbox.prepareToSleep() else { return }

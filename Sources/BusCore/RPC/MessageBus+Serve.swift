@@ -127,10 +127,12 @@ extension MessageBus {
             "serving",
             metadata: ["amqp.exchange": "\(exchange)", "amqp.routing_key": "\(bindings)", "amqp.queue": "\(requests.queueName)"])
         let observers = observed ? name(of: .events) : nil
-        return RPCServer(exchange: exchange, requests: requests, workers: max(1, concurrency)) { request in
-            await self.answer(
-                request, exchange: exchange, expectedType: expectedType, metrics: metrics, observers: observers, handler: handler)
-        }
+        return RPCServer(
+            exchange: exchange, requests: requests, workers: max(1, concurrency),
+            answer: { request in
+                await self.answer(
+                    request, exchange: exchange, expectedType: expectedType, metrics: metrics, observers: observers, handler: handler)
+            }, executor: engine.shared.executor)
     }
 
     /// Answers one request and acknowledges it, whatever happens.
@@ -219,6 +221,8 @@ public struct RPCServer: Sendable {
     /// As many as the consumer's prefetch: a worker per request the broker may hand over.
     let workers: Int
     let answer: @Sendable (ConsumedDelivery) async -> Void
+    /// Where the workers run: the bus's I/O thread, or (nil) the cooperative pool.
+    var executor: (any TaskExecutor)? = nil
     /// A command server's control queue (its callers' cancels and answers), read beside the requests.
     var control: (messages: Subscription<InboundDelivery>, handle: @Sendable (InboundDelivery) -> Void)?
 
@@ -236,7 +240,7 @@ public struct RPCServer: Sendable {
                 }
                 await withDiscardingTaskGroup { workers in
                     for _ in 0..<self.workers {
-                        workers.addTask {
+                        workers.addTask(executorPreference: executor) {
                             while let request = await queue.takeOne() {
                                 await answer(request)
                             }
