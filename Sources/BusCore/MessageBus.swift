@@ -12,6 +12,11 @@ import Synchronization
 /// wait for it; the bus reconnects on its own, re-declares its topology and resumes every
 /// subscription and RPC server. Calls in flight when a connection drops fail with a retriable
 /// ``BusError/Code/connectionLost``.
+///
+/// Every operation fails with a ``BusError`` only, and says so (`throws(BusError)`): a caller's
+/// `catch` reads `error.code` without a cast. Operations take `file` and `line` parameters that
+/// default to their call site, where they report their failures (``BusError/file``). Only what
+/// runs a caller's own closure, such as ``withBus(configuration:logger:_:)``, throws anything.
 public final class MessageBus: Service, Sendable {
     public let configuration: BusConfiguration
     public let logger: Logger
@@ -37,7 +42,7 @@ public final class MessageBus: Service, Sendable {
     /// Drives the connection until graceful shutdown or cancellation, then closes it cleanly.
     /// Throws ``BusError/Code/resourceExhausted`` at once when the process has no file
     /// descriptor left for the bus; operations issued meanwhile fail with ``BusError/Code/shutdown``.
-    public func run() async throws {
+    public func run() async throws(BusError) {
         do {
             try engine.start()
         } catch {
@@ -71,6 +76,7 @@ public final class MessageBus: Service, Sendable {
     }
 
     /// Runs `body` with a bus that is connected for its duration and shut down afterwards.
+    /// Throws what `body` throws (anything), or the ``BusError`` of ``run()``.
     public static func withBus<Result: Sendable>(
         configuration: BusConfiguration, logger: Logger = Logger(label: "rackbus.bus"),
         _ body: @Sendable (MessageBus) async throws -> Result
@@ -102,7 +108,7 @@ public final class MessageBus: Service, Sendable {
 
     /// Waits until the connection is up, or throws ``BusError/Code/timeout`` (each caller after
     /// its own timeout) or ``BusError/Code/cancelled``.
-    public func waitUntilConnected(timeout: Duration = .seconds(30)) async throws {
+    public func waitUntilConnected(timeout: Duration = .seconds(30), file: String = #fileID, line: Int = #line) async throws(BusError) {
         if isConnected { return }
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.engine.shared.waitUntilConnected() }
@@ -112,8 +118,11 @@ public final class MessageBus: Service, Sendable {
             group.cancelAll()
         }
         if isConnected { return }
-        if Task.isCancelled { throw BusError(code: .cancelled, message: "stopped waiting for the broker connection") }
-        throw BusError(code: .timeout, message: "no broker connection within \(timeout) (\(configuration.redactedURL))")
+        if Task.isCancelled {
+            throw BusError(code: .cancelled, message: "stopped waiting for the broker connection", file: file, line: line)
+        }
+        throw BusError(
+            code: .timeout, message: "no broker connection within \(timeout) (\(configuration.redactedURL))", file: file, line: line)
     }
 
     /// The broker-side name of a convention exchange (`on.events`).
@@ -126,55 +135,77 @@ public final class MessageBus: Service, Sendable {
     /// Publishes `value` as JSON. The AMQP `type` is `type`, else the value's
     /// ``BusPayload/payloadType``, else `Object`. Returns once the message is queued for the
     /// connection; while the broker is unreachable messages wait (up to
-    /// ``BusConfiguration/maxBufferedOperations``). Use ``publishConfirmed(_:to:routingKey:type:persistent:mandatory:)``
+    /// ``BusConfiguration/maxBufferedOperations``). Use ``publishConfirmed(_:to:routingKey:type:persistent:mandatory:file:line:)``
     /// when the caller must know the broker took it.
+    ///
+    /// - Throws: ``BusError/Code/encoding`` when `value` does not encode, ``BusError/Code/shutdown``
+    ///   once the bus is shut down.
     public func publish<T: Encodable & Sendable>(
-        _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false
-    ) async throws {
-        try await publish(value, toExchangeNamed: name(of: exchange), routingKey: routingKey, type: type, persistent: persistent)
+        _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false,
+        file: String = #fileID, line: Int = #line
+    ) async throws(BusError) {
+        try await publish(
+            value, toExchangeNamed: name(of: exchange), routingKey: routingKey, type: type, persistent: persistent, file: file, line: line)
     }
 
-    /// ``publish(_:to:routingKey:type:persistent:)`` to an exchange given by its broker-side name.
+    /// ``publish(_:to:routingKey:type:persistent:file:line:)`` to an exchange given by its broker-side name.
     public func publish<T: Encodable & Sendable>(
-        _ value: T, toExchangeNamed exchange: String, routingKey: String, type: String? = nil, persistent: Bool = false
-    ) async throws {
-        let body = try WireFormat.encode(value)
+        _ value: T, toExchangeNamed exchange: String, routingKey: String, type: String? = nil, persistent: Bool = false,
+        file: String = #fileID, line: Int = #line
+    ) async throws(BusError) {
+        let body: [UInt8]
+        do {
+            body = try WireFormat.encode(value)
+        } catch {
+            throw error.located(at: file, line)
+        }
         try await publishRaw(
             body: body, toExchangeNamed: exchange, routingKey: routingKey,
-            properties: outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent))
+            properties: outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent), file: file, line: line)
     }
 
     /// Publishes a body as-is with the given properties.
-    public func publishRaw(body: [UInt8], toExchangeNamed exchange: String, routingKey: String, properties: MessageProperties) async throws
-    {
+    public func publishRaw(
+        body: [UInt8], toExchangeNamed exchange: String, routingKey: String, properties: MessageProperties, file: String = #fileID,
+        line: Int = #line
+    ) async throws(BusError) {
         await engine.shared.inbox.waitForRoom()
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body)
         guard engine.submit(.publish(message)) else {
-            throw BusError(code: .shutdown, message: "the bus is shut down")
+            throw BusError(code: .shutdown, message: "the bus is shut down", file: file, line: line)
         }
     }
 
     /// Publishes and waits for the broker's confirm. With `mandatory`, a message that no queue
     /// receives fails with ``BusError/Code/unroutable``.
     public func publishConfirmed<T: Encodable & Sendable>(
-        _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false, mandatory: Bool = false
-    ) async throws {
+        _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false, mandatory: Bool = false,
+        file: String = #fileID, line: Int = #line
+    ) async throws(BusError) {
+        let body: [UInt8]
+        do {
+            body = try WireFormat.encode(value)
+        } catch {
+            throw error.located(at: file, line)
+        }
         try await publishRawConfirmed(
-            body: try WireFormat.encode(value), toExchangeNamed: name(of: exchange), routingKey: routingKey,
-            type: type ?? payloadType(of: T.self), persistent: persistent, mandatory: mandatory)
+            body: body, toExchangeNamed: name(of: exchange), routingKey: routingKey, type: type ?? payloadType(of: T.self),
+            persistent: persistent, mandatory: mandatory, file: file, line: line)
     }
 
-    /// ``publishConfirmed(_:to:routingKey:type:persistent:mandatory:)`` for a body as-is.
+    /// ``publishConfirmed(_:to:routingKey:type:persistent:mandatory:file:line:)`` for a body as-is.
     public func publishRawConfirmed(
         body: [UInt8], toExchangeNamed exchange: String, routingKey: String, type: String, persistent: Bool = false,
-        mandatory: Bool = false
-    ) async throws {
+        mandatory: Bool = false, file: String = #fileID, line: Int = #line
+    ) async throws(BusError) {
         // Every publish carries a message id; it also ties a basic.return to its confirm.
         let properties = outboundProperties(type: type, persistent: persistent)
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            if !engine.submit(.publishConfirmed(message, continuation)) {
-                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await engineAnswer { (continuation: CheckedContinuation<Void, any Error>) in
+                if !engine.submit(.publishConfirmed(message, continuation)) {
+                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+                }
             }
         }
     }
@@ -197,37 +228,47 @@ public final class MessageBus: Service, Sendable {
     /// `#`), so every subscriber receives its own copy, as in RackHD. Deliveries are acknowledged
     /// as the consumer takes them; at most ``BusConfiguration/broadcastWindow`` wait in memory.
     public func subscribe<T: Decodable & Sendable>(
-        to exchange: Exchange, patterns: [String], as type: T.Type = T.self
-    ) async throws -> Subscription<T> {
-        try await subscribe(toExchangeNamed: name(of: exchange), patterns: patterns, as: type)
+        to exchange: Exchange, patterns: [String], as type: T.Type = T.self, file: String = #fileID, line: Int = #line
+    ) async throws(BusError) -> Subscription<T> {
+        try await subscribe(toExchangeNamed: name(of: exchange), patterns: patterns, as: type, file: file, line: line)
     }
 
-    /// ``subscribe(to:patterns:as:)`` for an exchange given by its broker-side name.
+    /// ``subscribe(to:patterns:as:file:line:)`` for an exchange given by its broker-side name.
     public func subscribe<T: Decodable & Sendable>(
-        toExchangeNamed exchange: String, patterns: [String], as type: T.Type = T.self
-    ) async throws -> Subscription<T> {
-        try await makeSubscription(
-            broadcastSpec(base: "\(exchange):\(patterns.joined(separator: ","))", exchange: exchange, patterns: patterns),
-            decode: Self.jsonDecoding(T.self))
+        toExchangeNamed exchange: String, patterns: [String], as type: T.Type = T.self, file: String = #fileID, line: Int = #line
+    ) async throws(BusError) -> Subscription<T> {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await makeSubscription(
+                broadcastSpec(base: "\(exchange):\(patterns.joined(separator: ","))", exchange: exchange, patterns: patterns),
+                decode: Self.jsonDecoding(T.self))
+        }
     }
 
-    /// Like ``subscribe(to:patterns:as:)`` but yields bodies undecoded (`Delivery<[UInt8]>`).
-    public func subscribeRaw(toExchangeNamed exchange: String, patterns: [String]) async throws -> Subscription<[UInt8]> {
-        try await makeSubscription(
-            broadcastSpec(base: "\(exchange):\(patterns.joined(separator: ","))", exchange: exchange, patterns: patterns),
-            decode: { $0.body })
+    /// Like ``subscribe(to:patterns:as:file:line:)`` but yields bodies undecoded (`Delivery<[UInt8]>`).
+    public func subscribeRaw(
+        toExchangeNamed exchange: String, patterns: [String], file: String = #fileID, line: Int = #line
+    ) async throws(BusError) -> Subscription<[UInt8]> {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await makeSubscription(
+                broadcastSpec(base: "\(exchange):\(patterns.joined(separator: ","))", exchange: exchange, patterns: patterns),
+                decode: { $0.body })
+        }
     }
 
     /// The dead-letter queue of quorum work queue `queue`, undecoded, with at most `prefetch`
     /// deliveries outstanding: for an operator to read (and hand back) or requeue. Throws
     /// ``BusError/Code/channelClosed`` with reply code 404 when `queue` has none.
-    public func deadLetters(of queue: String, prefetch: Int = 100) async throws -> Subscription<[UInt8]> {
+    public func deadLetters(
+        of queue: String, prefetch: Int = 100, file: String = #fileID, line: Int = #line
+    ) async throws(BusError) -> Subscription<[UInt8]> {
         let name = BusConfiguration.deadLetterQueue(of: queue)
-        _ = try await inspectQueue(named: name)
+        _ = try await inspectQueue(named: name, file: file, line: line)
         let spec = ConsumerSpec(
             queue: .shared(name: name, durable: true, autoDelete: false, arguments: ["x-queue-type": .string("quorum")]), bindings: [],
             acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))))
-        return try await makeSubscription(spec, decode: { $0.body })
+        return try await attributing(to: file, line) { () async throws(BusError) in
+            try await makeSubscription(spec, decode: { $0.body })
+        }
     }
 
     /// A private queue for one broadcast subscriber, with the configured window.
@@ -245,18 +286,22 @@ public final class MessageBus: Service, Sendable {
     /// queue must pass the same ones, or the broker refuses the declare.
     public func workQueue<T: Decodable & Sendable>(
         named queue: String, bindings: [(exchange: Exchange, pattern: String)], prefetch: Int = 16, arguments: [String: HeaderValue] = [:],
-        as type: T.Type = T.self
-    ) async throws -> Subscription<T> {
-        try await declareDeadLetterQueue(for: queue)
-        let spec = ConsumerSpec(
-            queue: .shared(
-                name: queue, durable: true, autoDelete: false, arguments: configuration.workQueueArguments(for: queue, adding: arguments)),
-            bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) },
-            acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))))
-        return try await makeSubscription(spec, decode: Self.jsonDecoding(T.self))
+        as type: T.Type = T.self, file: String = #fileID, line: Int = #line
+    ) async throws(BusError) -> Subscription<T> {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await declareDeadLetterQueue(for: queue)
+            let spec = ConsumerSpec(
+                queue: .shared(
+                    name: queue, durable: true, autoDelete: false,
+                    arguments: configuration.workQueueArguments(for: queue, adding: arguments)),
+                bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) },
+                acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))))
+            return try await makeSubscription(spec, decode: Self.jsonDecoding(T.self))
+        }
     }
 
     /// Decodes bodies with a decoder of the subscription's own (see ``WireFormat/encode(_:)``).
+    /// The subscription's decoder stays untyped: a filter may throw ``NotForThisSubscriber``.
     static func jsonDecoding<T: Decodable & Sendable>(_ type: T.Type) -> @Sendable (InboundDelivery) throws -> T {
         let decoder = SubscriptionDecoder()
         return { try WireFormat.decode(T.self, from: $0.body, using: decoder.decoder) }
@@ -264,12 +309,12 @@ public final class MessageBus: Service, Sendable {
 
     func makeSubscription<T: Sendable>(
         _ spec: ConsumerSpec, decode: @escaping @Sendable (InboundDelivery) throws -> T
-    ) async throws -> Subscription<T> {
+    ) async throws(BusError) -> Subscription<T> {
         let id = nextSubscriptionID.wrappingAdd(1, ordering: .relaxed).newValue
         let engine = self.engine
         let queue = DeliveryQueue { engine.submit(.unsubscribe(id: id)) }
         let handle = SubscriptionHandle(queue: queue)
-        let queueName = try await withCheckedThrowingContinuation { (ready: CheckedContinuation<String, any Error>) in
+        let queueName = try await engineAnswer { (ready: CheckedContinuation<String, any Error>) in
             if !engine.submit(.subscribe(id: id, spec, queue, ready: ready)) {
                 ready.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
             }
@@ -281,45 +326,53 @@ public final class MessageBus: Service, Sendable {
     // MARK: Administration
 
     /// Whether an exchange exists (a passive declare, which never changes anything).
-    public func exchangeExists(named name: String) async throws -> Bool {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Bool, any Error>) in
-            if !engine.submit(.checkExchange(name: name, continuation)) {
-                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+    public func exchangeExists(named name: String, file: String = #fileID, line: Int = #line) async throws(BusError) -> Bool {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await engineAnswer { (continuation: CheckedContinuation<Bool, any Error>) in
+                if !engine.submit(.checkExchange(name: name, continuation)) {
+                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+                }
             }
         }
     }
 
     /// Deletes a queue (for example a work queue that is no longer used).
-    public func deleteQueue(named name: String) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            if !engine.submit(.deleteQueue(name: name, continuation)) {
-                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+    public func deleteQueue(named name: String, file: String = #fileID, line: Int = #line) async throws(BusError) {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await engineAnswer { (continuation: CheckedContinuation<Void, any Error>) in
+                if !engine.submit(.deleteQueue(name: name, continuation)) {
+                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+                }
             }
         }
     }
 
     /// Declares the durable work queue `queue` with its bindings, without consuming from it, so
     /// that work published for a service that has not started yet waits for it instead of being
-    /// dropped as unroutable. Idempotent; the flags match ``workQueue(named:bindings:prefetch:arguments:as:)``.
+    /// dropped as unroutable. Idempotent; the flags match ``workQueue(named:bindings:prefetch:arguments:as:file:line:)``.
     public func declareWorkQueue(
-        named queue: String, bindings: [(exchange: Exchange, pattern: String)], arguments: [String: HeaderValue] = [:]
-    ) async throws {
-        try await declareDeadLetterQueue(for: queue)
-        let arguments = configuration.workQueueArguments(for: queue, adding: arguments)
-        try await declareQueue(
-            named: queue, bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) }, arguments: arguments)
+        named queue: String, bindings: [(exchange: Exchange, pattern: String)], arguments: [String: HeaderValue] = [:],
+        file: String = #fileID, line: Int = #line
+    ) async throws(BusError) {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await declareDeadLetterQueue(for: queue)
+            let arguments = configuration.workQueueArguments(for: queue, adding: arguments)
+            try await declareQueue(
+                named: queue, bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) }, arguments: arguments
+            )
+        }
     }
 
     /// A quorum work queue's dead-letter queue, a quorum queue too, declared before the queue
     /// that sends to it so that no poison message is dropped.
-    private func declareDeadLetterQueue(for queue: String) async throws {
+    private func declareDeadLetterQueue(for queue: String) async throws(BusError) {
         guard configuration.workQueueType == .quorum else { return }
         try await declareQueue(
             named: BusConfiguration.deadLetterQueue(of: queue), bindings: [], arguments: ["x-queue-type": .string("quorum")])
     }
 
-    private func declareQueue(named queue: String, bindings: [Binding], arguments: [String: HeaderValue]) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+    private func declareQueue(named queue: String, bindings: [Binding], arguments: [String: HeaderValue]) async throws(BusError) {
+        try await engineAnswer { (continuation: CheckedContinuation<Void, any Error>) in
             if !engine.submit(.declareWorkQueue(name: queue, bindings: bindings, arguments: arguments, continuation)) {
                 continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
             }
@@ -328,10 +381,12 @@ public final class MessageBus: Service, Sendable {
 
     /// A queue's ready-message and consumer counts (a passive declare). Throws
     /// ``BusError/Code/channelClosed`` with reply code 404 when the queue does not exist.
-    public func inspectQueue(named name: String) async throws -> QueueStatus {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<QueueStatus, any Error>) in
-            if !engine.submit(.inspectQueue(name: name, continuation)) {
-                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+    public func inspectQueue(named name: String, file: String = #fileID, line: Int = #line) async throws(BusError) -> QueueStatus {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await engineAnswer { (continuation: CheckedContinuation<QueueStatus, any Error>) in
+                if !engine.submit(.inspectQueue(name: name, continuation)) {
+                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+                }
             }
         }
     }
@@ -350,6 +405,32 @@ public final class MessageBus: Service, Sendable {
             let created = engine.shared.metrics.call(exchange: exchange, method: method)
             cache[key] = created
             return created
+        }
+    }
+}
+
+extension MessageBus {
+    // MARK: Errors
+
+    /// Runs `body` and reports its failure at `file`:`line`, an operation's call site.
+    func attributing<T>(
+        to file: String, _ line: Int, _ body: () async throws(BusError) -> T
+    ) async throws(BusError) -> T {
+        do {
+            return try await body()
+        } catch {
+            throw error.located(at: file, line)
+        }
+    }
+
+    /// Awaits an answer from the engine, which resumes `continuation` with a value or a BusError.
+    func engineAnswer<T: Sendable>(
+        _ submit: (CheckedContinuation<T, any Error>) -> Void
+    ) async throws(BusError) -> T {
+        do {
+            return try await withCheckedThrowingContinuation(submit)
+        } catch {
+            throw BusError.from(error)
         }
     }
 }

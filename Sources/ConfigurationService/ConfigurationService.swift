@@ -71,7 +71,7 @@ public final class ConfigurationService: Service, Sendable {
     {
         do {
             _ = try await bus.call(ValidateConfiguration(key: change.key, value: change.value), timeout: timeout)
-        } catch let error as BusError {
+        } catch {
             if let refusal = error.remote { throw refusal }
             throw ErrorEvent(
                 name: "ServiceUnavailableError",

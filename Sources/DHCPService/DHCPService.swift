@@ -162,7 +162,7 @@ public final class DHCPService: Service, Sendable {
         do {
             let node = try await bus.call(GetNode(mac), timeout: .milliseconds(300))
             return .known(networkBoot: node.bootSettings?.allowsNetworkBoot ?? true)
-        } catch let error as BusError where error.remote?.status == 404 {
+        } catch  where error.remote?.status == 404 {
             return .unknown
         } catch {
             return .unavailable

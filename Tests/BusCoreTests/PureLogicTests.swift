@@ -316,7 +316,7 @@ struct WireFormatTests {
         do {
             _ = try WireFormat.decodeReply(String.self, messageType: "ErrorEvent", body: body)
             Issue.record("expected a throw")
-        } catch let error as BusError {
+        } catch {
             #expect(error.code == .remote)
             #expect(error.remote?.name == "NotFoundError")
             #expect(error.status == 404)

@@ -5,7 +5,7 @@ import Foundation
 /// far, and the server can ask the caller for more data.
 ///
 /// On the wire a command is an ordinary RPC request, so a RackHD-style caller can call it and
-/// gets only the final reply. A caller that uses ``MessageBus/perform(_:idleTimeout:onProgress:onQuestion:)``
+/// gets only the final reply. A caller that uses ``MessageBus/perform(_:idleTimeout:file:line:onProgress:onQuestion:)``
 /// sends the `x-command` header and then also receives, on its reply queue and with the
 /// request's `correlation_id`, interim messages typed `CommandAccepted`, `CommandProgress` and
 /// `CommandQuestion`. Each of them restarts the caller's timeout, which is therefore an idle
@@ -74,7 +74,9 @@ public struct CommandContext<Command: BusCommand>: Sendable {
     ///
     /// - Throws: ``BusError`` `remote` when the caller refused to answer, `timeout` when it did
     ///   not answer in time, `callerNotFollowing` when the caller does not follow the command;
-    ///   `CancellationError` when the caller cancelled the command meanwhile.
+    ///   `CancellationError` when the caller cancelled the command meanwhile. (That is why it is
+    ///   not `throws(BusError)`: a handler rethrows the cancellation, and the server turns it
+    ///   into the caller's 499.)
     public func ask(_ question: Command.Question) async throws -> Command.Answer {
         let answer = try await session.ask(try WireFormat.encode(question))
         if answer.properties.type == WireFormat.errorType {

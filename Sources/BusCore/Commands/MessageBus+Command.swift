@@ -12,45 +12,56 @@ extension MessageBus {
     /// still returns the server's final answer (what it did so far, or an ErrorEvent with status
     /// 499), or times out.
     ///
-    /// - Throws: as ``call(_:timeout:)``.
+    /// - Throws: as ``call(_:timeout:file:line:)``: only ``BusError``s. What `onQuestion` throws
+    ///   goes to the server, not to the caller, so it may throw anything.
     public func perform<Command: BusCommand>(
-        _ command: Command, idleTimeout: Duration? = nil,
+        _ command: Command, idleTimeout: Duration? = nil, file: String = #fileID, line: Int = #line,
         onProgress: @escaping @Sendable (Command.Progress) async -> Void = { _ in },
         onQuestion: @escaping @Sendable (Command.Question) async throws -> Command.Answer = { _ in
             throw ErrorEvent.notImplemented("this caller answers no questions")
         }
-    ) async throws -> Command.Reply {
+    ) async throws(BusError) -> Command.Reply {
         let logger = self.logger
-        let reply = try await performCommand(
-            exchange: name(of: Command.exchange), routingKey: command.routingKey, method: Command.method,
-            body: try WireFormat.encode(command), type: Command.payloadType, idleTimeout: idleTimeout
-        ) { body in
-            do {
-                await onProgress(try WireFormat.decode(Command.Progress.self, from: body))
-            } catch {
-                logger.warning("dropped a progress report that does not decode", metadata: ["error": "\(error)"])
+        do {
+            let reply = try await performCommand(
+                exchange: name(of: Command.exchange), routingKey: command.routingKey, method: Command.method,
+                body: try WireFormat.encode(command), type: Command.payloadType, idleTimeout: idleTimeout
+            ) { body in
+                do {
+                    await onProgress(try WireFormat.decode(Command.Progress.self, from: body))
+                } catch {
+                    logger.warning("dropped a progress report that does not decode", metadata: ["error": "\(error)"])
+                }
+            } onQuestion: { body in
+                try WireFormat.encode(try await onQuestion(try WireFormat.decode(Command.Question.self, from: body)))
             }
-        } onQuestion: { body in
-            try WireFormat.encode(try await onQuestion(try WireFormat.decode(Command.Question.self, from: body)))
+            return try WireFormat.decodeReply(Command.Reply.self, messageType: reply.properties.type, body: reply.body)
+        } catch {
+            throw error.located(at: file, line)
         }
-        return try WireFormat.decodeReply(Command.Reply.self, messageType: reply.properties.type, body: reply.body)
     }
 
-    /// ``perform(_:idleTimeout:onProgress:onQuestion:)`` for any routing key, with JSON bodies as
+    /// ``perform(_:idleTimeout:file:line:onProgress:onQuestion:)`` for any routing key, with JSON bodies as
     /// bytes (tools such as `rackbus call --follow`). Throws ``BusError/Code/remote`` for
     /// ErrorEvent replies.
     public func performRaw(
         exchangeNamed exchange: String, routingKey: String, body: [UInt8], type: String = "Object", idleTimeout: Duration? = nil,
+        file: String = #fileID, line: Int = #line,
         onProgress: @escaping @Sendable ([UInt8]) async -> Void = { _ in },
         onQuestion: @escaping @Sendable ([UInt8]) async throws -> [UInt8] = { _ in
             throw ErrorEvent.notImplemented("this caller answers no questions")
         }
-    ) async throws -> RawReply {
-        let reply = try await performCommand(
-            exchange: exchange, routingKey: routingKey, method: routingKey, body: body, type: type, idleTimeout: idleTimeout,
-            onProgress: onProgress, onQuestion: onQuestion)
+    ) async throws(BusError) -> RawReply {
+        let reply: InboundDelivery
+        do {
+            reply = try await performCommand(
+                exchange: exchange, routingKey: routingKey, method: routingKey, body: body, type: type, idleTimeout: idleTimeout,
+                onProgress: onProgress, onQuestion: onQuestion)
+        } catch {
+            throw error.located(at: file, line)
+        }
         if reply.properties.type == WireFormat.errorType {
-            throw BusError.remote(WireFormat.decodeErrorEvent(reply.body))
+            throw BusError.remote(WireFormat.decodeErrorEvent(reply.body), file: file, line: line)
         }
         return RawReply(type: reply.properties.type, body: reply.body, properties: reply.properties)
     }
@@ -59,9 +70,11 @@ extension MessageBus {
         exchange: String, routingKey: String, method: String, body: [UInt8], type: String, idleTimeout: Duration?,
         onProgress: @escaping @Sendable ([UInt8]) async -> Void,
         onQuestion: @escaping @Sendable ([UInt8]) async throws -> [UInt8]
-    ) async throws -> InboundDelivery {
+    ) async throws(BusError) -> InboundDelivery {
         let call = CommandCall(bus: self)
-        return try await withThrowingTaskGroup(of: Void.self) { group in
+        // The interim messages' task throws nothing (a question's error goes back to the server),
+        // so the group need not throw; the call's outcome comes out as a Result, typed.
+        let outcome = await withTaskGroup(of: Void.self) { group -> Result<InboundDelivery, BusError> in
             group.addTask {
                 for await message in call.messages {
                     switch message.properties.type {
@@ -79,21 +92,24 @@ extension MessageBus {
                     }
                 }
             }
-            do {
+            do throws(BusError) {
                 let reply = try await performCall(
                     exchange: exchange, routingKey: routingKey, method: method, body: body, type: type, timeout: idleTimeout, command: call)
                 // Every progress report is handed over before the reply.
                 call.finish()
-                try await group.waitForAll()
-                return reply
+                await group.waitForAll()
+                return .success(reply)
             } catch {
                 call.finish()
-                throw error
+                // As a throwing group would on the way out: the interim messages' task stops now.
+                group.cancelAll()
+                return .failure(error)
             }
         }
+        return try outcome.get()
     }
 
-    /// A server for a command: like ``server(for:routingKey:concurrency:observed:handler:)``, and the
+    /// A server for a command: like ``server(for:routingKey:concurrency:observed:file:line:handler:)``, and the
     /// handler also gets a ``CommandContext`` to report progress and ask its caller questions.
     /// A caller's cancel cancels the handler's task; if the handler then throws
     /// `CancellationError`, the caller gets an ErrorEvent with status 499, otherwise what it returns.
@@ -101,9 +117,18 @@ extension MessageBus {
     /// Cancels and answers arrive on the server's own control queue, which every interim
     /// message names in `reply_to`.
     public func commandServer<Command: BusCommand>(
-        for type: Command.Type, routingKey: String? = nil, concurrency: Int = 16, observed: Bool = false,
+        for type: Command.Type, routingKey: String? = nil, concurrency: Int = 16, observed: Bool = false, file: String = #fileID,
+        line: Int = #line, handler: @escaping @Sendable (Command, CommandContext<Command>) async throws -> Command.Reply
+    ) async throws(BusError) -> RPCServer {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await makeCommandServer(for: type, routingKey: routingKey, concurrency: concurrency, observed: observed, handler: handler)
+        }
+    }
+
+    private func makeCommandServer<Command: BusCommand>(
+        for type: Command.Type, routingKey: String?, concurrency: Int, observed: Bool,
         handler: @escaping @Sendable (Command, CommandContext<Command>) async throws -> Command.Reply
-    ) async throws -> RPCServer {
+    ) async throws(BusError) -> RPCServer {
         var generator = SystemRandomNumberGenerator()
         let control = try await makeSubscription(
             ConsumerSpec(

@@ -79,7 +79,7 @@ public struct BusConfiguration: Sendable, Equatable {
     public var exchangePrefix: String
     /// Reconnect backoff.
     public var reconnect: ReconnectPolicy
-    /// How the durable work queues (``MessageBus/workQueue(named:bindings:prefetch:arguments:as:)``)
+    /// How the durable work queues (``MessageBus/workQueue(named:bindings:prefetch:arguments:as:file:line:)``)
     /// are declared: `classic`, the default, or `quorum` (Raft-replicated over a cluster's nodes,
     /// with a dead-letter queue). `RACKBUS_QUEUE_TYPE`.
     public var workQueueType: WorkQueueType = .classic
@@ -130,14 +130,16 @@ public struct BusConfiguration: Sendable, Equatable {
     }
 
     /// Reads the URL from `RACKBUS_AMQP_URL`, or uses ``defaultURL``.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) throws -> BusConfiguration {
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws(BusError) -> BusConfiguration {
         var configuration = try BusConfiguration(url: environment[urlEnvironmentKey] ?? defaultURL)
         try configuration.applyQueueSettings(from: environment)
         return configuration
     }
 
     /// Reads `RACKBUS_QUEUE_TYPE` (`classic` or `quorum`) and `RACKBUS_DELIVERY_LIMIT` (1…1,000,000).
-    public mutating func applyQueueSettings(from environment: [String: String]) throws {
+    public mutating func applyQueueSettings(from environment: [String: String]) throws(BusError) {
         if let text = environment[Self.queueTypeEnvironmentKey], !text.isEmpty {
             guard let type = WorkQueueType(rawValue: text) else {
                 throw BusError(
@@ -176,7 +178,7 @@ public struct BusConfiguration: Sendable, Equatable {
     /// `amqp[s]://user:password@host:port/vhost?heartbeat=30&connection_timeout=5000&cacertfile=…&certfile=…&keyfile=…&verify=verify_peer|verify_none&server_name_indication=…`,
     /// plus RackBus's own `broadcast_window=4096` (``broadcastWindow``).
     /// The vhost is percent-decoded, so `%2F` is `/`; an empty path means the default vhost `/`.
-    public init(url text: String) throws {
+    public init(url text: String) throws(BusError) {
         let uris = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         guard uris.count > 1 else {
             try self.init(singleURL: text)
@@ -197,7 +199,7 @@ public struct BusConfiguration: Sendable, Equatable {
         }
     }
 
-    private init(singleURL text: String) throws {
+    private init(singleURL text: String) throws(BusError) {
         guard let components = URLComponents(string: text), let scheme = components.scheme?.lowercased() else {
             throw BusError(code: .invalidConfiguration, message: "not a URL: \(Self.redacted(text))")
         }

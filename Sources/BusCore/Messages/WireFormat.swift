@@ -14,24 +14,29 @@ public enum WireFormat {
     // A coder guards its options with a lock on every call, so one shared instance becomes a
     // point of contention between threads; a fresh one per message is cheaper. Subscriptions
     // keep one each (they decode on one task at a time).
-    public static func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
+
+    /// `value` as JSON. Throws ``BusError/Code/encoding`` with the `EncodingError` as ``BusError/underlying``.
+    public static func encode<T: Encodable>(_ value: T) throws(BusError) -> [UInt8] {
         do {
             return Array(try JSONEncoder().encode(value))
         } catch {
-            throw BusError(code: .encoding, message: "cannot encode \(T.self): \(error)")
+            throw BusError(code: .encoding, message: "cannot encode \(T.self): \(error)", underlying: error)
         }
     }
 
-    public static func decode<T: Decodable>(_ type: T.Type, from body: [UInt8], using decoder: JSONDecoder = JSONDecoder()) throws -> T {
+    /// `body` as a `T`. Throws ``BusError/Code/decoding`` with the `DecodingError` as ``BusError/underlying``.
+    public static func decode<T: Decodable>(
+        _ type: T.Type, from body: [UInt8], using decoder: JSONDecoder = JSONDecoder()
+    ) throws(BusError) -> T {
         do {
             return try decoder.decode(T.self, from: Data(body))
         } catch {
-            throw BusError(code: .decoding, message: "cannot decode \(T.self): \(describe(error))")
+            throw BusError(code: .decoding, message: "cannot decode \(T.self): \(describe(error))", underlying: error)
         }
     }
 
     /// `{"value": …}` for a reply; `{}` when the value is absent, as RackHD sends for `undefined`.
-    public static func encodeResult<T: Encodable>(_ value: T) throws -> (body: [UInt8], hasValue: Bool) {
+    public static func encodeResult<T: Encodable>(_ value: T) throws(BusError) -> (body: [UInt8], hasValue: Bool) {
         if let optional = value as? any OptionalProtocol, optional.isNone {
             return (Array("{}".utf8), false)
         }
@@ -40,7 +45,7 @@ public enum WireFormat {
 
     /// Interprets a reply: the value of a `Result`-style body, or the remote ErrorEvent as a
     /// thrown ``BusError`` with code ``BusError/Code/remote``.
-    public static func decodeReply<T: Decodable>(_ type: T.Type, messageType: String?, body: [UInt8]) throws -> T {
+    public static func decodeReply<T: Decodable>(_ type: T.Type, messageType: String?, body: [UInt8]) throws(BusError) -> T {
         if messageType == errorType {
             throw BusError.remote(decodeErrorEvent(body))
         }

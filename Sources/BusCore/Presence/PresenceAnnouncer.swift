@@ -19,7 +19,7 @@ public final class PresenceAnnouncer: Service, Sendable {
         self.logger = logger
     }
 
-    public func run() async throws {
+    public func run() async throws(BusError) {
         // A service that starts before the broker waits for it, as the bus does.
         while (try? await bus.waitUntilConnected(timeout: .seconds(3600))) == nil {
             if Task.isCancelled || bus.isShutDown { return }
@@ -77,9 +77,12 @@ struct ProcessIdentity: Sendable {
 extension MessageBus {
     /// Asks every running service to announce itself and returns who answered within `wait`
     /// (plus any goodbyes heard meanwhile), by service and instance.
-    public func presence(wait: Duration = .seconds(2)) async throws -> [PresenceTable.Member] {
-        let announcements = try await subscribe(to: .events, patterns: [PresenceKeys.all], as: PresenceAnnouncement.self)
-        try await publish(PresenceQuery(), to: .events, routingKey: PresenceKeys.query)
+    public func presence(
+        wait: Duration = .seconds(2), file: String = #fileID, line: Int = #line
+    ) async throws(BusError) -> [PresenceTable.Member] {
+        let announcements = try await subscribe(
+            to: .events, patterns: [PresenceKeys.all], as: PresenceAnnouncement.self, file: file, line: line)
+        try await publish(PresenceQuery(), to: .events, routingKey: PresenceKeys.query, file: file, line: line)
         let table = SharedPresenceTable()
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -97,9 +100,12 @@ extension MessageBus {
     /// Follows presence until cancelled: calls `body` for each service instance that comes
     /// online, says goodbye, or falls silent for three of its intervals (`lost`). It starts by
     /// asking everyone to announce themselves.
-    public func watchPresence(_ body: @escaping @Sendable (PresenceTable.Change) async -> Void) async throws {
-        let announcements = try await subscribe(to: .events, patterns: [PresenceKeys.all], as: PresenceAnnouncement.self)
-        try await publish(PresenceQuery(), to: .events, routingKey: PresenceKeys.query)
+    public func watchPresence(
+        file: String = #fileID, line: Int = #line, _ body: @escaping @Sendable (PresenceTable.Change) async -> Void
+    ) async throws(BusError) {
+        let announcements = try await subscribe(
+            to: .events, patterns: [PresenceKeys.all], as: PresenceAnnouncement.self, file: file, line: line)
+        try await publish(PresenceQuery(), to: .events, routingKey: PresenceKeys.query, file: file, line: line)
         let table = SharedPresenceTable()
         await withDiscardingTaskGroup { group in
             group.addTask {

@@ -16,23 +16,37 @@ extension MessageBus {
     ///
     /// - Throws: ``BusError`` with code ``BusError/Code/timeout`` when no reply arrives in time,
     ///   ``BusError/Code/remote`` (with ``BusError/remote``) when the server answered with an
-    ///   ErrorEvent, ``BusError/Code/connectionLost`` when the connection dropped meanwhile.
-    public func call<Request: BusRequest>(_ request: Request, timeout: Duration? = nil) async throws -> Request.Reply {
-        let body = try WireFormat.encode(request)
-        let reply = try await performCall(
-            exchange: name(of: Request.exchange), routingKey: request.routingKey, method: Request.method, body: body,
-            type: Request.payloadType, timeout: timeout)
-        return try WireFormat.decodeReply(Request.Reply.self, messageType: reply.properties.type, body: reply.body)
+    ///   ErrorEvent, ``BusError/Code/connectionLost`` when the connection dropped meanwhile,
+    ///   ``BusError/Code/decoding`` (with the `DecodingError` as ``BusError/underlying``) when the
+    ///   reply does not decode into `Request.Reply`. The error names the call site (`file`, `line`).
+    public func call<Request: BusRequest>(
+        _ request: Request, timeout: Duration? = nil, file: String = #fileID, line: Int = #line
+    ) async throws(BusError) -> Request.Reply {
+        do {
+            let body = try WireFormat.encode(request)
+            let reply = try await performCall(
+                exchange: name(of: Request.exchange), routingKey: request.routingKey, method: Request.method, body: body,
+                type: Request.payloadType, timeout: timeout)
+            return try WireFormat.decodeReply(Request.Reply.self, messageType: reply.properties.type, body: reply.body)
+        } catch {
+            throw error.located(at: file, line)
+        }
     }
 
     /// Calls any routing key with a JSON body. Throws ``BusError/Code/remote`` for ErrorEvent replies.
     public func callRaw(
-        exchangeNamed exchange: String, routingKey: String, body: [UInt8], type: String = "Object", timeout: Duration? = nil
-    ) async throws -> RawReply {
-        let reply = try await performCall(
-            exchange: exchange, routingKey: routingKey, method: routingKey, body: body, type: type, timeout: timeout)
+        exchangeNamed exchange: String, routingKey: String, body: [UInt8], type: String = "Object", timeout: Duration? = nil,
+        file: String = #fileID, line: Int = #line
+    ) async throws(BusError) -> RawReply {
+        let reply: InboundDelivery
+        do {
+            reply = try await performCall(
+                exchange: exchange, routingKey: routingKey, method: routingKey, body: body, type: type, timeout: timeout)
+        } catch {
+            throw error.located(at: file, line)
+        }
         if reply.properties.type == WireFormat.errorType {
-            throw BusError.remote(WireFormat.decodeErrorEvent(reply.body))
+            throw BusError.remote(WireFormat.decodeErrorEvent(reply.body), file: file, line: line)
         }
         return RawReply(type: reply.properties.type, body: reply.body, properties: reply.properties)
     }
@@ -43,7 +57,7 @@ extension MessageBus {
     func performCall(
         exchange: String, routingKey: String, method: String, body: [UInt8], type: String, timeout: Duration?,
         command: CommandCall? = nil
-    ) async throws -> InboundDelivery {
+    ) async throws(BusError) -> InboundDelivery {
         let timeout = timeout ?? configuration.defaultCallTimeout
         let metrics = metrics(exchange: exchange, method: method)
         metrics.calls.increment()
@@ -61,8 +75,11 @@ extension MessageBus {
         }
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body)
         let engine = self.engine
+        // withTaskCancellationHandler rethrows as `any Error`; what it throws here is the
+        // continuation's, which only the engine resumes, with BusErrors.
+        let reply: InboundDelivery
         do {
-            let reply = try await withTaskCancellationHandler {
+            reply = try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<InboundDelivery, any Error>) in
                     // Register before sending: the reply can beat this function back.
                     guard
@@ -81,14 +98,15 @@ extension MessageBus {
                     pending.cancel(id)
                 }
             }
-            metrics.latency.record(duration: ContinuousClock.now - started)
-            if reply.properties.type == WireFormat.errorType {
-                metrics.errors("remote").increment()
-            }
-            return reply
-        } catch let error as BusError {
+        } catch {
+            let error = BusError.from(error)
             metrics.errors("\(error.code)").increment()
             throw error
         }
+        metrics.latency.record(duration: ContinuousClock.now - started)
+        if reply.properties.type == WireFormat.errorType {
+            metrics.errors("remote").increment()
+        }
+        return reply
     }
 }

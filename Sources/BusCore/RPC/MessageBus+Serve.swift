@@ -47,21 +47,28 @@ extension MessageBus {
     /// With `observed`, a copy of every reply also goes to the events exchange under
     /// `reply.<routingKey>.<reply_to>`, so that other parties (a dashboard, an audit log,
     /// `rackbus listen on.events 'reply.#'`) can follow the answers meant for one caller.
+    ///
+    /// `handler` may throw anything, since what it throws goes to the caller as an ErrorEvent,
+    /// never out of `serve`; `serve` itself fails only with a ``BusError``, setting up its queue.
     public func serve<Request: BusRequest>(
-        _ type: Request.Type, routingKey: String? = nil, concurrency: Int = 64, observed: Bool = false,
-        handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
-    ) async throws {
-        try await server(for: type, routingKey: routingKey, concurrency: concurrency, observed: observed, handler: handler).run()
+        _ type: Request.Type, routingKey: String? = nil, concurrency: Int = 64, observed: Bool = false, file: String = #fileID,
+        line: Int = #line, handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
+    ) async throws(BusError) {
+        try await server(
+            for: type, routingKey: routingKey, concurrency: concurrency, observed: observed, file: file, line: line, handler: handler
+        ).run()
     }
 
-    /// Like ``serve(_:routingKey:concurrency:observed:handler:)``, but returns once the server's queue
+    /// Like ``serve(_:routingKey:concurrency:observed:file:line:handler:)``, but returns once the server's queue
     /// is bound and consuming, so that callers can start calling right away; then `run()` it.
     public func server<Request: BusRequest>(
-        for type: Request.Type, routingKey: String? = nil, concurrency: Int = 64, observed: Bool = false,
-        handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
-    ) async throws -> RPCServer {
-        try await typedServer(
-            for: type, routingKey: routingKey ?? Request.method, concurrency: concurrency, observed: observed, handler: handler)
+        for type: Request.Type, routingKey: String? = nil, concurrency: Int = 64, observed: Bool = false, file: String = #fileID,
+        line: Int = #line, handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
+    ) async throws(BusError) -> RPCServer {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await typedServer(
+                for: type, routingKey: routingKey ?? Request.method, concurrency: concurrency, observed: observed, handler: handler)
+        }
     }
 
     /// A raw server that decodes requests into `Request` (a 400 when they do not decode) and
@@ -69,7 +76,7 @@ extension MessageBus {
     func typedServer<Request: BusRequest>(
         for type: Request.Type, routingKey key: String, concurrency: Int, observed: Bool,
         handler: @escaping @Sendable (Request, RequestContext) async throws -> Request.Reply
-    ) async throws -> RPCServer {
+    ) async throws(BusError) -> RPCServer {
         let exchange = name(of: Request.exchange)
         return try await rawServer(
             exchangeNamed: exchange, routingKey: key, method: Request.method, expectedType: Request.payloadType, concurrency: concurrency,
@@ -77,9 +84,9 @@ extension MessageBus {
         ) {
             body, context in
             let request: Request
-            do {
+            do throws(BusError) {
                 request = try WireFormat.decode(Request.self, from: body)
-            } catch let error as BusError {
+            } catch {
                 throw ErrorEvent.badRequest("Invalid Request (\(exchange):\(key)): \(error.message)")
             }
             let reply = try await handler(request, context)
@@ -93,31 +100,37 @@ extension MessageBus {
     /// checks as a typed server; errors it throws become ErrorEvents.
     public func rawServer(
         exchangeNamed exchange: String, routingKey: String, method: String? = nil, expectedType: String = "Object",
-        concurrency: Int = 64, observed: Bool = false, handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
-    ) async throws -> RPCServer {
-        try await rawServer(
-            exchangeNamed: exchange, queue: .shared(name: "\(exchange):\(routingKey)", durable: false, autoDelete: true, arguments: [:]),
-            bindings: [routingKey], method: method ?? routingKey, expectedType: expectedType, concurrency: concurrency, observed: observed,
-            handler: handler)
+        concurrency: Int = 64, observed: Bool = false, file: String = #fileID, line: Int = #line,
+        handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
+    ) async throws(BusError) -> RPCServer {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await rawServer(
+                exchangeNamed: exchange,
+                queue: .shared(name: "\(exchange):\(routingKey)", durable: false, autoDelete: true, arguments: [:]),
+                bindings: [routingKey], method: method ?? routingKey, expectedType: expectedType, concurrency: concurrency,
+                observed: observed, handler: handler)
+        }
     }
 
     /// A raw server on a private queue of this process, bound to nothing at first: its routing
-    /// keys come and go at run time (``RPCServer/bind(routingKeys:)``), so requests for a key reach
+    /// keys come and go at run time (``RPCServer/bind(routingKeys:file:line:)``), so requests for a key reach
     /// only the process that bound it, without a queue declared or deleted per key. The handler
     /// sees the routing key in its context; ``ServedReply/unanswered`` leaves a request unanswered.
     public func routedServer(
         exchangeNamed exchange: String, queueBase: String, method: String, expectedType: String = "Object", concurrency: Int = 64,
-        handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
-    ) async throws -> RPCServer {
-        try await rawServer(
-            exchangeNamed: exchange, queue: .exclusive(base: queueBase), bindings: [], method: method, expectedType: expectedType,
-            concurrency: concurrency, observed: false, handler: handler)
+        file: String = #fileID, line: Int = #line, handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
+    ) async throws(BusError) -> RPCServer {
+        try await attributing(to: file, line) { () async throws(BusError) in
+            try await rawServer(
+                exchangeNamed: exchange, queue: .exclusive(base: queueBase), bindings: [], method: method, expectedType: expectedType,
+                concurrency: concurrency, observed: false, handler: handler)
+        }
     }
 
     private func rawServer(
         exchangeNamed exchange: String, queue: QueueSpec, bindings: [String], method: String, expectedType: String, concurrency: Int,
         observed: Bool, handler: @escaping @Sendable ([UInt8], RequestContext) async throws -> ServedReply
-    ) async throws -> RPCServer {
+    ) async throws(BusError) -> RPCServer {
         let spec = ConsumerSpec(
             queue: queue, bindings: bindings.map { Binding(exchange: exchange, pattern: $0) },
             acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, concurrency))))
@@ -261,27 +274,31 @@ public struct RPCServer: Sendable {
 
     /// Binds the server's queue to its exchange with `routingKeys`, returning once the broker
     /// routes them here (or, without a connection, once the reconnect is sure to). Bindings are
-    /// counted: each bind needs its own ``unbind(routingKeys:)``, and a key stays bound while any
+    /// counted: each bind needs its own ``unbind(routingKeys:file:line:)``, and a key stays bound while any
     /// holder has it. They survive reconnects.
-    public func bind(routingKeys: [String]) async throws {
-        try await changeBindings(add: routingKeys, remove: [])
+    public func bind(routingKeys: [String], file: String = #fileID, line: Int = #line) async throws(BusError) {
+        try await changeBindings(add: routingKeys, remove: [], file: file, line: line)
     }
 
-    /// Gives back bindings made with ``bind(routingKeys:)``; the broker stops routing a key here
+    /// Gives back bindings made with ``bind(routingKeys:file:line:)``; the broker stops routing a key here
     /// when its last holder gives it back.
-    public func unbind(routingKeys: [String]) async throws {
-        try await changeBindings(add: [], remove: routingKeys)
+    public func unbind(routingKeys: [String], file: String = #fileID, line: Int = #line) async throws(BusError) {
+        try await changeBindings(add: [], remove: routingKeys, file: file, line: line)
     }
 
-    private func changeBindings(add: [String], remove: [String]) async throws {
+    private func changeBindings(add: [String], remove: [String], file: String, line: Int) async throws(BusError) {
         let engine = requests.engine
         let id = requests.id
         let add = add.map { Binding(exchange: exchange, pattern: $0) }
         let remove = remove.map { Binding(exchange: exchange, pattern: $0) }
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            if !engine.submit(.changeBindings(id: id, add: add, remove: remove, continuation)) {
-                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+        do {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                if !engine.submit(.changeBindings(id: id, add: add, remove: remove, continuation)) {
+                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+                }
             }
+        } catch {
+            throw BusError.from(error).located(at: file, line)
         }
     }
 }

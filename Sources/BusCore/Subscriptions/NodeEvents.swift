@@ -1,4 +1,4 @@
-/// One event about a node, as ``MessageBus/subscribe(toNode:)`` delivers it.
+/// One event about a node, as ``MessageBus/subscribe(toNode:file:line:)`` delivers it.
 public struct NodeEvent: Sendable, Equatable {
     public let routingKey: String
     /// The first word of the routing key: `tftp`, `dhcp`, `http`, `graph`, `sku` or `node`.
@@ -12,17 +12,25 @@ extension MessageBus {
     /// `tftp.success|failure.<node>`, `dhcp.bind.success.<node>`, `http.response.<node>`,
     /// `sku.assigned.<node>`, `node.discovered.<node>` (the node id is their last word) and `graph.*` events whose body
     /// names the node (`nodeId`, as RackBus's TaskGraphRunner writes it).
-    public func subscribe(toNode nodeID: String) async throws -> Subscription<NodeEvent> {
+    public func subscribe(toNode nodeID: String, file: String = #fileID, line: Int = #line) async throws(BusError) -> Subscription<
+        NodeEvent
+    > {
         guard NodeEventFilter.isValidNodeID(nodeID) else {
-            throw BusError(code: .invalidConfiguration, message: "a node id is one routing-key word (no '.', '*', '#'), not '\(nodeID)'")
+            throw BusError(
+                code: .invalidConfiguration, message: "a node id is one routing-key word (no '.', '*', '#'), not '\(nodeID)'", file: file,
+                line: line)
         }
         let exchange = name(of: .events)
         let spec = broadcastSpec(base: "\(exchange):node.\(nodeID)", exchange: exchange, patterns: ["#.\(nodeID)", "graph.#"])
         let decoder = SubscriptionDecoder()
-        return try await makeSubscription(spec) { delivery in
-            let body = (try? WireFormat.decode(JSONValue.self, from: delivery.body, using: decoder.decoder)) ?? .null
-            guard let kind = NodeEventFilter.kind(of: delivery.routingKey, body: body, nodeID: nodeID) else { throw NotForThisSubscriber() }
-            return NodeEvent(routingKey: delivery.routingKey, kind: kind, body: body, type: delivery.properties.type)
+        return try await attributing(to: file, line) { () async throws(BusError) in
+            try await makeSubscription(spec) { delivery in
+                let body = (try? WireFormat.decode(JSONValue.self, from: delivery.body, using: decoder.decoder)) ?? .null
+                guard let kind = NodeEventFilter.kind(of: delivery.routingKey, body: body, nodeID: nodeID) else {
+                    throw NotForThisSubscriber()
+                }
+                return NodeEvent(routingKey: delivery.routingKey, kind: kind, body: body, type: delivery.properties.type)
+            }
         }
     }
 }

@@ -20,7 +20,8 @@ public enum ServiceCallFailure: Error, Sendable, Equatable {
         case .notConnected, .connectionLost, .connectionFailed, .backpressure, .shutdown:
             return .brokerUnavailable(bus.message)
         default:
-            return .failed(bus.description)
+            // Not `description`, which adds the underlying error and the source location for logs.
+            return .failed("BusError.\(bus.code): \(bus.message)")
         }
     }
 }

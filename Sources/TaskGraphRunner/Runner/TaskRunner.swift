@@ -293,7 +293,7 @@ public final class TaskRunner: Sendable {
         guard bound else { return }
         do {
             try await server.unbind(routingKeys: answers.routingKeys)
-        } catch let error as BusError where error.code == .cancelled || error.code == .shutdown {
+        } catch  where error.code == .cancelled || error.code == .shutdown {
             // The runner is stopping: its queue, and every binding on it, goes with it.
         } catch {
             logger.warning("could not stop answering for the node", metadata: ["task.id": "\(answers.taskId)", "error": "\(error)"])
