@@ -78,9 +78,7 @@ final class BusEngine: Sendable {
             // owned the engine would keep it (and its wake-up pipe) alive for ever.
             let (shared, finished) = (shared, finished)
             let newThread = Thread {
-                // Named from inside: on Linux only a thread naming itself reaches the kernel,
-                // where gdb, `top -H` and /proc show which thread is a bus's.
-                Thread.current.name = "rackbus-io"
+                Thread.nameCurrent("rackbus-io")
                 EngineLoop(shared: shared).run()
                 finished.signal()
             }

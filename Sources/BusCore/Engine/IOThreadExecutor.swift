@@ -51,7 +51,7 @@ final class SpareJobThread: Sendable {
         }
         if startThread {
             let thread = Thread { [self] in
-                Thread.current.name = "rackbus-spare"
+                Thread.nameCurrent("rackbus-spare")
                 runForever()
             }
             thread.name = "rackbus-spare"
