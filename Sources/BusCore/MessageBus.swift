@@ -153,12 +153,7 @@ public final class MessageBus: Service, Sendable {
         _ value: T, toExchangeNamed exchange: String, routingKey: String, type: String? = nil, persistent: Bool = false,
         file: String = #fileID, line: Int = #line
     ) async throws(BusError) {
-        let body: [UInt8]
-        do {
-            body = try WireFormat.encode(value)
-        } catch {
-            throw error.located(at: file, line)
-        }
+        let body = try encode(value, file: file, line: line)
         try await publishRaw(
             body: body, toExchangeNamed: exchange, routingKey: routingKey,
             properties: outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent), file: file, line: line)
@@ -182,12 +177,7 @@ public final class MessageBus: Service, Sendable {
         _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false, mandatory: Bool = false,
         file: String = #fileID, line: Int = #line
     ) async throws(BusError) {
-        let body: [UInt8]
-        do {
-            body = try WireFormat.encode(value)
-        } catch {
-            throw error.located(at: file, line)
-        }
+        let body = try encode(value, file: file, line: line)
         try await publishRawConfirmed(
             body: body, toExchangeNamed: name(of: exchange), routingKey: routingKey, type: type ?? payloadType(of: T.self),
             persistent: persistent, mandatory: mandatory, file: file, line: line)
@@ -413,6 +403,15 @@ extension MessageBus {
     // MARK: Errors
 
     /// Runs `body` and reports its failure at `file`:`line`, an operation's call site.
+    /// `value` as JSON; an encoding failure is reported at the operation's call site.
+    func encode<T: Encodable>(_ value: T, file: String, line: Int) throws(BusError) -> [UInt8] {
+        do {
+            return try WireFormat.encode(value)
+        } catch {
+            throw error.located(at: file, line)
+        }
+    }
+
     func attributing<T>(
         to file: String, _ line: Int, _ body: () async throws(BusError) -> T
     ) async throws(BusError) -> T {

@@ -62,23 +62,20 @@ final class EngineInbox: Sendable {
     /// Queues a command; returns `false` if the engine has stopped.
     @discardableResult
     func submit(_ command: EngineCommand) -> Bool {
-        let (accepted, wake) = state.withLock { state -> (Bool, Bool) in
-            guard !state.stopping else { return (false, false) }
-            state.commands.append(command)
-            let wake = state.sleeping
-            state.sleeping = false
-            return (true, wake)
-        }
-        if wake { signal() }
-        return accepted
+        enqueue { $0.commands.append(command) }
     }
 
     /// Queues a task's job for the I/O thread; returns `false` once the engine is stopping, when
     /// the thread may never run it.
     func submit(job: UnownedJob) -> Bool {
+        enqueue { $0.jobs.append(job) }
+    }
+
+    /// Adds work unless the engine is stopping, and wakes the thread if it sleeps.
+    private func enqueue(_ add: (inout State) -> Void) -> Bool {
         let (accepted, wake) = state.withLock { state -> (Bool, Bool) in
             guard !state.stopping else { return (false, false) }
-            state.jobs.append(job)
+            add(&state)
             let wake = state.sleeping
             state.sleeping = false
             return (true, wake)
