@@ -97,7 +97,10 @@ final class OutboxRelay: Sendable {
             try await store.removeMessages(ids)
         } catch {
             // They are sent again after their grace period; receivers ignore the duplicates.
-            logger.warning("could not clear sent messages from the outbox", metadata: ["error": "\(error)"])
+            // (Stopping, that is expected, not worth a warning.)
+            if !Task.isCancelled {
+                logger.warning("could not clear sent messages from the outbox", metadata: ["error": "\(error)"])
+            }
         }
     }
 }

@@ -213,8 +213,10 @@ public final class TaskRunner: Sendable {
             try? await Task.sleep(for: Self.claimLease / 3)
             do {
                 try await journal?.renewClaims(owner: id, lease: Self.claimLease)
-            } catch {
+            } catch  where !Task.isCancelled {
                 logger.warning("could not renew task claims", metadata: ["error": "\(error)"])
+            } catch {
+                // Stopping: the claims lapse on their own.
             }
         }
     }
