@@ -55,6 +55,11 @@ struct SchedulerStandbyTests {
                 #expect(done.allSatisfy { $0.message.status == "succeeded" })
                 #expect(timeline.mostAtOnce == 1, "one limit for both Schedulers")
                 // The first goes (it may have been the active one or the spare): the other carries on.
+                // Once both have heard every task end: `graph.finished` comes through another queue
+                // than the Schedulers' `task.finished`, and may come first. A Scheduler cancelled
+                // before it heard its last task end would keep counting it, and a spare that takes
+                // over from a busy one may run the limit on top of its tasks (deploy/README.md).
+                try await eventually { first.runningCount + second.runningCount == 0 }
                 firstScheduler.cancel()
                 _ = await firstScheduler.result
                 for _ in 0..<2 { _ = try await bus.call(RunTaskGraph(name: waiting.injectableName)) }
