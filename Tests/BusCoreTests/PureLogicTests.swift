@@ -65,6 +65,17 @@ struct ConfigurationTests {
         #expect(try BusConfiguration(url: "amqp://h/?broadcast_window=0").broadcastWindow == 0)
     }
 
+    @Test func exchangesAreDeclaredUnlessThePassiveOptionSaysCheckOnly() throws {
+        #expect(try BusConfiguration(url: "amqp://h/").declaresExchanges)
+        #expect(try BusConfiguration(url: "amqp://h/?exchanges=declare").declaresExchanges)
+        #expect(try !BusConfiguration(url: "amqp://h/?exchanges=passive").declaresExchanges)
+        #expect(try !BusConfiguration(url: "amqp://a/?exchanges=passive,amqp://b/?exchanges=passive").declaresExchanges)
+        // What the operator reads when a declaration is refused.
+        #expect(EngineLoop.exchangeProblem(replyCode: 404, passive: true).contains("scripts/broker users"))
+        #expect(EngineLoop.exchangeProblem(replyCode: 403, passive: false).contains("exchanges=passive"))
+        #expect(EngineLoop.exchangeProblem(replyCode: 406, passive: false) == "exchange exists with different flags")
+    }
+
     @Test func amqpsDefaultsToPort5671() throws {
         #expect(try BusConfiguration(url: "amqps://localhost").port == 5671)
         #expect(try BusConfiguration(url: "amqp://localhost").port == 5672)
@@ -78,7 +89,7 @@ struct ConfigurationTests {
 
     @Test(arguments: [
         "http://h/", "amqp://h/?heartbeat=-1", "amqp://h/?heartbeat=x", "amqp://h:0/", "amqps://h/?verify=maybe", "::",
-        "amqp://h/?broadcast_window=-1", "amqp://h/?broadcast_window=65536",
+        "amqp://h/?broadcast_window=-1", "amqp://h/?broadcast_window=65536", "amqp://h/?exchanges=maybe",
     ])
     func refusesBadURLs(url: String) {
         #expect(throws: BusError.self) { try BusConfiguration(url: url) }

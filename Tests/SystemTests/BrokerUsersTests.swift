@@ -102,8 +102,10 @@ struct BrokerUsersTests {
                         ["publish", "\(prefix).events", "graph.finished.forged", "{}", "Object"],
                         ["publish", "\(prefix).configuration", "methods.set", "{}", "Object"],
                         ["publish", "\(prefix).http", "methods.registerNode", "{}", "Object"],
+                        // The exchanges are declared once, by the administrator: no service may delete one.
+                        ["delete_exchange", "\(prefix).task"],
                     ])
-                #expect(results == [403, 403, 403, 403, 403, 403, 403])
+                #expect(results == [403, 403, 403, 403, 403, 403, 403, 403])
                 // RPC servers answer through the default exchange, so every server's user may
                 // write to it, and RabbitMQ cannot limit that exchange by queue: the request
                 // reaches the runner's queue by name. The runner refuses it, since it did not come
@@ -369,8 +371,8 @@ struct BrokerUsersTests {
         #expect(try String(contentsOf: folder.appendingPathComponent("http.password"), encoding: .utf8) == first)
         let dhcp = try String(contentsOf: folder.appendingPathComponent("dhcp.env"), encoding: .utf8)
         #expect(
-            dhcp == "RACKBUS_AMQP_URL=amqp://rackbus-dhcp:chosen-by-the-operator@broker.example:5672/rack%2F1,"
-                + "amqp://rackbus-dhcp:chosen-by-the-operator@broker2.example:5672/rack%2F1\n")
+            dhcp == "RACKBUS_AMQP_URL=amqp://rackbus-dhcp:chosen-by-the-operator@broker.example:5672/rack%2F1?exchanges=passive,"
+                + "amqp://rackbus-dhcp:chosen-by-the-operator@broker2.example:5672/rack%2F1?exchanges=passive\n")
         for file in try FileManager.default.contentsOfDirectory(atPath: folder.path) {
             let mode = try FileManager.default.attributesOfItem(atPath: folder.appendingPathComponent(file).path)[.posixPermissions] as? Int
             #expect(mode == 0o600, "\(file)")
@@ -382,6 +384,10 @@ struct BrokerUsersTests {
         guard case .array(let permissions) = definitions["permissions"] ?? .null else { throw TestFailure("no permissions") }
         #expect(permissions.count == 9)
         #expect(permissions.allSatisfy { $0["vhost"] == "rack/1" })
+        // The nine exchanges, declared by the import as BusCore declares them: the services only check them.
+        guard case .array(let exchanges) = definitions["exchanges"] ?? .null else { throw TestFailure("no exchanges") }
+        #expect(Set(exchanges.compactMap { $0["name"]?.stringValue }) == Set(Exchange.conventions.map { $0.name(prefix: "on") }))
+        #expect(exchanges.allSatisfy { $0["type"] == "topic" && $0["durable"] == true && $0["vhost"] == "rack/1" })
 
         // Every service and the operator, each with configure, write and read.
         for user in BrokerUsers.services.map({ "rackbus-\($0)" }) + ["rackbus-operator"] {

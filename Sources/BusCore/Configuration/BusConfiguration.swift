@@ -99,6 +99,11 @@ public struct BusConfiguration: Sendable, Equatable {
     public var maxBufferedOperations: Int
     /// Name reported to the broker (visible in the management UI) and used in log metadata.
     public var connectionName: String
+    /// Whether each connection declares the nine exchanges, which needs configure permission on
+    /// them (and so would let the user delete them), or only checks that they exist
+    /// (`exchanges=passive` in the URL). With a user per service, an administrator declares
+    /// them once (`scripts/broker users` does) and the services run passive.
+    public var declaresExchanges = true
     /// How many deliveries a broadcast subscription may hold that its consumer has not taken
     /// yet (at most 65,535). Beyond that the broker keeps them in the subscriber's queue, so a
     /// slow consumer cannot make this process grow without bound. 0 turns the window off
@@ -176,7 +181,8 @@ public struct BusConfiguration: Sendable, Equatable {
     /// of RabbitMQ's clients): every URI after the first adds its host and port, and must agree
     /// with the first on scheme, user, password and vhost. Each URI is in RabbitMQ's form:
     /// `amqp[s]://user:password@host:port/vhost?heartbeat=30&connection_timeout=5000&cacertfile=…&certfile=…&keyfile=…&verify=verify_peer|verify_none&server_name_indication=…`,
-    /// plus RackBus's own `broadcast_window=4096` (``broadcastWindow``).
+    /// plus RackBus's own `broadcast_window=4096` (``broadcastWindow``) and `exchanges=passive`
+    /// (``declaresExchanges``).
     /// The vhost is percent-decoded, so `%2F` is `/`; an empty path means the default vhost `/`.
     public init(url text: String) throws(BusError) {
         let uris = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
@@ -211,6 +217,7 @@ public struct BusConfiguration: Sendable, Equatable {
         var heartbeat = Defaults.heartbeat
         var connectTimeout = Defaults.connectTimeout
         var broadcastWindow = Defaults.broadcastWindow
+        var declaresExchanges = true
         for item in components.queryItems ?? [] {
             let value = item.value ?? ""
             switch item.name {
@@ -229,6 +236,13 @@ public struct BusConfiguration: Sendable, Equatable {
                     throw BusError(code: .invalidConfiguration, message: "broadcast_window must be 0…65535 deliveries, got '\(value)'")
                 }
                 broadcastWindow = window
+            case "exchanges":
+                switch value {
+                case "declare": declaresExchanges = true
+                case "passive": declaresExchanges = false
+                default:
+                    throw BusError(code: .invalidConfiguration, message: "exchanges must be declare or passive, got '\(value)'")
+                }
             case "cacertfile": tls?.caCertificatePath = value
             case "certfile": tls?.clientCertificatePath = value
             case "keyfile": tls?.clientKeyPath = value
@@ -265,6 +279,7 @@ public struct BusConfiguration: Sendable, Equatable {
             connectTimeout: connectTimeout,
             broadcastWindow: broadcastWindow
         )
+        self.declaresExchanges = declaresExchanges
     }
 
     /// The URL with the password hidden, for logs (every address of a list).

@@ -62,19 +62,33 @@ extension EngineLoop {
     /// RackHD's exact flags: topic, durable, not auto-delete. Declaring is idempotent; a
     /// mismatch (406) means someone declared the name differently, which we report and survive.
     func declareConventionExchanges(on connection: AMQPConnection) throws {
+        let passive = !configuration.declaresExchanges
         for exchange in Exchange.conventions {
             let name = configuration.name(of: exchange)
             do {
                 try connection.declareExchange(
-                    channel: Channel.scratch.rawValue, name: name, type: Exchange.kind, passive: false,
+                    channel: Channel.scratch.rawValue, name: name, type: Exchange.kind, passive: passive,
                     durable: Exchange.durable,
                     autoDelete: Exchange.autoDelete)
             } catch let error as BusError where error.code == .channelClosed {
+                // The bus still connects: what uses the exchange fails with the broker's reason.
                 logger.error(
-                    "exchange exists with different flags",
+                    "\(Self.exchangeProblem(replyCode: error.replyCode, passive: passive))",
                     metadata: ["amqp.exchange": "\(name)", "error": "\(error.message)"])
                 try connection.openChannel(Channel.scratch.rawValue)
             }
+        }
+    }
+
+    /// What a refused exchange declaration means, for the operator. Pure.
+    static func exchangeProblem(replyCode: Int?, passive: Bool) -> String {
+        switch replyCode {
+        case 404 where passive:
+            "exchange does not exist: with exchanges=passive an administrator declares the nine exchanges (scripts/broker users does)"
+        case 403:
+            "not allowed to declare the exchange: give the user configure permission on it, or declare the exchanges once as an administrator and add exchanges=passive to the URL"
+        default:
+            "exchange exists with different flags"
         }
     }
 
