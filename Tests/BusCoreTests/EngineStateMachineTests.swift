@@ -155,6 +155,27 @@ struct EngineStateMachineTests {
         #expect(machine.subscriptionIDs == [1], "the subscription itself survives, for the reconnect")
     }
 
+    @Test("a refused consume rebuilds the connection; a queue gone missing (404) is established again, any other refusal ends it")
+    func consumeRefused() {
+        var machine = machine()
+        connect(&machine, now: start)
+        _ = machine.subscribe(id: 1, spec: spec("a"))
+        _ = machine.subscribe(id: 2, spec: spec("b"))
+        let missing = Failure(.channelClosed, "NOT_FOUND - no queue 'a'", replyCode: 404)
+        let actions = machine.consumeRefused(id: 1, missing, now: start)
+        #expect(actions.first == .closeConnection, "\(actions)")
+        #expect(!actions.contains(.openChannel(.scratch)), "the scratch channel is still open")
+        #expect(!machine.isConnected)
+        #expect(machine.subscriptionIDs == [1, 2], "kept, to be declared and consumed again after the reconnect")
+
+        connect(&machine, now: start)
+        let forbidden = Failure(.channelClosed, "ACCESS_REFUSED", replyCode: 403)
+        let refused = machine.consumeRefused(id: 2, forbidden, now: start)
+        #expect(refused.first == .finishConsumer(id: 2, forbidden))
+        #expect(refused.contains(.closeConnection))
+        #expect(machine.subscriptionIDs == [1])
+    }
+
     @Test("a channel close reported without a connection changes nothing")
     func channelClosedWhileDisconnected() {
         var machine = machine()

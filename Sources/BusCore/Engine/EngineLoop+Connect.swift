@@ -131,13 +131,23 @@ extension EngineLoop {
                 ).name
             }
             try bind(queueName, spec.distinctBindings, on: connection)
-            if let prefetch = spec.prefetch {
-                try connection.setPrefetch(channel: Channel.consume.rawValue, count: prefetch)
+            let tag: String
+            do {
+                if let prefetch = spec.prefetch {
+                    try connection.setPrefetch(channel: Channel.consume.rawValue, count: prefetch)
+                }
+                tag = try connection.consume(
+                    channel: Channel.consume.rawValue, queue: queueName, consumerTag: "c\(id)",
+                    noAck: spec.prefetch == nil,
+                    exclusive: false)
+            } catch let error as BusError where error.code == .channelClosed {
+                // The consumers' channel is closed, not the scratch one.
+                logger.warning(
+                    "the broker refused a consumer; rebuilding the connection",
+                    metadata: ["amqp.queue": "\(queueName)", "error": "\(error.message)"])
+                perform(machine.consumeRefused(id: id, Failure(error), now: .now))
+                return
             }
-            let tag = try connection.consume(
-                channel: Channel.consume.rawValue, queue: queueName, consumerTag: "c\(id)",
-                noAck: spec.prefetch == nil,
-                exclusive: false)
             perform(machine.consumerEstablished(id: id, consumerTag: tag, queue: queueName))
         } catch let error as BusError where error.code == .channelClosed {
             logger.error("subscription refused by the broker", metadata: ["error": "\(error.message)"])

@@ -237,6 +237,19 @@ struct EngineStateMachine: Sendable {
         return [.openChannel(.scratch), .finishConsumer(id: id, failure)]
     }
 
+    /// `basic.consume` (or its `basic.qos`) was refused, which closes the consumers' channel: as
+    /// for any loss of that channel, the connection is rebuilt. A queue missing at that moment
+    /// (404: an auto-delete queue whose last consumers, say a killed process's, left between
+    /// this declare and the consume) is declared again then; any other refusal ends the
+    /// subscription.
+    mutating func consumeRefused(id: UInt64, _ failure: Failure, now: ContinuousClock.Instant) -> [Action] {
+        var ended: [Action] = []
+        if failure.replyCode != 404, consumers.removeValue(forKey: id) != nil {
+            ended.append(.finishConsumer(id: id, failure))
+        }
+        return ended + connectionLost(failure, now: now)
+    }
+
     mutating func unsubscribe(id: UInt64) -> [Action] {
         guard let consumer = consumers.removeValue(forKey: id) else { return [] }
         var actions: [Action] = [.finishConsumer(id: id, .cancelled)]
