@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 /// Runs tasks' code on a bus's I/O thread, between the turns of its loop, the way SwiftNIO runs
 /// handlers on their event loop. A task that prefers this executor (`withTaskExecutorPreference`,
@@ -30,7 +29,7 @@ final class IOThreadExecutor: TaskExecutor {
 }
 
 /// One thread for the whole process that runs the jobs of I/O-thread executors whose bus has
-/// stopped. Rarely used: only work that outlives its bus lands here.
+/// stopped. Rarely used: only work that outlives its bus lands here. Started on first use.
 final class SpareJobThread: Sendable {
     static let shared = SpareJobThread()
 
@@ -40,44 +39,21 @@ final class SpareJobThread: Sendable {
         var executor: UnownedTaskExecutor
     }
 
-    private let queue = Mutex<(jobs: [Job], started: Bool)>(([], false))
-    private let ready = NSCondition()
+    /// Unbounded in effect: a job dropped would strand its task for ever.
+    private let jobs = BatchQueue<Job>(capacity: .max)
 
-    func enqueue(_ job: UnownedJob, on executor: UnownedTaskExecutor) {
-        let startThread = queue.withLock { state -> Bool in
-            state.jobs.append(Job(job: job, executor: executor))
-            defer { state.started = true }
-            return !state.started
-        }
-        if startThread {
-            let thread = Thread { [self] in
-                Thread.nameCurrent("rackbus-spare")
-                runForever()
+    private init() {
+        let jobs = self.jobs
+        let thread = Thread {
+            Thread.nameCurrent("rackbus-spare")
+            while true {
+                for entry in jobs.takeAllBlocking() { entry.job.runSynchronously(on: entry.executor) }
             }
-            thread.name = "rackbus-spare"
-            thread.start()
         }
-        ready.lock()
-        ready.signal()
-        ready.unlock()
+        thread.start()
     }
 
-    private func runForever() {
-        while true {
-            ready.lock()
-            var jobs = queue.withLock { state in
-                defer { state.jobs.removeAll(keepingCapacity: true) }
-                return state.jobs
-            }
-            while jobs.isEmpty {
-                ready.wait()
-                jobs = queue.withLock { state in
-                    defer { state.jobs.removeAll(keepingCapacity: true) }
-                    return state.jobs
-                }
-            }
-            ready.unlock()
-            for entry in jobs { entry.job.runSynchronously(on: entry.executor) }
-        }
+    func enqueue(_ job: UnownedJob, on executor: UnownedTaskExecutor) {
+        jobs.append(Job(job: job, executor: executor))
     }
 }
