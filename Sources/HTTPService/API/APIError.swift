@@ -32,17 +32,10 @@ public struct APIError: HTTPResponseError, Sendable, Equatable {
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: body)))
     }
 
-    /// A failed bus call as the API answers it: the ErrorEvent's own status, 504 when nobody
-    /// answered, 503 when the broker is unreachable, and for anything else a generic 500 that
-    /// carries `errorID` (see ``from(_:errorID:)-swift.type.method``). Pure.
-    public static func from(_ failure: ServiceCallFailure, errorID: @autoclosure () -> String = ErrorEvent.makeErrorID()) -> APIError {
-        concealing(failure, errorID: errorID).error
-    }
-
     /// Any error a route or Hummingbird throws, as JSON. Pure.
     ///
-    /// Errors chosen on purpose (an ``APIError``, an HTTP status, a remote ErrorEvent) pass
-    /// unchanged. Anything else is unexpected and becomes a generic 500 whose message carries
+    /// Errors chosen on purpose (an ``APIError``, an HTTP status, a remote ErrorEvent with its own
+    /// status) pass unchanged; a bus call nobody answered is a 504, one without a broker a 503. Anything else is unexpected and becomes a generic 500 whose message carries
     /// `errorID`: an error's description can hold paths, SQL or addresses that are not the
     /// client's business. ``APIErrorMiddleware`` logs the details under that id.
     public static func from(_ error: any Error, errorID: @autoclosure () -> String = ErrorEvent.makeErrorID()) -> APIError {
