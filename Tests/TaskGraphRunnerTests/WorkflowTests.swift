@@ -68,7 +68,7 @@ struct WorkflowTests {
         try await withWorkflowServices(store: store) { bus in
             let wait = GraphDefinition(
                 friendlyName: "wait", injectableName: "Graph.Test.Wait",
-                tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 5000])])
+                tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 600_000])])
             #expect(try await bus.call(DefineTaskGraph(definition: wait)) == "Graph.Test.Wait")
             let first = try await bus.call(RunTaskGraph(name: "Graph.Test.Wait", target: "node-2"))
             let error = await #expect(throws: BusError.self) {
@@ -252,9 +252,10 @@ struct RetriedRunTests {
     @Test("a retry with the same idempotency key gets the first graph, not a second one nor a 400", arguments: StoreKind.allCases)
     func retryGetsTheFirstGraph(store: StoreKind) async throws {
         try await withWorkflowServices(store: store) { bus in
+            // Long enough that the cancel below always finds it running, however loaded the machine.
             let wait = GraphDefinition(
                 friendlyName: "wait", injectableName: "Graph.Test.Retried",
-                tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 2000])])
+                tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 600_000])])
             _ = try await bus.call(DefineTaskGraph(definition: wait))
             let request = RunTaskGraph(name: wait.injectableName, target: "retried-node", idempotencyKey: "request-\(UUID().uuidString)")
             let first = try await bus.call(request)
