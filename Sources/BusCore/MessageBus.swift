@@ -274,6 +274,12 @@ public final class MessageBus: Service, Sendable {
     /// (``Delivery/ack()``); at most `prefetch` are unacknowledged per consumer. `arguments` are
     /// the queue's `x-` arguments (for example `x-single-active-consumer`); every declarer of the
     /// queue must pass the same ones, or the broker refuses the declare.
+    ///
+    /// A message that the broker did not route through one of `bindings`' exchanges is refused
+    /// (rejected without requeue, so a quorum queue dead-letters it) and logged: any user that may
+    /// write to the default exchange (every RPC server's, to reply) can put a message into a queue
+    /// by name, and only the delivery's exchange, which the broker sets, tells it apart. A queue
+    /// without bindings is fed by name on purpose and takes what comes.
     public func workQueue<T: Decodable & Sendable>(
         named queue: String, bindings: [(exchange: Exchange, pattern: String)], prefetch: Int = 16, arguments: [String: HeaderValue] = [:],
         as type: T.Type = T.self, file: String = #fileID, line: Int = #line
@@ -286,7 +292,12 @@ public final class MessageBus: Service, Sendable {
                     arguments: configuration.workQueueArguments(for: queue, adding: arguments)),
                 bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) },
                 acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))))
-            return try await makeSubscription(spec, decode: Self.jsonDecoding(T.self))
+            let decode = Self.jsonDecoding(T.self)
+            let exchanges = Set(spec.bindings.map(\.exchange))
+            return try await makeSubscription(spec) { delivery in
+                guard exchanges.isEmpty || exchanges.contains(delivery.exchange) else { throw NotThroughBoundExchange(bound: exchanges) }
+                return try decode(delivery)
+            }
         }
     }
 

@@ -10,6 +10,10 @@ struct DeadLetters: AsyncParsableCommand {
         discussion: """
             QUEUE is a work queue, with or without the exchange prefix: rackbus.scheduler, rackbus.task-runner,
             rackbus.task-graph-runner.finished. Its dead-letter queue is QUEUE.dead-letter.
+            requeue publishes each again to the exchange and routing key it was first published with
+            (the broker's x-death header), so every queue bound to that key gets it again, as the first
+            time; a work queue refuses what comes by name. One that cannot be published stays, and the
+            exit status is 1.
             """)
 
     @OptionGroup var bus: BusOptions
@@ -29,7 +33,8 @@ struct DeadLetters: AsyncParsableCommand {
         let prefix = configuration.exchangePrefix
         let queue = self.queue.hasPrefix("\(prefix).") ? self.queue : "\(prefix).\(self.queue)"
         let (action, limit) = (self.action, max(1, min(limit, 65_535)))
-        try await MessageBus.withBus(configuration: configuration) { messageBus in
+        // How many dead letters could not be requeued.
+        let left = try await MessageBus.withBus(configuration: configuration) { messageBus -> Int in
             try await messageBus.waitUntilConnected(timeout: .seconds(10))
             let waiting: Int
             do {
@@ -40,11 +45,12 @@ struct DeadLetters: AsyncParsableCommand {
             let wanted = min(waiting, limit)
             guard wanted > 0 else {
                 print("no dead letters in \(BusConfiguration.deadLetterQueue(of: queue))")
-                return
+                return 0
             }
             // A prefetch of all the wanted ones: each arrives once, so listing can hand them all back.
             let letters = try await messageBus.deadLetters(of: queue, prefetch: wanted)
             let taken = await Self.take(wanted, from: letters, within: .seconds(5))
+            var left = 0
             switch action {
             case .list:
                 for letter in taken {
@@ -54,17 +60,38 @@ struct DeadLetters: AsyncParsableCommand {
                 }
                 print("\(taken.count) of \(waiting) dead letters in \(BusConfiguration.deadLetterQueue(of: queue))")
             case .requeue:
-                // Straight into the work queue (the default exchange routes by queue name), confirmed, then taken off.
+                // Published again where it was first published (the work queue refuses what comes
+                // by name), confirmed and routed, then taken off; one that cannot be stays.
                 for letter in taken {
-                    try await messageBus.publishRawConfirmed(
-                        body: letter.body, toExchangeNamed: "", routingKey: queue, type: letter.type ?? "Object", persistent: true)
-                    letter.ack()
+                    let id = letter.properties.messageID ?? "-"
+                    guard let origin = DeadLetterOrigin(headers: letter.properties.headers, queue: queue) else {
+                        FileHandle.standardError.write(
+                            Data("\(id): the broker recorded no exchange it came through into \(queue); left in place\n".utf8))
+                        letter.reject(requeue: true)
+                        left += 1
+                        continue
+                    }
+                    do {
+                        try await messageBus.publishRawConfirmed(
+                            body: letter.body, toExchangeNamed: origin.exchange, routingKey: origin.routingKey,
+                            type: letter.type ?? "Object", persistent: true, mandatory: true)
+                        letter.ack()
+                    } catch {
+                        FileHandle.standardError.write(
+                            Data(
+                                "\(id): could not publish it to \(origin.exchange) with \(origin.routingKey): \(error); left in place\n"
+                                    .utf8))
+                        letter.reject(requeue: true)
+                        left += 1
+                    }
                 }
-                print("requeued \(taken.count) dead letters into \(queue)")
+                print("requeued \(taken.count - left) dead letters into \(queue) through their exchanges")
             }
             // Let the acks and rejects go out before the connection closes.
             try await Task.sleep(for: .milliseconds(200))
+            return left
         }
+        if left > 0 { throw ExitCode(1) }
     }
 
     /// Up to `count` deliveries, as many as arrive within `timeout`.

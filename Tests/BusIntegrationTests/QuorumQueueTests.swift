@@ -61,7 +61,9 @@ struct QuorumQueueTests {
 
 @Suite("rackbus dead-letters", .timeLimit(.minutes(2)))
 struct DeadLettersCLITests {
-    @Test("lists a quorum work queue's poison messages without taking them, and requeues them into the work queue")
+    @Test(
+        "lists a quorum work queue's poison messages without taking them, and requeues them through the exchange they first came through"
+    )
     func listAndRequeue() async throws {
         var configuration = try TestBroker.configuration()
         configuration.workQueueType = .quorum
@@ -72,6 +74,10 @@ struct DeadLettersCLITests {
             let arguments = ["--url", TestBroker.url, "--prefix", prefix]
             do {
                 let work = try await bus.workQueue(named: queue, bindings: [(.events, "poison.#")], as: [String: String].self)
+                // Put in by name (first, so the consumer meets it before it stops): the work queue
+                // refuses it at once, and it cannot be requeued.
+                try await bus.publishRawConfirmed(
+                    body: Array(#"{"n":"by name"}"#.utf8), toExchangeNamed: "", routingKey: queue, type: "Object", persistent: true)
                 for index in 1...2 {
                     try await bus.publishConfirmed(["n": "\(index)"], to: .events, routingKey: "poison.\(index)", persistent: true)
                 }
@@ -83,15 +89,30 @@ struct DeadLettersCLITests {
                 }
             }
             let deadLetters = BusConfiguration.deadLetterQueue(of: queue)
-            try await eventually { try await bus.inspectQueue(named: deadLetters).messages == 2 }
+            try await eventually { try await bus.inspectQueue(named: deadLetters).messages == 3 }
             let listed = try await TestBroker.run(ServiceProcess.executable.path, ["dead-letters", "list", "rackbus.poisoned"] + arguments)
             #expect(listed.contains(#"{"n":"1"}"#) && listed.contains(#"{"n":"2"}"#), "\(listed)")
-            #expect(listed.contains("2 of 2 dead letters"), "\(listed)")
-            try await eventually { try await bus.inspectQueue(named: deadLetters).messages == 2 }
-            let requeued = try await TestBroker.run(ServiceProcess.executable.path, ["dead-letters", "requeue", queue] + arguments)
-            #expect(requeued.contains("requeued 2 dead letters"), "\(requeued)")
+            #expect(listed.contains("3 of 3 dead letters"), "\(listed)")
+            try await eventually { try await bus.inspectQueue(named: deadLetters).messages == 3 }
+            // Exits 1, since one stays.
+            let failure = await #expect(throws: TestFailure.self) {
+                _ = try await TestBroker.run(ServiceProcess.executable.path, ["dead-letters", "requeue", queue] + arguments)
+            }
+            let requeued = "\(failure.map { "\($0)" } ?? "")"
+            #expect(requeued.contains("exited 1") && requeued.contains("requeued 2 dead letters"), "\(requeued)")
+            #expect(requeued.contains("left in place"), "\(requeued)")
             try await eventually { try await bus.inspectQueue(named: queue).messages == 2 }
-            #expect(try await bus.inspectQueue(named: deadLetters).messages == 0)
+            #expect(try await bus.inspectQueue(named: deadLetters).messages == 1)
+            // They came back as the first time: through on.events, with their own routing keys.
+            let work = try await bus.workQueue(named: queue, bindings: [(.events, "poison.#")], as: [String: String].self)
+            var back: [String: String] = [:]
+            for await delivery in work {
+                #expect(delivery.exchange == bus.name(of: .events))
+                back[delivery.routingKey] = delivery.message["n"]
+                delivery.ack()
+                if back.count == 2 { break }
+            }
+            #expect(back == ["poison.1": "1", "poison.2": "2"])
             try await bus.deleteQueue(named: queue)
             try await bus.deleteQueue(named: deadLetters)
         }

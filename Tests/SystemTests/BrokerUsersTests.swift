@@ -121,12 +121,31 @@ struct BrokerUsersTests {
                     #expect(refused?.status == 403, "\(String(describing: refused))")
                 }
                 #expect(try await bus.call(GetActiveTaskGraphs()).isEmpty, "a graph was started")
-                // Work queues do not check the exchange yet (deploy/README.md, "What these patterns cannot stop").
+                // The same user can put a run into the runners' work queue by name, and the broker
+                // cannot stop it; the runner refuses it, since it did not come through the task exchange.
+                let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
                 let runs = WorkflowQueues.name(WorkflowQueues.taskRunner, prefix: prefix)
-                let direct = try await users.tryRaw("dhcp", [["publish", "", runs, "{}", "Object"]])
-                withKnownIssue("a work queue takes what the default exchange puts in it") {
-                    #expect(direct == [403])
+                func run(_ taskId: String) throws -> String {
+                    let spec = TaskSpec(
+                        taskId: taskId, graphId: "forged-graph", graphName: "Graph.Forged", label: "noop", taskName: "Task.noop",
+                        job: "Job.noop", options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+                    return String(decoding: try JSONEncoder().encode(spec), as: UTF8.self)
                 }
+                let forged = "forged-\(UUID().uuidString)"
+                #expect(try await users.tryRaw("dhcp", [["publish", "", runs, try run(forged), "Object"]]) == ["ok"])
+                // A run the Scheduler's way, through the task exchange, after it in the same queue: once
+                // its report is in, the runner has handled the forged one before it.
+                let genuine = "genuine-\(UUID().uuidString)"
+                try await bus.publishRawConfirmed(
+                    body: Array(try run(genuine).utf8), toExchangeNamed: bus.name(of: .task), routingKey: WorkflowKeys.run(genuine),
+                    type: "Object", persistent: true)
+                var reported: [String] = []
+                for await report in finished {
+                    reported.append(report.message.taskId)
+                    if report.message.taskId == genuine { break }
+                }
+                #expect(reported == [genuine], "the forged run was run")
+                #expect(try await bus.inspectQueue(named: runs).messages == 0, "the forged run was left in the queue")
             }
         }
         // --delete removes them all again.

@@ -55,6 +55,14 @@ struct CArena: ~Copyable {
         return amqp_table_t(num_entries: Int32(total), entries: pointer)
     }
 
+    private mutating func array(_ values: [HeaderValue]) -> amqp_array_t {
+        guard !values.isEmpty else { return amqp_array_t(num_entries: 0, entries: nil) }
+        let raw = allocate(MemoryLayout<amqp_field_value_t>.stride * values.count)
+        let pointer = raw.bindMemory(to: amqp_field_value_t.self, capacity: values.count)
+        for (index, value) in values.enumerated() { pointer[index] = field(value) }
+        return amqp_array_t(num_entries: Int32(values.count), entries: pointer)
+    }
+
     private mutating func field(_ value: HeaderValue) -> amqp_field_value_t {
         var field = amqp_field_value_t()
         switch value {
@@ -70,6 +78,12 @@ struct CArena: ~Copyable {
         case .double(let number):
             field.kind = UInt8(AMQP_FIELD_KIND_F64.rawValue)
             field.value.f64 = number
+        case .array(let values):
+            field.kind = UInt8(AMQP_FIELD_KIND_ARRAY.rawValue)
+            field.value.array = array(values)
+        case .table(let entries):
+            field.kind = UInt8(AMQP_FIELD_KIND_TABLE.rawValue)
+            field.value.table = table(entries.map { ($0.key, $0.value) })
         }
         return field
     }

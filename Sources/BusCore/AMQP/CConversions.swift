@@ -85,33 +85,42 @@ extension MessageProperties {
         )
     }
 
-    private static func headers(_ table: amqp_table_t) -> [String: HeaderValue] {
+    /// How deep nested arrays and tables are read: the broker's own go two levels (`x-death`);
+    /// a peer's deeper nesting is cut off rather than followed without bound.
+    static let maximumHeaderDepth = 8
+
+    static func headers(_ table: amqp_table_t, depth: Int = 0) -> [String: HeaderValue] {
         guard table.num_entries > 0, let entries = table.entries else { return [:] }
         var result: [String: HeaderValue] = [:]
         for index in 0..<Int(table.num_entries) {
             let entry = entries[index]
-            let key = String(amqpBytes: entry.key)
-            let value = entry.value
-            switch UInt32(value.kind) {
-            case AMQP_FIELD_KIND_UTF8.rawValue, AMQP_FIELD_KIND_BYTES.rawValue:
-                result[key] = .string(String(amqpBytes: value.value.bytes))
-            case AMQP_FIELD_KIND_BOOLEAN.rawValue:
-                result[key] = .bool(value.value.boolean != 0)
-            case AMQP_FIELD_KIND_I8.rawValue: result[key] = .int(Int64(value.value.i8))
-            case AMQP_FIELD_KIND_U8.rawValue: result[key] = .int(Int64(value.value.u8))
-            case AMQP_FIELD_KIND_I16.rawValue: result[key] = .int(Int64(value.value.i16))
-            case AMQP_FIELD_KIND_U16.rawValue: result[key] = .int(Int64(value.value.u16))
-            case AMQP_FIELD_KIND_I32.rawValue: result[key] = .int(Int64(value.value.i32))
-            case AMQP_FIELD_KIND_U32.rawValue: result[key] = .int(Int64(value.value.u32))
-            case AMQP_FIELD_KIND_I64.rawValue: result[key] = .int(value.value.i64)
-            case AMQP_FIELD_KIND_U64.rawValue, AMQP_FIELD_KIND_TIMESTAMP.rawValue:
-                result[key] = .int(Int64(clamping: value.value.u64))
-            case AMQP_FIELD_KIND_F32.rawValue: result[key] = .double(Double(value.value.f32))
-            case AMQP_FIELD_KIND_F64.rawValue: result[key] = .double(value.value.f64)
-            default:
-                continue
-            }
+            result[String(amqpBytes: entry.key)] = headerValue(entry.value, depth: depth)
         }
         return result
+    }
+
+    /// Nil for a kind BusCore does not read (decimal, void), and past ``maximumHeaderDepth``.
+    private static func headerValue(_ value: amqp_field_value_t, depth: Int) -> HeaderValue? {
+        switch UInt32(value.kind) {
+        case AMQP_FIELD_KIND_UTF8.rawValue, AMQP_FIELD_KIND_BYTES.rawValue: .string(String(amqpBytes: value.value.bytes))
+        case AMQP_FIELD_KIND_BOOLEAN.rawValue: .bool(value.value.boolean != 0)
+        case AMQP_FIELD_KIND_I8.rawValue: .int(Int64(value.value.i8))
+        case AMQP_FIELD_KIND_U8.rawValue: .int(Int64(value.value.u8))
+        case AMQP_FIELD_KIND_I16.rawValue: .int(Int64(value.value.i16))
+        case AMQP_FIELD_KIND_U16.rawValue: .int(Int64(value.value.u16))
+        case AMQP_FIELD_KIND_I32.rawValue: .int(Int64(value.value.i32))
+        case AMQP_FIELD_KIND_U32.rawValue: .int(Int64(value.value.u32))
+        case AMQP_FIELD_KIND_I64.rawValue: .int(value.value.i64)
+        case AMQP_FIELD_KIND_U64.rawValue, AMQP_FIELD_KIND_TIMESTAMP.rawValue: .int(Int64(clamping: value.value.u64))
+        case AMQP_FIELD_KIND_F32.rawValue: .double(Double(value.value.f32))
+        case AMQP_FIELD_KIND_F64.rawValue: .double(value.value.f64)
+        case AMQP_FIELD_KIND_TABLE.rawValue where depth < maximumHeaderDepth: .table(headers(value.value.table, depth: depth + 1))
+        case AMQP_FIELD_KIND_ARRAY.rawValue where depth < maximumHeaderDepth:
+            .array(
+                (0..<Int(max(0, value.value.array.num_entries))).compactMap { index in
+                    value.value.array.entries.flatMap { headerValue($0[index], depth: depth + 1) }
+                })
+        default: nil
+        }
     }
 }

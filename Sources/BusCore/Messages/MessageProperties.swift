@@ -33,20 +33,23 @@ public struct MessageProperties: Sendable, Equatable {
     }
 }
 
-/// A header table value. AMQP has more kinds; these are the ones BusCore writes, and every
-/// numeric kind it reads is widened into them.
-public enum HeaderValue: Sendable, Hashable {
+/// A header table value. AMQP has more kinds; every numeric kind BusCore reads is widened into
+/// these, and nested arrays and tables are read whole (the broker's `x-death` is an array of
+/// tables).
+public indirect enum HeaderValue: Sendable, Hashable {
     case string(String)
     case int(Int64)
     case bool(Bool)
     case double(Double)
+    case array([HeaderValue])
+    case table([String: HeaderValue])
 
     public var intValue: Int64? {
         switch self {
         case .int(let value): return value
         case .double(let value): return Int64(exactly: value.rounded())
         case .string(let value): return Int64(value)
-        case .bool: return nil
+        case .bool, .array, .table: return nil
         }
     }
 
@@ -56,7 +59,18 @@ public enum HeaderValue: Sendable, Hashable {
         case .int(let value): return String(value)
         case .double(let value): return String(value)
         case .bool(let value): return String(value)
+        case .array, .table: return nil
         }
+    }
+
+    public var arrayValue: [HeaderValue]? {
+        if case .array(let values) = self { return values }
+        return nil
+    }
+
+    public var tableValue: [String: HeaderValue]? {
+        if case .table(let entries) = self { return entries }
+        return nil
     }
 }
 

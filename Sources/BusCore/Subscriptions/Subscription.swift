@@ -30,6 +30,12 @@ public struct Delivery<Message: Sendable>: Sendable {
 /// Thrown by a subscription's decoder to pass over a message quietly (it is acknowledged).
 struct NotForThisSubscriber: Error {}
 
+/// Thrown by a work queue's decoder for a message that the broker did not route through one of
+/// the queue's exchanges (it came by name, through the default exchange): it is refused.
+struct NotThroughBoundExchange: Error {
+    let bound: Set<String>
+}
+
 struct Acknowledger: Sendable {
     enum Verdict {
         case ack
@@ -124,6 +130,16 @@ public struct Subscription<Message: Sendable>: AsyncSequence, Sendable {
                 } catch is NotForThisSubscriber {
                     // A filtered subscription passing over a message meant for someone else.
                     acknowledger?.send(.ack)
+                } catch let refused as NotThroughBoundExchange {
+                    subscription.engine.shared.logger.error(
+                        "refused a message that did not come through the queue's exchanges",
+                        metadata: [
+                            "amqp.queue": "\(subscription.queueName)",
+                            "amqp.exchange": "\(raw.exchange.isEmpty ? "(default)" : raw.exchange)",
+                            "amqp.routing_key": "\(raw.routingKey)", "amqp.message_id": "\(raw.properties.messageID ?? "-")",
+                            "bus.bound_exchanges": "\(refused.bound.sorted().joined(separator: ","))",
+                        ])
+                    acknowledger?.send(.drop)
                 } catch {
                     subscription.engine.shared.metrics.undecodable.increment()
                     subscription.engine.shared.logger.warning(
