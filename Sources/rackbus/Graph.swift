@@ -101,15 +101,21 @@ struct Graph: AsyncParsableCommand {
         @Option(help: "Node id the graph runs against") var node: String?
         @Option(help: "Options JSON, e.g. '{\"defaults\":{\"nodeId\":\"n1\"}}'") var options: String?
         @Flag(help: "Follow the graph until it finishes") var wait = false
+        @Option(
+            help: """
+                A key of yours for this request: run again with the same key (after a timeout, say), it \
+                answers with the graph the first run started instead of starting another
+                """)
+        var idempotencyKey: String?
 
         func run() async throws {
             let options = try self.options.map { try JSONDecoder().decode([String: JSONValue].self, from: Data($0.utf8)) } ?? [:]
-            let (name, node, wait, json) = (self.name, self.node, self.wait, common.json)
+            let (name, node, wait, json, key) = (self.name, self.node, self.wait, common.json, idempotencyKey)
             let status = try await common.withBus { bus -> String in
                 // Subscribe before running, so that no event is missed.
                 let tasks = wait ? try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self) : nil
                 let finished = wait ? try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self) : nil
-                let graph = try await bus.call(RunTaskGraph(name: name, options: options, target: node))
+                let graph = try await bus.call(RunTaskGraph(name: name, options: options, target: node, idempotencyKey: key))
                 Self.emit(
                     json
                         ? Self.line(["event": "started", "graphId": graph.instanceId, "name": graph.name])

@@ -367,6 +367,44 @@ struct HTTPServiceBrokerTests {
             }
         }
 
+        @Test("A workflow POST retried with its Idempotency-Key gets the graph it started; a bad key is a 400, a reused one a 409")
+        func workflowRetry() async throws {
+            try await TestBroker.withBus { bus in
+                try await withRegistry(bus: bus) {
+                    try await withWorkflowServices(bus: bus) {
+                        let node = try await bus.call(RegisterNode(macs: [uniqueMAC()])).node
+                        let graphName = "Graph.Test.Retry.\(UUID().uuidString.prefix(8))"
+                        _ = try await bus.call(
+                            DefineTaskGraph(
+                                definition: GraphDefinition(
+                                    friendlyName: "API retry", injectableName: graphName,
+                                    tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 600_000])])))
+                        try await withHTTPService(bus: bus, testConfiguration()) { http in
+                            let path = "/api/current/nodes/\(node.id)/workflows"
+                            let key = "retry-\(UUID().uuidString)"
+                            let body = #"{"name":"\#(graphName)"}"#
+                            let first = try await http.api(.post, path, json: body, headers: ["Idempotency-Key": key])
+                            #expect(first.status == .created, "\(first.text)")
+                            let graphId = try #require(first.json?["instanceId"]?.stringValue)
+                            let again = try await http.api(.post, path, json: body, headers: ["Idempotency-Key": key])
+                            #expect(again.status == .created, "\(again.text)")
+                            #expect(again.json?["instanceId"] == .string(graphId))
+
+                            let bad = try await http.api(.post, path, json: body, headers: ["Idempotency-Key": "has space"])
+                            #expect(bad.status == .badRequest)
+                            #expect(bad.json?["message"] == "Idempotency-Key must be 1 to 255 visible ASCII characters")
+                            let reused = try await http.api(
+                                .post, path, json: #"{"name":"Graph.noop-example"}"#, headers: ["Idempotency-Key": key])
+                            #expect(reused.status == .conflict, "\(reused.text)")
+                            #expect(reused.json?["name"] == "ConflictError")
+                            #expect(try await bus.call(GetActiveTaskGraphs()).map(\.instanceId) == [graphId])
+                            _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(instanceId: graphId)))
+                        }
+                    }
+                }
+            }
+        }
+
         @Test("Errors are {status, name, message}: unknown node, bad bodies, unknown graph, unknown route, body too large")
         func errors() async throws {
             try await TestBroker.withBus { bus in

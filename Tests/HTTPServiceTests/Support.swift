@@ -32,10 +32,15 @@ struct RunningHTTP: Sendable {
         try await Self.request(port: bootPort, TestClient.Request(path, method: .get, headers: headers))
     }
 
-    func api(_ method: HTTPRequest.Method, _ path: String, json: String? = nil, token: String? = nil) async throws -> TestClient.Response {
+    func api(
+        _ method: HTTPRequest.Method, _ path: String, json: String? = nil, token: String? = nil, headers extra: [String: String] = [:]
+    ) async throws -> TestClient.Response {
         var headers = HTTPFields()
         if json != nil { headers[.contentType] = "application/json" }
         if let token { headers[.authorization] = "Bearer \(token)" }
+        for (name, value) in extra {
+            if let name = HTTPFields.Element.Name(name) { headers[name] = value }
+        }
         return try await Self.request(
             port: apiPort, TestClient.Request(path, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) }))
     }

@@ -274,6 +274,35 @@ struct RetriedRunTests {
             let late = try await bus.call(request)
             #expect(late.instanceId == first.instanceId)
             #expect(late.status == "cancelled")
+            // The same key on another request is a mistake, not a retry: a 409, not that graph.
+            let reused = await #expect(throws: BusError.self) {
+                _ = try await bus.call(
+                    RunTaskGraph(name: "Graph.noop-example", target: "retried-node", idempotencyKey: request.idempotencyKey))
+            }
+            #expect(reused?.status == 409)
+            #expect(try await bus.call(GetActiveTaskGraphs()).isEmpty)
+        }
+    }
+
+    @Test("rackbus graph run --idempotency-key, run twice, starts one graph and prints it twice")
+    func cliRetry() async throws {
+        try await withWorkflowServices { bus in
+            let wait = GraphDefinition(
+                friendlyName: "wait", injectableName: "Graph.Test.CLIRetry",
+                tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 600_000])])
+            _ = try await bus.call(DefineTaskGraph(definition: wait))
+            let arguments = [
+                "graph", "run", wait.injectableName, "--node", "cli-retry-node", "--idempotency-key", "cli-\(UUID().uuidString)",
+                "--url", TestBroker.url, "--prefix", bus.configuration.exchangePrefix,
+            ]
+            let first = try await TestBroker.run(ServiceProcess.executable.path, arguments)
+            let again = try await TestBroker.run(ServiceProcess.executable.path, arguments)
+            #expect(first.hasPrefix("started "), "\(first)")
+            #expect(again == first)
+            let active = try await bus.call(GetActiveTaskGraphs())
+            #expect(active.count == 1)
+            #expect(first.contains(active.first?.instanceId ?? "none"))
+            _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(target: "cli-retry-node")))
         }
     }
 }

@@ -55,13 +55,24 @@ struct ManagementRoutes: Sendable {
         var options: [String: JSONValue]?
     }
 
+    /// With an `Idempotency-Key` header, a client that retries after a lost response gets the
+    /// graph its first request started (a 201 again), not a 400 for the node's active graph.
     func startWorkflow(_ idOrMAC: String, request: Request) async throws -> Response {
         let body = try await decodeBody(WorkflowRequest.self, from: request)
         guard !body.name.trimmingCharacters(in: .whitespaces).isEmpty else { throw APIError.badRequest("name must name a graph") }
+        let key = request.headers.first { $0.name.canonicalName == "idempotency-key" }?.value
+        if let key, !Self.isValidIdempotencyKey(key) {
+            throw APIError.badRequest("Idempotency-Key must be 1 to 255 visible ASCII characters")
+        }
         let node = try await call(GetNode(idOrMAC), service: ServiceName.registry)
         let graph = try await call(
-            RunTaskGraph(name: body.name, options: body.options, target: node.id), service: ServiceName.taskGraphRunner)
+            RunTaskGraph(name: body.name, options: body.options, target: node.id, idempotencyKey: key),
+            service: ServiceName.taskGraphRunner)
         return try json(graph, status: .created)
+    }
+
+    static func isValidIdempotencyKey(_ key: String) -> Bool {
+        (1...255).contains(key.utf8.count) && key.utf8.allSatisfy { (0x21...0x7E).contains($0) }
     }
 
     func showWorkflow(_ graphId: String) async throws -> Response {

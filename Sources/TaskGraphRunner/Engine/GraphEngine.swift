@@ -98,7 +98,8 @@ actor GraphEngine {
     // MARK: Instances
 
     /// Creates and begins a graph. With `idempotencyKey`, a retry of a request that created a
-    /// graph (its reply was lost) answers with that graph instead of creating another.
+    /// graph (its reply was lost) answers with that graph instead of creating another; the same
+    /// key on a request for another graph or target is a 409, not somebody else's graph.
     func run(name: String, options: [String: JSONValue], target: String?, idempotencyKey: String? = nil) async throws -> GraphSummary {
         // A redefinition through another instance counts as much as a new name.
         try await refreshLibraryIfChanged()
@@ -126,6 +127,11 @@ actor GraphEngine {
             try await store.create(change)
         } catch GraphStoreError.alreadyCreated(let existing) {
             guard let graph = try await store.graph(id: existing) else { throw ErrorEvent.notFound("Graph \(existing) is gone.") }
+            guard graph.plan.definition.injectableName == definition.injectableName, graph.target == target else {
+                throw ErrorEvent.conflict(
+                    "Idempotency key \(idempotencyKey ?? "") was used for another request (graph \(existing)).",
+                    context: ["graphId": .string(existing)])
+            }
             logger.info("a retried run answered with its graph", metadata: ["graph.id": "\(existing)"])
             return summary(of: graph)
         } catch GraphStoreError.targetBusy(let target) {
