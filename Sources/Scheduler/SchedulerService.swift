@@ -10,33 +10,37 @@ import WorkflowProtocol
 /// most `concurrency` tasks at once, hands each to the task runners with `run.<taskId>`, and
 /// cancels a task whose `_taskTimeout` passes (`cancel.<taskId>` with `TaskTimeoutError`).
 ///
+/// A spare watches the active one's hand-overs and the tasks' ends until the broker makes it
+/// active, so it takes over knowing which tasks run (``SchedulingState``).
+///
 /// A `schedule` request is acknowledged only once its `run` is confirmed by the broker, so a
 /// Scheduler killed in the middle loses nothing: the broker redelivers what it had not handed on.
 public final class SchedulerService: Service, Sendable {
     public static let queueName = WorkflowQueues.scheduler
-    /// How many handed-on task ids it remembers to drop duplicate requests.
+    /// How many task ids it remembers (handed on, and ended) to drop duplicates.
     static let rememberedTaskIDs = 100_000
-
-    private struct State {
-        var concurrency: Int
-        var waiting: [Delivery<ScheduleRequest>] = []
-        var running: Set<String> = []
-        var deadlines = TaskDeadlines()
-        var known = RecentTaskIDs(capacity: SchedulerService.rememberedTaskIDs)
-    }
 
     private let bus: MessageBus
     private let logger: Logger
-    private let state: Mutex<State>
+    private let state: Mutex<SchedulingState<Delivery<ScheduleRequest>>>
     private let wake: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
+    private let readiness = OneShotSignal()
 
     public init(bus: MessageBus, concurrency: Int = 64, logger: Logger = Logger(label: "rackbus.scheduler")) {
         self.bus = bus
         self.logger = logger
-        self.state = Mutex(State(concurrency: max(1, concurrency)))
+        self.state = Mutex(SchedulingState(concurrency: concurrency, remembered: Self.rememberedTaskIDs))
         (wake, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
+
+    /// Returns once it consumes its queue (also when the waiting task is cancelled).
+    public func waitUntilReady() async {
+        await readiness.wait()
+    }
+
+    /// Whether the broker has made this Scheduler the active one (it has had a request).
+    public var isActive: Bool { state.withLock { $0.role == .active } }
 
     /// How many tasks may run at once (changeable while running).
     public var concurrency: Int {
@@ -47,10 +51,11 @@ public final class SchedulerService: Service, Sendable {
         }
     }
 
+    /// The tasks it counts as running: its own hand-overs, or, standing by, the active one's.
     public var runningCount: Int { state.withLock { $0.running.count } }
 
-    /// How many task ids it remembers (bounded by ``rememberedTaskIDs``).
-    public var rememberedCount: Int { state.withLock { $0.known.count } }
+    /// How many handed-on task ids it remembers (bounded by ``rememberedTaskIDs``).
+    public var rememberedCount: Int { state.withLock { $0.knownCount } }
 
     public func run() async throws {
         // A large prefetch: waiting requests stay unacknowledged (safe) without stalling delivery.
@@ -58,26 +63,40 @@ public final class SchedulerService: Service, Sendable {
         // Hand-overs wait in the runners' queue even while no runner is up.
         try await bus.declareWorkQueue(
             named: WorkflowQueues.name(WorkflowQueues.taskRunner, prefix: prefix), bindings: WorkflowQueues.taskRunnerBindings)
+        // Only the task id matters here: a slot frees up.
+        let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: FinishedTaskID.self)
+        // The hand-overs, watched until this Scheduler becomes active; before it consumes the
+        // queue, so that none is missed if it stands by from the start.
+        let handOvers = try await bus.subscribe(to: .task, patterns: ["run.*"], as: ScheduleRequest.self)
         let requests = try await bus.workQueue(
             named: WorkflowQueues.name(Self.queueName, prefix: prefix), bindings: WorkflowQueues.schedulerBindings,
             prefetch: 10_000, arguments: WorkflowQueues.schedulerArguments,
             as: ScheduleRequest.self)
-        // Only the task id matters here: a slot frees up.
-        let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: FinishedTaskID.self)
+        readiness.signal()
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await request in requests {
-                    self.state.withLock { $0.waiting.append(request) }
+                    let spec = request.message
+                    let becameActive = self.state.withLock {
+                        $0.received(request, taskId: spec.taskId, timeoutMs: spec.timeoutMs)
+                    }
+                    if becameActive {
+                        self.logger.notice("this Scheduler is now the active one", metadata: ["scheduler.running": "\(self.runningCount)"])
+                        handOvers.cancel()
+                    }
                     self.wakeContinuation.yield()
                 }
             }
             group.addTask {
                 for await report in finished {
-                    let freed = self.state.withLock { state in
-                        state.deadlines.forget(report.message.taskId)
-                        return state.running.remove(report.message.taskId) != nil
+                    if self.state.withLock({ $0.taskEnded(report.message.taskId) }) { self.wakeContinuation.yield() }
+                }
+            }
+            group.addTask {
+                for await handOver in handOvers {
+                    self.state.withLock {
+                        $0.observedHandOver(taskId: handOver.message.taskId, timeoutMs: handOver.message.timeoutMs, now: .now)
                     }
-                    if freed { self.wakeContinuation.yield() }
                 }
             }
             group.addTask { await self.dispatchLoop() }
@@ -88,34 +107,21 @@ public final class SchedulerService: Service, Sendable {
     }
 
     private func dispatchLoop() async {
-        // Hand-overs go out side by side: each waits for its own broker confirm.
+        // Hand-overs go out side by side: each waits for its own broker confirm. Duplicate
+        // requests (a TaskGraphRunner resuming after a restart) are sent on without taking a slot.
         await withDiscardingTaskGroup { group in
             for await _ in wake {
-                while let next = takeNext() {
+                while let next = state.withLock({ $0.takeNext(now: .now) }) {
                     group.addTask { await self.dispatch(next) }
                 }
             }
         }
     }
 
-    /// The next request that may start now, or nil when all slots are taken or none waits.
-    private func takeNext() -> Delivery<ScheduleRequest>? {
-        state.withLock { state in
-            guard state.running.count < state.concurrency, !state.waiting.isEmpty else { return nil }
-            let request = state.waiting.removeFirst()
-            let spec = request.message
-            // Duplicate requests (a TaskGraphRunner resuming after a restart) start nothing new.
-            if state.known.contains(spec.taskId) { return request }
-            state.known.insert(spec.taskId)
-            state.running.insert(spec.taskId)
-            state.deadlines.watch(spec.taskId, timeoutMs: spec.timeoutMs, from: .now)
-            return request
-        }
-    }
-
     /// Forwards the `schedule` body untouched as `run.<taskId>`: the runners read the whole
     /// ``TaskSpec``, the Scheduler only what it decides on.
-    private func dispatch(_ request: Delivery<ScheduleRequest>) async {
+    private func dispatch(_ handOver: SchedulingState<Delivery<ScheduleRequest>>.HandOver) async {
+        let request = handOver.request
         let spec = request.message
         do {
             try await bus.publishRawConfirmed(
@@ -126,11 +132,8 @@ public final class SchedulerService: Service, Sendable {
             logger.error(
                 "could not hand a task to the runners; it will be redelivered",
                 metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
-            state.withLock { state in
-                state.running.remove(spec.taskId)
-                state.deadlines.forget(spec.taskId)
-                state.known.remove(spec.taskId)
-            }
+            // A duplicate's slot belongs to the hand-over that counted it.
+            if handOver.counts { state.withLock { $0.handOverFailed(spec.taskId) } }
             request.reject(requeue: true)
         }
     }
@@ -138,7 +141,7 @@ public final class SchedulerService: Service, Sendable {
     private func timeoutLoop() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            let expired = state.withLock { $0.deadlines.takeExpired(now: .now) }
+            let expired = state.withLock { $0.takeExpired(now: .now) }
             for taskID in expired {
                 logger.warning("task timed out", metadata: ["task.id": "\(taskID)"])
                 try? await bus.publishConfirmed(

@@ -40,7 +40,9 @@ struct SchedulerStandbyTests {
                 group.addTask { for await _ in handedOver { timeline.recordHandOver() } }
                 group.addTask {
                     while !Task.isCancelled {
-                        timeline.sample(first.runningCount + second.runningCount)
+                        // A spare counts the active one's tasks too: only the active one's count is the limit's.
+                        timeline.sample(
+                            (first.isActive ? first.runningCount : 0) + (second.isActive ? second.runningCount : 0))
                         try await Task.sleep(for: .milliseconds(5))
                     }
                 }
@@ -56,9 +58,8 @@ struct SchedulerStandbyTests {
                 #expect(timeline.mostAtOnce == 1, "one limit for both Schedulers")
                 // The first goes (it may have been the active one or the spare): the other carries on.
                 // Once both have heard every task end: `graph.finished` comes through another queue
-                // than the Schedulers' `task.finished`, and may come first. A Scheduler cancelled
-                // before it heard its last task end would keep counting it, and a spare that takes
-                // over from a busy one may run the limit on top of its tasks (deploy/README.md).
+                // than the Schedulers' `task.finished`, and may come first. (Taking over from a busy
+                // one is the next test.)
                 try await eventually { first.runningCount + second.runningCount == 0 }
                 firstScheduler.cancel()
                 _ = await firstScheduler.result
@@ -67,6 +68,48 @@ struct SchedulerStandbyTests {
                 #expect(more.allSatisfy { $0.message.status == "succeeded" })
                 #expect(timeline.started == 6)
                 #expect(timeline.mostAtOnce == 1)
+            }
+        }
+    }
+
+    @Test("a spare that takes over counts the task the active one left running, and starts the next only once it ends")
+    func takeOverFromABusyScheduler() async throws {
+        let slow = GraphDefinition(
+            friendlyName: "2 s wait", injectableName: "Graph.Test.TakeOver",
+            tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 2000])])
+        try await TestBroker.withBus { bus in
+            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: ":memory:"), logger: TestBroker.logger)
+            let schedulers = (0..<2).map { _ in SchedulerService(bus: bus, concurrency: 1, logger: TestBroker.logger) }
+            let handedOver = try await bus.subscribe(to: .task, patterns: ["run.*"], as: TaskSpec.self)
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await runner.run() }
+                let running = schedulers.map { scheduler in Task { try await scheduler.run() } }
+                defer {
+                    for scheduler in running { scheduler.cancel() }
+                    group.cancelAll()
+                }
+                await runner.waitUntilReady()
+                for scheduler in schedulers { await scheduler.waitUntilReady() }
+                _ = try await bus.call(DefineTaskGraph(definition: slow))
+                let first = try await bus.call(RunTaskGraph(name: slow.injectableName))
+                var handOvers = handedOver.makeAsyncIterator()
+                #expect(await handOvers.next()?.message.graphId == first.instanceId)
+                let firstStarted = ContinuousClock.now
+                let active = try #require(schedulers.firstIndex { $0.isActive })
+                let spare = schedulers[1 - active]
+                // It watched the hand-over go by.
+                try await eventually { spare.runningCount == 1 }
+                running[active].cancel()
+                _ = await running[active].result
+                let second = try await bus.call(RunTaskGraph(name: slow.injectableName))
+                #expect(await handOvers.next()?.message.graphId == second.instanceId)
+                #expect(
+                    ContinuousClock.now - firstStarted >= .milliseconds(1500),
+                    "the spare started a second task while the first (2 s) still ran, beyond its limit of 1")
+                #expect(spare.isActive)
+                let done = try await collect(finished, count: 2, timeout: .seconds(30))
+                #expect(done.allSatisfy { $0.message.status == "succeeded" })
             }
         }
     }
