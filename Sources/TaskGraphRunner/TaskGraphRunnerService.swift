@@ -16,11 +16,21 @@ public final class TaskGraphRunnerService: Service, Sendable {
         /// Whether this process also runs tasks (built-in jobs).
         public var runsTasks: Bool
         public var taskConcurrency: Int
+        /// How long finished tasks stay in the journal that keeps a redelivered `run` from
+        /// running a task again (`RACKBUS_TASKGRAPH_JOURNAL_DAYS`).
+        public var finishedTaskRetention: Duration
+        /// How often older ones are forgotten.
+        public var retentionInterval: Duration
 
-        public init(database: String = ".rackbus/taskgraph.sqlite", runsTasks: Bool = true, taskConcurrency: Int = 64) {
+        public init(
+            database: String = ".rackbus/taskgraph.sqlite", runsTasks: Bool = true, taskConcurrency: Int = 64,
+            finishedTaskRetention: Duration = .seconds(7 * 86_400), retentionInterval: Duration = .seconds(3_600)
+        ) {
             self.database = database
             self.runsTasks = runsTasks
             self.taskConcurrency = taskConcurrency
+            self.finishedTaskRetention = finishedTaskRetention
+            self.retentionInterval = retentionInterval
         }
     }
 
@@ -93,6 +103,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
             }
             // Sends what a crashed instance (or a failed send) left in the outbox.
             group.addTask { await engine.sweepOutbox() }
+            group.addTask { await self.forgetOldFinishedTasks(in: store) }
             group.addTask {
                 // Reports are handled side by side (the prefetch bounds how many); the engine
                 // keeps each graph consistent.
@@ -115,6 +126,24 @@ public final class TaskGraphRunnerService: Service, Sendable {
             }
             try? await gracefulShutdown()
             group.cancelAll()
+        }
+    }
+
+    /// Keeps the finished-task journal to ``Configuration/finishedTaskRetention``: at start, then
+    /// every ``Configuration/retentionInterval``, until cancelled. (Instances sharing a store all
+    /// do it; a delete is the same from any of them.)
+    private func forgetOldFinishedTasks(in store: any GraphStore) async {
+        while !Task.isCancelled {
+            do {
+                let cutoff = Date().addingTimeInterval(-configuration.finishedTaskRetention.secondsValue)
+                let forgotten = try await store.forgetFinishedTasks(before: cutoff)
+                if forgotten > 0 {
+                    logger.info("forgot finished tasks past their retention", metadata: ["taskgraph.forgotten": "\(forgotten)"])
+                }
+            } catch  where !Task.isCancelled {
+                logger.warning("could not forget old finished tasks", metadata: ["error": "\(error)"])
+            } catch {}
+            try? await Task.sleep(for: configuration.retentionInterval)
         }
     }
 

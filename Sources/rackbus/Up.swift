@@ -85,6 +85,12 @@ struct Up: AsyncParsableCommand {
     )
     var taskgraphDatabase: String?
 
+    @Option(
+        help:
+            "Days the task runner remembers finished tasks, so that a redelivered run is not run again (default: $RACKBUS_TASKGRAPH_JOURNAL_DAYS, else 7)"
+    )
+    var taskgraphJournalDays: Int?
+
     @Option(help: "Tasks the Scheduler runs at once (default: $RACKBUS_SCHEDULER_CONCURRENCY, else 64)")
     var schedulerConcurrency: Int?
 
@@ -125,6 +131,9 @@ struct Up: AsyncParsableCommand {
         }
 
         let taskgraphPath = taskgraphDatabase ?? environment["RACKBUS_TASKGRAPH_DATABASE"] ?? ".rackbus/taskgraph.sqlite"
+        let journalText = environment["RACKBUS_TASKGRAPH_JOURNAL_DAYS"].flatMap { $0.isEmpty ? nil : $0 }
+        let journalDays = taskgraphJournalDays ?? journalText.map { Int($0) ?? 0 } ?? 7
+        guard (1...3_650).contains(journalDays) else { throw ValidationError("the task journal must keep 1 to 3650 days") }
         let concurrency = schedulerConcurrency ?? environment["RACKBUS_SCHEDULER_CONCURRENCY"].flatMap(Int.init) ?? 64
         guard concurrency > 0 else { throw ValidationError("the scheduler concurrency must be positive") }
 
@@ -150,7 +159,9 @@ struct Up: AsyncParsableCommand {
         let taskGraphRunner =
             selected.contains("taskgraph")
             ? TaskGraphRunnerService(
-                bus: messageBus, configuration: .init(database: taskgraphPath), logger: Logger(label: "rackbus.taskgraph"))
+                bus: messageBus,
+                configuration: .init(database: taskgraphPath, finishedTaskRetention: .seconds(journalDays * 86_400)),
+                logger: Logger(label: "rackbus.taskgraph"))
             : nil
         let scheduler =
             selected.contains("scheduler")

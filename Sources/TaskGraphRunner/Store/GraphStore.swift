@@ -44,6 +44,11 @@ protocol GraphStore: FinishedTaskJournal {
     func removeMessages(_ ids: [String]) async throws
     /// Makes a message due again after `delay` (its send failed).
     func postponeMessage(_ id: String, by delay: Duration) async throws
+
+    /// Forgets the finished tasks recorded before `cutoff`, so the journal does not grow for
+    /// ever; returns how many. A duplicate `run` of one (they come from restarts, within
+    /// seconds) would then run again.
+    func forgetFinishedTasks(before cutoff: Date) async throws -> Int
 }
 
 /// A graph's new state and the messages that carry out the decisions that led to it.

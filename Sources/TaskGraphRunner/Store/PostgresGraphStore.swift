@@ -89,6 +89,7 @@ final class PostgresGraphStore: GraphStore {
         (3, ["ALTER TABLE graph ADD COLUMN idempotency_key text CONSTRAINT graph_idempotency_key UNIQUE"]),
         // Advanced after every definition saved: other instances see that their library is stale.
         (4, ["CREATE SEQUENCE definition_change"]),
+        (5, ["CREATE INDEX finished_task_finished_at ON finished_task (finished_at)"]),
     ]
 
     /// Brings the schema up to date. Waits (up to `timeout`) for the database to answer, so that
@@ -340,6 +341,14 @@ final class PostgresGraphStore: GraphStore {
         try await client.query(
             "UPDATE task_claim SET expires_at = now() + make_interval(secs => \(lease.secondsValue)) WHERE owner = \(owner)", logger: logger
         )
+    }
+
+    func forgetFinishedTasks(before cutoff: Date) async throws -> Int {
+        let rows = try await client.query(
+            "WITH forgotten AS (DELETE FROM finished_task WHERE finished_at < \(cutoff) RETURNING 1) SELECT count(*) FROM forgotten",
+            logger: logger)
+        for try await count in rows.decode(Int.self) { return count }
+        return 0
     }
 
     func finishedReport(taskId: String) async throws -> TaskFinished? {

@@ -84,6 +84,9 @@ final class SQLiteGraphStore: GraphStore {
             try db.alter(table: "graph") { table in table.add(column: "idempotencyKey", .text) }
             try db.create(index: "graph_idempotencyKey", on: "graph", columns: ["idempotencyKey"], unique: true)
         }
+        migrator.registerMigration("v5: finished tasks by age") { db in
+            try db.create(index: "finishedTask_finishedAt", on: "finishedTask", columns: ["finishedAt"])
+        }
         return migrator
     }
 
@@ -294,6 +297,13 @@ final class SQLiteGraphStore: GraphStore {
         try await writer.write { db in
             try db.cachedStatement(sql: "INSERT OR REPLACE INTO finishedTask (taskId, body, finishedAt) VALUES (?, ?, ?)")
                 .execute(arguments: [taskId, body, Date().timeIntervalSince1970])
+        }
+    }
+
+    func forgetFinishedTasks(before cutoff: Date) async throws -> Int {
+        try await database.write { db in
+            try db.execute(sql: "DELETE FROM finishedTask WHERE finishedAt < ?", arguments: [cutoff.timeIntervalSince1970])
+            return db.changesCount
         }
     }
 

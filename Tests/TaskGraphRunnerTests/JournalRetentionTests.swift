@@ -1,0 +1,68 @@
+import BusCore
+import BusTestSupport
+import Foundation
+import GRDB
+import Scheduler
+import Testing
+
+@testable import TaskGraphRunner
+
+@Suite("The finished-task journal keeps what it must, and forgets what is old", .timeLimit(.minutes(2)))
+struct JournalRetentionTests {
+    @Test("tasks finished before the cutoff are forgotten, later ones kept", arguments: StoreKind.allCases)
+    func forgetsByAge(kind: StoreKind) async throws {
+        try await withGraphStore(kind) { store in
+            let report = { (id: String) in
+                TaskFinished(taskId: id, taskName: "Task.noop", label: "noop", graphId: "g", graphName: "Graph.G", state: .succeeded)
+            }
+            try await store.recordFinished(taskId: "old", body: try WireFormat.encode(report("old")))
+            try await Task.sleep(for: .milliseconds(100))
+            let cutoff = Date()
+            try await Task.sleep(for: .milliseconds(100))
+            try await store.recordFinished(taskId: "new", body: try WireFormat.encode(report("new")))
+            #expect(try await store.forgetFinishedTasks(before: cutoff) == 1)
+            #expect(try await store.finishedReport(taskId: "old") == nil)
+            #expect(try await store.finishedReport(taskId: "new")?.taskId == "new")
+            #expect(try await store.forgetFinishedTasks(before: cutoff) == 0)
+        }
+    }
+
+    @Test("a TaskGraphRunner forgets its finished tasks once their retention has passed")
+    func serviceForgets() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-journal-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("taskgraph.sqlite").path
+        try await TestBroker.withBus { bus in
+            let runner = TaskGraphRunnerService(
+                bus: bus,
+                configuration: .init(database: path, finishedTaskRetention: .seconds(3), retentionInterval: .milliseconds(200)),
+                logger: TestBroker.logger)
+            let scheduler = SchedulerService(bus: bus, logger: TestBroker.logger)
+            let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await runner.run() }
+                group.addTask { try await scheduler.run() }
+                defer { group.cancelAll() }
+                await runner.waitUntilReady()
+                _ = try await bus.call(RunTaskGraph(name: "Graph.noop-example"))
+                #expect(try await finishedStatus(finished) == "succeeded")
+                let journal = try DatabaseQueue(path: path)
+                let count = { try await journal.read { try Int.fetchOne($0, sql: "SELECT count(*) FROM finishedTask") ?? 0 } }
+                #expect(try await count() > 0, "its tasks were journaled")
+                try await eventually { try await count() == 0 }
+            }
+        }
+    }
+
+    @Test("rackbus up refuses a journal kept for no days, for more than ten years, or for a time it cannot read")
+    func upRefusesBadRetention() async throws {
+        for days in ["0", "3651", "a week"] {
+            let failure = await #expect(throws: TestFailure.self) {
+                _ = try await TestBroker.run(
+                    ServiceProcess.executable.path, ["up", "--services", "taskgraph", "--url", TestBroker.url],
+                    environment: ["RACKBUS_TASKGRAPH_JOURNAL_DAYS": days])
+            }
+            #expect("\(failure.map { "\($0)" } ?? "")".contains("the task journal must keep 1 to 3650 days"))
+        }
+    }
+}
