@@ -1,6 +1,7 @@
 import BusCore
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 import WorkflowProtocol
@@ -26,10 +27,17 @@ public final class SchedulerService: Service, Sendable {
     private let wake: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
     private let readiness = OneShotSignal()
+    private let metrics: SchedulerMetrics
 
-    public init(bus: MessageBus, concurrency: Int = 64, logger: Logger = Logger(label: "rackbus.scheduler")) {
+    public convenience init(bus: MessageBus, concurrency: Int = 64, logger: Logger = Logger(label: "rackbus.scheduler")) {
+        self.init(bus: bus, concurrency: concurrency, logger: logger, metricsFactory: MetricsSystem.factory)
+    }
+
+    /// With `metricsFactory`, a test reads the metrics.
+    init(bus: MessageBus, concurrency: Int, logger: Logger, metricsFactory: any MetricsFactory) {
         self.bus = bus
         self.logger = logger
+        self.metrics = SchedulerMetrics(factory: metricsFactory)
         self.state = Mutex(SchedulingState(concurrency: concurrency, remembered: Self.rememberedTaskIDs))
         (wake, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -141,7 +149,11 @@ public final class SchedulerService: Service, Sendable {
     private func timeoutLoop() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            let expired = state.withLock { $0.takeExpired(now: .now) }
+            let (expired, running, waiting, active) = state.withLock {
+                ($0.takeExpired(now: .now), $0.running.count, $0.waitingCount, $0.role == .active)
+            }
+            metrics.record(running: running, waiting: waiting, active: active)
+            metrics.timeouts.increment(by: Int64(expired.count))
             for taskID in expired {
                 logger.warning("task timed out", metadata: ["task.id": "\(taskID)"])
                 try? await bus.publishConfirmed(
@@ -180,5 +192,26 @@ struct ScheduleRequest: Decodable, Sendable {
             throw DecodingError.keyNotFound(
                 key, .init(codingPath: container.codingPath, debugDescription: "a TaskSpec has \(key.stringValue)"))
         }
+    }
+}
+
+/// The Scheduler's swift-metrics instruments, sampled every 100 ms (off the hand-over path).
+struct SchedulerMetrics: Sendable {
+    let running: Gauge
+    let waiting: Gauge
+    let active: Gauge
+    let timeouts: Counter
+
+    init(factory: any MetricsFactory) {
+        running = Gauge(label: "rackbus_scheduler_running_tasks", factory: factory)
+        waiting = Gauge(label: "rackbus_scheduler_waiting_requests", factory: factory)
+        active = Gauge(label: "rackbus_scheduler_active", factory: factory)
+        timeouts = Counter(label: "rackbus_scheduler_timeouts_total", factory: factory)
+    }
+
+    func record(running: Int, waiting: Int, active: Bool) {
+        self.running.record(running)
+        self.waiting.record(waiting)
+        self.active.record(active ? 1 : 0)
     }
 }

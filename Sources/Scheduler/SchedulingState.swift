@@ -50,6 +50,7 @@ struct SchedulingState<Request> {
     }
 
     var knownCount: Int { known.count }
+    var waitingCount: Int { waiting.count }
 
     /// A `schedule` request was delivered. Returns true when this makes the Scheduler active
     /// (its first delivery): it may stop watching hand-overs.

@@ -1,6 +1,7 @@
 import BusCore
 import Foundation
 import Logging
+import Metrics
 import ServiceLifecycle
 import Synchronization
 
@@ -41,6 +42,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
     private let logger: Logger
     private let readiness = OneShotSignal()
     private let faults: EngineFaults?
+    private let metrics: WorkflowMetrics
 
     public convenience init(
         bus: MessageBus, configuration: Configuration = Configuration(), logger: Logger = Logger(label: "rackbus.taskgraph")
@@ -48,12 +50,17 @@ public final class TaskGraphRunnerService: Service, Sendable {
         self.init(bus: bus, configuration: configuration, logger: logger, faults: nil)
     }
 
-    /// With `faults`, a test makes the engine's writes fail on purpose.
-    init(bus: MessageBus, configuration: Configuration, logger: Logger, faults: EngineFaults?) {
+    /// With `faults`, a test makes the engine's writes fail on purpose; with `metricsFactory`, it
+    /// reads the metrics.
+    init(
+        bus: MessageBus, configuration: Configuration, logger: Logger, faults: EngineFaults?,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
         self.bus = bus
         self.configuration = configuration
         self.logger = logger
         self.faults = faults
+        self.metrics = WorkflowMetrics(factory: metricsFactory)
     }
 
     public func run() async throws {
@@ -83,7 +90,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
     }
 
     private func serve(store: any GraphStore) async throws {
-        let engine = try await GraphEngine(bus: bus, store: store, logger: logger, faults: faults)
+        let engine = try await GraphEngine(bus: bus, store: store, logger: logger, faults: faults, metrics: metrics)
         let servers = try await rpcServers(engine)
         // Reports are taken from a durable queue and acknowledged once stored: none is lost to a
         // crash, and one whose write fails goes back to the queue.
@@ -91,7 +98,8 @@ public final class TaskGraphRunnerService: Service, Sendable {
             named: "\(bus.configuration.exchangePrefix).\(Self.finishedQueueName)", bindings: [(.events, "task.finished.*")], prefetch: 256,
             as: TaskFinished.self)
         let runner =
-            configuration.runsTasks ? TaskRunner(bus: bus, concurrency: configuration.taskConcurrency, journal: store, logger: logger) : nil
+            configuration.runsTasks
+            ? TaskRunner(bus: bus, concurrency: configuration.taskConcurrency, journal: store, logger: logger, metrics: metrics) : nil
         // `schedule` requests wait in the Schedulers' queue even while no Scheduler is up.
         try await bus.declareWorkQueue(
             named: WorkflowQueues.name(WorkflowQueues.scheduler, prefix: bus.configuration.exchangePrefix),

@@ -13,18 +13,22 @@ actor GraphEngine {
     private let outbox: OutboxRelay
     private let planner: ActionPlanner
     private let faults: EngineFaults?
+    private let metrics: WorkflowMetrics
     private let logger: Logger
     private var library: TaskLibrary
     private var graphs: [String: GraphDefinition]
     /// The store's ``GraphStore/definitionsVersion()`` when the library was loaded.
     private var libraryVersion: Int64?
 
-    init(bus: MessageBus, store: any GraphStore, logger: Logger, faults: EngineFaults? = nil) async throws {
+    init(
+        bus: MessageBus, store: any GraphStore, logger: Logger, faults: EngineFaults? = nil, metrics: WorkflowMetrics = WorkflowMetrics()
+    ) async throws {
         self.bus = bus
         self.store = store
         self.faults = faults
+        self.metrics = metrics
         self.logger = logger
-        self.outbox = OutboxRelay(bus: bus, store: store, logger: logger)
+        self.outbox = OutboxRelay(bus: bus, store: store, logger: logger, resent: metrics.outboxResent)
         self.planner = ActionPlanner(
             exchanges: .init(scheduler: bus.name(of: .scheduler), task: bus.name(of: .task), events: bus.name(of: .events)))
         libraryVersion = try await store.definitionsVersion()
@@ -140,6 +144,7 @@ actor GraphEngine {
         var metadata: Logger.Metadata = ["graph.id": "\(id)", "graph.name": "\(name)"]
         if let target { metadata["node.id"] = "\(target)" }
         logger.info("graph started", metadata: metadata)
+        metrics.graphsStarted.increment()
         await carryOut(change)
         return summary(of: instance)
     }
@@ -171,6 +176,7 @@ actor GraphEngine {
             return false
         }
         guard let change, let label = change.instance.label(ofTask: report.taskId) else { return true }
+        metrics.taskFinished(report.state)
         let instance = change.instance
         await publishEvent(
             GraphProgress(
@@ -246,6 +252,7 @@ actor GraphEngine {
             var metadata: Logger.Metadata = ["graph.id": "\(instance.id)", "graph.status": "\(instance.run.status.rawValue)"]
             if let target = instance.target { metadata["node.id"] = "\(target)" }
             logger.info("graph finished", metadata: metadata)
+            metrics.graphFinished(instance.run.status)
         }
         await outbox.send(change.outbox)
     }

@@ -1,5 +1,6 @@
 import BusCore
 import Logging
+import Metrics
 
 /// Sends the messages that stored graph changes hold in the outbox, confirmed by the broker, and
 /// forgets each once it is confirmed. What its writer could not send (the broker was away, or
@@ -10,15 +11,18 @@ final class OutboxRelay: Sendable {
     private let bus: MessageBus
     private let store: any GraphStore
     private let logger: Logger
+    /// Counts what a sweep sends: messages their writer could not.
+    private let resent: Counter
     /// How often a sweep looks for messages that are due.
     static let sweepInterval = Duration.milliseconds(500)
     /// How long a swept message is leased to the sweeper that took it.
     static let lease = Duration.seconds(10)
 
-    init(bus: MessageBus, store: any GraphStore, logger: Logger) {
+    init(bus: MessageBus, store: any GraphStore, logger: Logger, resent: Counter) {
         self.bus = bus
         self.store = store
         self.logger = logger
+        self.resent = resent
     }
 
     /// Sends `messages` (all at once), then forgets those the broker confirmed. A failed one is
@@ -45,6 +49,7 @@ final class OutboxRelay: Sendable {
             }
             if !due.isEmpty {
                 logger.notice("sending messages left in the outbox", metadata: ["outbox.count": "\(due.count)"])
+                resent.increment(by: Int64(due.count))
                 await deliver(due)
             }
             if due.count < batch { try? await Task.sleep(for: Self.sweepInterval) }

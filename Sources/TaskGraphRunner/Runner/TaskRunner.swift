@@ -36,18 +36,27 @@ public final class TaskRunner: Sendable {
     /// Where finished tasks are recorded: a redelivered `run` for one is answered, not run again.
     private let journal: (any FinishedTaskJournal)?
     private let concurrency: Int
+    private let metrics: WorkflowMetrics
     /// This runner, as the owner of its claims in a shared journal.
     private let id = UUID().uuidString.lowercased()
     /// How long a claim outlives a runner that stopped renewing it (killed): then another runner
     /// may start the task. Short, so that a killed runner's tasks run again soon.
     static let claimLease = Duration.seconds(6)
 
-    public init(
+    public convenience init(
         bus: MessageBus, jobs: [any Job] = BuiltInJobs.all, concurrency: Int = 64, journal: (any FinishedTaskJournal)? = nil, logger: Logger
+    ) {
+        self.init(bus: bus, jobs: jobs, concurrency: concurrency, journal: journal, logger: logger, metrics: WorkflowMetrics())
+    }
+
+    init(
+        bus: MessageBus, jobs: [any Job] = BuiltInJobs.all, concurrency: Int, journal: (any FinishedTaskJournal)?, logger: Logger,
+        metrics: WorkflowMetrics
     ) {
         self.bus = bus
         self.logger = logger
         self.concurrency = concurrency
+        self.metrics = metrics
         self.journal = journal
         self.jobs = Dictionary(jobs.map { (type(of: $0).name, $0) }, uniquingKeysWith: { first, _ in first })
     }
@@ -162,12 +171,14 @@ public final class TaskRunner: Sendable {
         logger.debug("task started", metadata: ["task.id": "\(spec.taskId)", "task.job": "\(spec.job)"])
         let answers = NodeAnswers(spec)
         let bound = if let answers { await startAnswering(answers, on: nodeServer) } else { false }
+        let started = ContinuousClock.now
         // The job runs in a task of its own so that one cancel reaches it; shutdown reaches it too.
         let outcome = await withTaskCancellationHandler {
             await work.value
         } onCancel: {
             work.cancel()
         }
+        metrics.jobDuration(spec.job).record(duration: ContinuousClock.now - started)
         // An ended task stops answering for its node before it is reported: no stale answers.
         if let answers { await stopAnswering(answers, bound: bound, on: nodeServer) }
         let reason = takeCancelReason(spec.taskId)
