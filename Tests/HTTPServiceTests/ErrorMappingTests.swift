@@ -47,12 +47,17 @@ struct ErrorMappingTests {
         #expect(APIError.concealing(ServiceCallFailure.remote(.notFound("no node x")), errorID: { "unused" }).error.message == "no node x")
     }
 
-    @Test("Boot routes answer 503 for anything the node should retry, and pass 4xx through")
+    @Test("Boot routes answer 503 for anything the node should retry, pass 4xx through, and show the machine no internals")
     func bootMapping() {
-        #expect(BootHTTPError.from(.timeout(service: "the node registry")).status == .serviceUnavailable)
-        #expect(BootHTTPError.from(.brokerUnavailable("down")).status == .serviceUnavailable)
-        #expect(BootHTTPError.from(.remote(.internalError("db"))).status == .serviceUnavailable)
-        #expect(BootHTTPError.from(.remote(.notFound("no node"))).status == .notFound)
+        func answer(_ failure: ServiceCallFailure) -> BootHTTPError { BootHTTPError.concealing(failure, errorID: { "5eed" }).error }
+        #expect(answer(.timeout(service: "the node registry")).status == .serviceUnavailable)
+        #expect(answer(.remote(.internalError("db"))).status == .serviceUnavailable)
+        #expect(answer(.remote(.notFound("no node"))) == BootHTTPError(.notFound, "no node"))
+        let unreachable = answer(.brokerUnavailable("cannot connect to 10.1.2.3:5672: a socket error occurred"))
+        #expect(unreachable == BootHTTPError(.serviceUnavailable, "the message broker is unreachable; try again"))
+        let (failed, id) = BootHTTPError.concealing(.failed("cannot decode Node: /var/lib/rackbus/nodes.sqlite"), errorID: { "5eed" })
+        #expect(id == "5eed")
+        #expect(failed == BootHTTPError(.serviceUnavailable, "the provisioning server failed (error id 5eed); try again"))
     }
 
     @Test("Bearer tokens: the scheme is case-insensitive and the comparison exact")

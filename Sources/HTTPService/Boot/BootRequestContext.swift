@@ -30,22 +30,4 @@ public struct BootHTTPError: HTTPResponseError, Sendable, Equatable {
         headers[.contentType] = "text/plain; charset=utf-8"
         return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: message + "\n")))
     }
-
-    /// A failed registry or task-graph call, as the boot routes answer it: the node retries on
-    /// a 503, so anything that is not the request's fault is one. Pure.
-    public static func from(_ failure: ServiceCallFailure) -> BootHTTPError {
-        switch failure {
-        case .remote(let event):
-            if let status = event.status, (400..<500).contains(status) {
-                return BootHTTPError(HTTPResponse.Status(code: status), event.message)
-            }
-            return BootHTTPError(.serviceUnavailable, "\(event.name): \(event.message)")
-        case .timeout(let service):
-            return BootHTTPError(.serviceUnavailable, "\(service) did not answer; try again")
-        case .brokerUnavailable(let reason):
-            return BootHTTPError(.serviceUnavailable, "the message broker is unreachable (\(reason)); try again")
-        case .failed(let reason):
-            return BootHTTPError(.serviceUnavailable, reason)
-        }
-    }
 }

@@ -27,6 +27,17 @@ struct BootRoutes: Sendable {
         router.get("/api/current/catalogs/smbios") { request, _ in try await smbiosReport(request) }
     }
 
+    /// A failed call as the machine gets it; what is concealed from it goes to the log.
+    private func answer(_ failure: ServiceCallFailure) -> BootHTTPError {
+        let (error, concealedID) = BootHTTPError.concealing(failure)
+        if let concealedID {
+            logger.error("answered a boot request with a 503", metadata: ["error.id": "\(concealedID)", "error": "\(failure)"])
+        } else if case .brokerUnavailable(let reason) = failure {
+            logger.warning("answered a boot request with a 503: the broker is unreachable", metadata: ["error": "\(reason)"])
+        }
+        return error
+    }
+
     // MARK: Profiles
 
     func profiles(_ request: Request) async throws -> Response {
@@ -64,7 +75,7 @@ struct BootRoutes: Sendable {
             } catch .remote(let event) where event.status == 404 {
                 continue
             } catch {
-                throw BootHTTPError.from(error)
+                throw answer(error)
             }
         }
         return nil
@@ -77,7 +88,7 @@ struct BootRoutes: Sendable {
                 GetActiveTaskGraph(filter: GraphFilter(target: nodeId)), timeout: configuration.serviceCallTimeout,
                 service: ServiceName.taskGraphRunner)
         } catch {
-            throw BootHTTPError.from(error)
+            throw answer(error)
         }
         guard graph != nil else { return .noGraph }
         return await askTask(nodeId: nodeId, timeout: configuration.taskCallTimeout) ?? .noProfile
@@ -97,7 +108,7 @@ struct BootRoutes: Sendable {
             registered = try await bus.request(
                 RegisterNode(macs: macs), timeout: configuration.serviceCallTimeout, service: ServiceName.registry)
         } catch {
-            throw BootHTTPError.from(error)
+            throw answer(error)
         }
         do {
             _ = try await bus.request(
@@ -113,7 +124,7 @@ struct BootRoutes: Sendable {
             logger.warning(
                 "could not start the discovery graph",
                 metadata: ["nodeId": "\(registered.node.id)", "graph": "\(configuration.discoveryGraph)", "error": "\(error)"])
-            throw BootHTTPError.from(error)
+            throw answer(error)
         }
         return registered.node
     }
@@ -187,7 +198,7 @@ struct BootRoutes: Sendable {
         } catch .remote(let event) where event.status == 404 {
             return nil
         } catch {
-            throw BootHTTPError.from(error)
+            throw answer(error)
         }
     }
 
@@ -209,7 +220,7 @@ struct BootRoutes: Sendable {
                 AddCatalog(nodeId: node.id, source: "smbios", data: Self.smbiosCatalog(query, macs: macs)),
                 timeout: configuration.serviceCallTimeout, service: ServiceName.registry)
         } catch {
-            throw BootHTTPError.from(error)
+            throw answer(error)
         }
         logger.info("stored the smbios catalog", metadata: ["nodeId": "\(node.id)"])
         return try await render(
