@@ -367,6 +367,72 @@ struct HTTPServiceBrokerTests {
             }
         }
 
+        @Test("Workflows: the libraries, defining a task and a graph, the active list, and RackHD's pause, resume and cancel actions")
+        func workflowLibraryAndActions() async throws {
+            try await TestBroker.withBus { bus in
+                try await withRegistry(bus: bus) {
+                    try await withWorkflowServices(bus: bus) {
+                        let node = try await bus.call(RegisterNode(macs: [uniqueMAC()])).node
+                        let suffix = UUID().uuidString.prefix(8)
+                        try await withHTTPService(bus: bus, testConfiguration()) { http in
+                            let graphs = try await http.api(.get, "/api/current/workflows/graphs")
+                            #expect(graphs.status == .ok)
+                            guard case .array(let library)? = graphs.json else { throw TestFailure("not a list: \(graphs.text)") }
+                            #expect(library.contains { $0["injectableName"] == "Graph.noop-example" })
+                            let tasks = try await http.api(.get, "/api/current/workflows/tasks")
+                            guard case .array(let taskLibrary)? = tasks.json else { throw TestFailure("not a list: \(tasks.text)") }
+                            #expect(taskLibrary.contains { $0["injectableName"] == "Task.noop" })
+
+                            let task = try await http.api(
+                                .put, "/api/current/workflows/tasks",
+                                json:
+                                    #"{"friendlyName":"Long wait","injectableName":"Task.Test.LongWait.\#(suffix)","implementsTask":"Task.Base.Wait","options":{"duration":600000},"properties":{}}"#
+                            )
+                            #expect(task.status == .created, "\(task.text)")
+                            let graphName = "Graph.Test.Actions.\(suffix)"
+                            let graph = try await http.api(
+                                .put, "/api/current/workflows/graphs",
+                                json:
+                                    #"{"friendlyName":"Actions","injectableName":"\#(graphName)","tasks":[{"label":"wait","taskName":"Task.Test.LongWait.\#(suffix)"}]}"#
+                            )
+                            #expect(graph.status == .created, "\(graph.text)")
+                            #expect(graph.json?["injectableName"] == .string(graphName))
+                            let invalid = try await http.api(
+                                .put, "/api/current/workflows/graphs",
+                                json:
+                                    #"{"friendlyName":"Bad","injectableName":"Graph.Test.Bad","tasks":[{"label":"x","taskName":"Task.Nope"}]}"#
+                            )
+                            // RackHD's answer for a graph that names a task nobody defined.
+                            #expect(invalid.status == .notFound, "\(invalid.text)")
+                            #expect(invalid.json?["name"] == "NotFoundError")
+
+                            let started = try await http.api(
+                                .post, "/api/current/nodes/\(node.id)/workflows", json: #"{"name":"\#(graphName)"}"#)
+                            let graphId = try #require(started.json?["instanceId"]?.stringValue)
+                            let active = try await http.api(.get, "/api/current/workflows")
+                            guard case .array(let running)? = active.json else { throw TestFailure("not a list: \(active.text)") }
+                            #expect(running.contains { $0["instanceId"] == .string(graphId) })
+
+                            let action = "/api/current/workflows/\(graphId)/action"
+                            #expect(try await http.api(.put, action, json: #"{"command":"pause"}"#).status == .accepted)
+                            #expect(try await bus.call(GetActiveTaskGraph(filter: GraphFilter(instanceId: graphId)))?.status == "paused")
+                            #expect(try await http.api(.put, action, json: #"{"command":"resume"}"#).status == .accepted)
+                            #expect(try await bus.call(GetActiveTaskGraph(filter: GraphFilter(instanceId: graphId)))?.status == "running")
+                            let unknown = try await http.api(.put, action, json: #"{"command":"reboot"}"#)
+                            #expect(unknown.status == .badRequest)
+                            #expect(unknown.json?["message"] == "command must be cancel, pause or resume, not 'reboot'")
+                            let cancelled = try await http.api(.put, action, json: #"{"command":"cancel"}"#)
+                            #expect(cancelled.status == .accepted, "\(cancelled.text)")
+                            try await eventually { try await bus.call(GetActiveTaskGraph(filter: GraphFilter(instanceId: graphId))) == nil }
+                            #expect(try await http.api(.put, action, json: #"{"command":"cancel"}"#).status == .notFound)
+                            let shown = try await http.api(.get, "/api/current/workflows/\(graphId)")
+                            #expect(shown.json?["status"] == "cancelled")
+                        }
+                    }
+                }
+            }
+        }
+
         @Test("A workflow POST retried with its Idempotency-Key gets the graph it started; a bad key is a 400, a reused one a 409")
         func workflowRetry() async throws {
             try await TestBroker.withBus { bus in

@@ -21,7 +21,15 @@ struct ManagementRoutes: Sendable {
             try await startWorkflow(try Self.parameter("id", context), request: request)
         }
         router.delete("\(base)/nodes/:id/workflows/active") { _, context in try await cancelWorkflow(try Self.parameter("id", context)) }
+        router.get("\(base)/workflows") { _, _ in try await listActiveWorkflows() }
+        router.get("\(base)/workflows/graphs") { _, _ in try json(await call(GetTaskGraphLibrary(), service: ServiceName.taskGraphRunner)) }
+        router.put("\(base)/workflows/graphs") { request, _ in try await defineGraph(request) }
+        router.get("\(base)/workflows/tasks") { _, _ in try json(await call(GetTaskLibrary(), service: ServiceName.taskGraphRunner)) }
+        router.put("\(base)/workflows/tasks") { request, _ in try await defineTask(request) }
         router.get("\(base)/workflows/:graphId") { _, context in try await showWorkflow(try Self.parameter("graphId", context)) }
+        router.put("\(base)/workflows/:graphId/action") { request, context in
+            try await workflowAction(try Self.parameter("graphId", context), request: request)
+        }
         router.get("\(base)/skus") { _, _ in try await listSKUs() }
         router.post("\(base)/skus") { request, _ in try await defineSKU(request) }
     }
@@ -73,6 +81,43 @@ struct ManagementRoutes: Sendable {
 
     static func isValidIdempotencyKey(_ key: String) -> Bool {
         (1...255).contains(key.utf8.count) && key.utf8.allSatisfy { (0x21...0x7E).contains($0) }
+    }
+
+    func listActiveWorkflows() async throws -> Response {
+        try json(await call(GetActiveTaskGraphs(), service: ServiceName.taskGraphRunner))
+    }
+
+    /// Defines (or redefines) a graph, validated by the task-graph runner; answers with its name.
+    func defineGraph(_ request: Request) async throws -> Response {
+        let definition = try await decodeBody(GraphDefinition.self, from: request)
+        let name = try await call(DefineTaskGraph(definition: definition), service: ServiceName.taskGraphRunner)
+        return try json(["injectableName": name], status: .created)
+    }
+
+    func defineTask(_ request: Request) async throws -> Response {
+        let definition = try await decodeBody(TaskDefinition.self, from: request)
+        let name = try await call(DefineTask(definition: definition), service: ServiceName.taskGraphRunner)
+        return try json(["injectableName": name], status: .created)
+    }
+
+    struct WorkflowAction: Decodable {
+        var command: String
+    }
+
+    /// RackHD's `PUT /workflows/:id/action` `{"command": "cancel" | "pause" | "resume"}`.
+    func workflowAction(_ graphId: String, request: Request) async throws -> Response {
+        let action = try await decodeBody(WorkflowAction.self, from: request)
+        let filter = GraphFilter(instanceId: graphId)
+        switch action.command {
+        case "cancel":
+            guard try await call(CancelTaskGraph(filter: filter), service: ServiceName.taskGraphRunner) != nil else {
+                throw APIError.notFound("workflow \(graphId) is not active")
+            }
+        case "pause": _ = try await call(PauseTaskGraph(filter: filter), service: ServiceName.taskGraphRunner)
+        case "resume": _ = try await call(ResumeTaskGraph(filter: filter), service: ServiceName.taskGraphRunner)
+        default: throw APIError.badRequest("command must be cancel, pause or resume, not '\(action.command.prefix(64))'")
+        }
+        return try json(["instanceId": graphId, "command": action.command], status: .accepted)
     }
 
     func showWorkflow(_ graphId: String) async throws -> Response {
