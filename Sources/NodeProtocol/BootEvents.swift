@@ -66,9 +66,14 @@ public struct SKUAssignedEvent: Codable, Sendable, Equatable {
     public static func routingKey(nodeId: String) -> String { "sku.assigned.\(nodeId)" }
 }
 
-/// `node.discovered.<nodeId>`: a node was registered. RackHD's external event form, with the
-/// node in `data`.
-public struct NodeDiscoveredEvent: Codable, Sendable, Equatable {
+/// `node.<action>.<nodeId>` in RackHD's external-event shape: `discovered` when the registry
+/// creates a node, `removed` when an operator removes one. `data` is the node.
+public struct NodeLifecycleEvent: Codable, Sendable, Equatable {
+    public enum Action: String, Sendable {
+        case discovered
+        case removed
+    }
+
     public var type: String
     public var action: String
     public var typeId: String
@@ -78,10 +83,10 @@ public struct NodeDiscoveredEvent: Codable, Sendable, Equatable {
     public var createdAt: String
     public var data: Node
 
-    /// `createdAt` is ISO 8601, as RackHD's events carry it.
-    public init(node: Node, createdAt: String) {
+    /// `createdAt` is ISO 8601, as RackHD's events carry it: when it happened.
+    public init(_ action: Action, node: Node, createdAt: String) {
         type = "node"
-        action = "discovered"
+        self.action = action.rawValue
         typeId = node.id
         nodeId = node.id
         severity = "information"
@@ -90,5 +95,5 @@ public struct NodeDiscoveredEvent: Codable, Sendable, Equatable {
         data = node
     }
 
-    public static func routingKey(nodeId: String) -> String { "node.discovered.\(nodeId)" }
+    public static func routingKey(_ action: Action, nodeId: String) -> String { "node.\(action.rawValue).\(nodeId)" }
 }

@@ -15,6 +15,18 @@ public struct GetNode: BusRequest {
     public init(_ idOrMAC: String) { value = idOrMAC }
 }
 
+/// `methods.removeNode`: removes the node with this id (or that has this MAC) with its MACs and
+/// catalogs, and replies with it; announced as `node.removed.<nodeId>`. Its MACs are unknown
+/// again afterwards. Whether it may go (no active workflow) is the caller's check.
+public struct RemoveNode: BusRequest {
+    public typealias Reply = Node
+    public static let exchange = Exchange.http
+    public static let method = "methods.removeNode"
+    /// A node id or a MAC.
+    public var value: String
+    public init(_ idOrMAC: String) { value = idOrMAC }
+}
+
 /// `methods.listNodes`: every node, oldest first.
 public struct ListNodes: BusRequest {
     public typealias Reply = [Node]

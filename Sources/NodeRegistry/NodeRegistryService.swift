@@ -55,6 +55,7 @@ struct NodeRPCHandlers: Sendable {
         [
             try await bus.server(for: GetNode.self) { request, _ in try await getNode(request) },
             try await bus.server(for: ListNodes.self) { _, _ in try await store.nodes() },
+            try await bus.server(for: RemoveNode.self) { request, _ in try await removeNode(request) },
             try await bus.server(for: RegisterNode.self) { request, _ in try await registerNode(request) },
             try await bus.server(for: SetBootSettings.self) { request, _ in try await setBootSettings(request) },
             try await bus.server(for: AddCatalog.self) { request, _ in try await addCatalog(request) },
@@ -79,10 +80,19 @@ struct NodeRPCHandlers: Sendable {
             registered.increment()
             logger.notice("node discovered", metadata: ["nodeId": "\(node.id)", "node.macs": "\(node.identifiers.joined(separator: ","))"])
             await publish(
-                NodeDiscoveredEvent(node: node, createdAt: Self.iso8601(milliseconds: node.createdAt)),
-                routingKey: NodeDiscoveredEvent.routingKey(nodeId: node.id))
+                NodeLifecycleEvent(.discovered, node: node, createdAt: Self.iso8601(milliseconds: node.createdAt)),
+                routingKey: NodeLifecycleEvent.routingKey(.discovered, nodeId: node.id))
         }
         return RegisterNode.Registered(node: node, created: created)
+    }
+
+    func removeNode(_ request: RemoveNode) async throws -> Node {
+        guard let node = try await store.remove(idOrMAC: request.value) else { throw Self.unknownNode(request.value) }
+        logger.notice("node removed", metadata: ["nodeId": "\(node.id)", "node.macs": "\(node.identifiers.joined(separator: ","))"])
+        await publish(
+            NodeLifecycleEvent(.removed, node: node, createdAt: Self.iso8601(milliseconds: Self.now())),
+            routingKey: NodeLifecycleEvent.routingKey(.removed, nodeId: node.id))
+        return node
     }
 
     func setBootSettings(_ request: SetBootSettings) async throws -> Node {

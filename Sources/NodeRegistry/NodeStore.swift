@@ -117,6 +117,24 @@ final class NodeStore: Sendable {
         }
     }
 
+    /// Removes the node with this id, else the node that has this MAC, with its MACs and
+    /// catalogs; returns it, or nil when there is none.
+    func remove(idOrMAC value: String) async throws -> Node? {
+        let path = self.path
+        return try await database.write { db in
+            var node = try Self.fetchNode(db, id: value, in: path)
+            if node == nil, let mac = NodeIdentity.normalizedMAC(value),
+                let row = try Row.fetchOne(db, sql: "SELECT nodeId FROM identifier WHERE mac = ?", arguments: [mac])
+            {
+                node = try Self.fetchNode(db, id: try row.decode(String.self, "nodeId", in: path), in: path)
+            }
+            guard let node else { return nil }
+            // Identifiers and catalogs go with it (ON DELETE CASCADE).
+            try db.execute(sql: "DELETE FROM node WHERE id = ?", arguments: [node.id])
+            return node
+        }
+    }
+
     /// Every node, oldest first.
     func nodes() async throws -> [Node] {
         let path = self.path

@@ -32,7 +32,7 @@ struct HTTPServiceBrokerTests {
                         let mac = uniqueMAC()
                         let id = nodeId(of: mac)
                         let discovered = try await bus.subscribe(
-                            to: .events, patterns: ["node.discovered.\(id)"], as: NodeDiscoveredEvent.self)
+                            to: .events, patterns: ["node.discovered.\(id)"], as: NodeLifecycleEvent.self)
                         try await withHTTPService(bus: bus, testConfiguration(discoveryGraph: graphName)) { http in
                             let first = try await http.boot("/api/current/profiles?macs=\(uriEncoded(mac))")
                             #expect(first.status == .ok)
@@ -427,6 +427,46 @@ struct HTTPServiceBrokerTests {
                             #expect(try await http.api(.put, action, json: #"{"command":"cancel"}"#).status == .notFound)
                             let shown = try await http.api(.get, "/api/current/workflows/\(graphId)")
                             #expect(shown.json?["status"] == "cancelled")
+                        }
+                    }
+                }
+            }
+        }
+
+        @Test("DELETE a node: a 409 while it runs a workflow; then it goes with its MACs and catalogs, announced as node.removed")
+        func removeNode() async throws {
+            try await TestBroker.withBus { bus in
+                try await withRegistry(bus: bus) {
+                    try await withWorkflowServices(bus: bus) {
+                        let mac = uniqueMAC()
+                        let node = try await bus.call(RegisterNode(macs: [mac])).node
+                        _ = try await bus.call(AddCatalog(nodeId: node.id, source: "smbios", data: ["manufacturer": "Acme"]))
+                        let removedEvents = try await bus.subscribe(
+                            to: .events, patterns: ["node.removed.\(node.id)"], as: NodeLifecycleEvent.self)
+                        let graphName = "Graph.Test.Remove.\(UUID().uuidString.prefix(8))"
+                        _ = try await bus.call(
+                            DefineTaskGraph(
+                                definition: GraphDefinition(
+                                    friendlyName: "Remove", injectableName: graphName,
+                                    tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 600_000])])))
+                        let graph = try await bus.call(RunTaskGraph(name: graphName, target: node.id))
+                        try await withHTTPService(bus: bus, testConfiguration()) { http in
+                            let busy = try await http.api(.delete, "/api/current/nodes/\(node.id)")
+                            #expect(busy.status == .conflict, "\(busy.text)")
+                            #expect(busy.json?["message"]?.stringValue?.contains(graph.instanceId) == true)
+                            _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(instanceId: graph.instanceId)))
+                            try await eventually { try await bus.call(GetActiveTaskGraph(filter: GraphFilter(target: node.id))) == nil }
+
+                            let removed = try await http.api(.delete, "/api/current/nodes/\(uriEncoded(mac))")
+                            #expect(removed.status == .ok, "\(removed.text)")
+                            #expect(removed.json?["id"] == .string(node.id))
+                            let event = try await collect(removedEvents, count: 1)[0].message
+                            #expect(event.action == "removed" && event.nodeId == node.id && event.data.identifiers == [mac])
+                            #expect(try await http.api(.get, "/api/current/nodes/\(node.id)").status == .notFound)
+                            #expect(try await http.api(.delete, "/api/current/nodes/\(node.id)").status == .notFound)
+                            // Its MAC is free: registering it makes a new node, with no catalogs.
+                            let again = try await bus.call(RegisterNode(macs: [mac]))
+                            #expect(again.created && again.node.catalogs.isEmpty)
                         }
                     }
                 }

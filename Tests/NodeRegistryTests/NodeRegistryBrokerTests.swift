@@ -105,7 +105,7 @@ extension NodeRegistryBrokerTests {
         @Test("node.discovered.<nodeId> is published once per node, with the node and an ISO 8601 time")
         func discoveredOncePerNode() async throws {
             try await withRegistry { bus in
-                let events = try await bus.subscribe(to: .events, patterns: ["node.discovered.*"], as: NodeDiscoveredEvent.self)
+                let events = try await bus.subscribe(to: .events, patterns: ["node.discovered.*"], as: NodeLifecycleEvent.self)
                 let created = try await bus.call(RegisterNode(macs: ["52:54:00:aa:02:01"])).node
                 _ = try await bus.call(RegisterNode(macs: ["52-54-00-aa-02-01"]))
                 _ = try await bus.call(RegisterNode(macs: ["52:54:00:aa:02:01", "52:54:00:aa:02:09"]))
@@ -129,7 +129,7 @@ extension NodeRegistryBrokerTests {
         @Test("20 concurrent registrations of one MAC create one node and one event")
         func concurrentRegistrations() async throws {
             try await withRegistry { bus in
-                let events = try await bus.subscribe(to: .events, patterns: ["node.discovered.*"], as: NodeDiscoveredEvent.self)
+                let events = try await bus.subscribe(to: .events, patterns: ["node.discovered.*"], as: NodeLifecycleEvent.self)
                 let spellings = ["52:54:00:aa:03:01", "52-54-00-AA-03-01", "525400aa0301", "52:54:00:AA:03:01"]
                 let replies = try await withThrowingTaskGroup(of: RegisterNode.Registered.self) { group in
                     for index in 0..<20 {

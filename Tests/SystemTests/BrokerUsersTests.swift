@@ -258,7 +258,7 @@ struct BrokerUsersTests {
         try await TestBroker.withBus(operatorConfiguration) { bus in
             for process in processes { try process.start() }
             do {
-                try await Self.exercise(bus: bus, tftpPort: tftpPort, httpPort: httpPort, scratch: scratch)
+                try await Self.exercise(bus: bus, tftpPort: tftpPort, httpPort: httpPort, apiPort: apiPort, scratch: scratch)
             } catch {
                 for process in processes { await process.stop() }
                 for service in BrokerUsers.services {
@@ -280,7 +280,7 @@ struct BrokerUsersTests {
     }
 
     /// Drives every service through its bus work, as the operator (the rackbus tool's user).
-    static func exercise(bus: MessageBus, tftpPort: Int, httpPort: Int, scratch: URL) async throws {
+    static func exercise(bus: MessageBus, tftpPort: Int, httpPort: Int, apiPort: Int, scratch: URL) async throws {
         // All eight announce themselves (presence on on.events).
         try await eventually(timeout: .seconds(90), pollingEvery: .milliseconds(500)) {
             let online = Set(try await bus.presence(wait: .seconds(1)).map(\.announcement.service))
@@ -332,6 +332,12 @@ struct BrokerUsersTests {
         #expect(discovery.first?.message.nodeId == nodeId)
         #expect(discovery.first?.message.status == "succeeded")
 
+        // http's management API, as its user: the graph library and the active graphs (taskgraph),
+        // and removing the node once its graph has ended (nodes, which announces it).
+        let library = try await HTTPProbe.get(port: apiPort, path: "/api/current/workflows/graphs")
+        #expect(library.status == 200 && library.body.contains("Graph.noop-example"), "\(library.body)")
+        #expect(try await HTTPProbe.get(port: apiPort, path: "/api/current/workflows").status == 200)
+
         // tftp: a transfer (it asks dhcp and nodes who the client is) and its event.
         try await TestBroker.run(
             "/usr/bin/env",
@@ -340,6 +346,9 @@ struct BrokerUsersTests {
                 "\(tftpPort)",
             ])
 
+        let removed = try await HTTPProbe.get(port: apiPort, path: "/api/current/nodes/\(nodeId)", method: "DELETE")
+        #expect(removed.status == 200, "\(removed.body)")
+
         // eventslogger: every event above is in the journal.
         var journal: [String] = []
         do {
@@ -347,6 +356,7 @@ struct BrokerUsersTests {
                 journal = try await bus.call(QueryEvents(limit: 1000, includeLogs: false)).map(\.routingKey)
                 return journal.contains("graph.finished.\(chain.instanceId)") && journal.contains("sku.assigned.\(nodeId)")
                     && journal.contains("http.response.\(nodeId)") && journal.contains { $0.hasPrefix("tftp.success.") }
+                    && journal.contains("node.removed.\(nodeId)")
             }
         } catch {
             Issue.record("the journal holds \(journal)")

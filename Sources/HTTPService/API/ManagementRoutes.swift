@@ -14,6 +14,7 @@ struct ManagementRoutes: Sendable {
         let base = "/api/current"
         router.get("\(base)/nodes") { _, _ in try await listNodes() }
         router.get("\(base)/nodes/:id") { _, context in try await showNode(try Self.parameter("id", context)) }
+        router.delete("\(base)/nodes/:id") { _, context in try await removeNode(try Self.parameter("id", context)) }
         router.put("\(base)/nodes/:id/bootSettings") { request, context in
             try await setBootSettings(try Self.parameter("id", context), request: request)
         }
@@ -45,6 +46,17 @@ struct ManagementRoutes: Sendable {
         let graph = try await call(GetActiveTaskGraph(filter: GraphFilter(target: node.id)), service: ServiceName.taskGraphRunner)
         return try json(
             NodeDetails(node: node, activeGraph: graph.map { ActiveGraph(instanceId: $0.instanceId, name: $0.name, status: $0.status) }))
+    }
+
+    /// Removes a node that runs no workflow (a 409 while one is active: cancel it first).
+    func removeNode(_ idOrMAC: String) async throws -> Response {
+        let node = try await call(GetNode(idOrMAC), service: ServiceName.registry)
+        if let graph = try await call(GetActiveTaskGraph(filter: GraphFilter(target: node.id)), service: ServiceName.taskGraphRunner) {
+            throw APIError(
+                .conflict, name: "ConflictError",
+                message: "node \(node.id) runs workflow \(graph.instanceId) (\(graph.name)); cancel it first")
+        }
+        return try json(await call(RemoveNode(node.id), service: ServiceName.registry))
     }
 
     func setBootSettings(_ idOrMAC: String, request: Request) async throws -> Response {
