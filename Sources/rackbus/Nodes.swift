@@ -2,13 +2,14 @@ import ArgumentParser
 import BusCore
 import Foundation
 import NodeProtocol
+import WorkflowProtocol
 
-/// `rackbus nodes list|show|boot-settings`: the node registry's nodes.
+/// `rackbus nodes list|show|boot-settings|remove`: the node registry's nodes.
 struct Nodes: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the registered nodes, and set what they boot.",
         discussion: "With --json, one JSON object per line. Exit status as for rackbus call: 1 remote error, 3 timeout, 4 no broker.",
-        subcommands: [List.self, Show.self, SetBootSettingsVerb.self])
+        subcommands: [List.self, Show.self, SetBootSettingsVerb.self, Remove.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the nodes, oldest first.")
@@ -37,6 +38,26 @@ struct Nodes: AsyncParsableCommand {
             let idOrMAC = node
             let found = try await common.withBus { try await $0.call(GetNode(idOrMAC)) }
             print(common.json ? jsonLine(found) : describe(found))
+        }
+    }
+
+    struct Remove: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Remove a node with its MACs and catalogs; refused while it runs a workflow.")
+        @OptionGroup var common: Graph.Common
+        @Argument(help: "Node id or one of its MACs (any spelling)") var node: String
+
+        func run() async throws {
+            let idOrMAC = node
+            let removed = try await common.withBus { bus -> Node in
+                let node = try await bus.call(GetNode(idOrMAC))
+                if let graph = try await bus.call(GetActiveTaskGraph(filter: GraphFilter(target: node.id))) {
+                    let message = "node \(node.id) runs workflow \(graph.instanceId) (\(graph.name)); cancel it first"
+                    throw BusError(code: .remote, message: message, remote: .conflict(message))
+                }
+                return try await bus.call(RemoveNode(node.id))
+            }
+            print(common.json ? jsonLine(removed) : "removed \(removed.id) (\(removed.identifiers.joined(separator: ",")))")
         }
     }
 

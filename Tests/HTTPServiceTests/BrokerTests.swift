@@ -433,7 +433,9 @@ struct HTTPServiceBrokerTests {
             }
         }
 
-        @Test("DELETE a node: a 409 while it runs a workflow; then it goes with its MACs and catalogs, announced as node.removed")
+        @Test(
+            "DELETE a node (and rackbus nodes remove): refused while it runs a workflow; then it goes with its MACs and catalogs, announced as node.removed"
+        )
         func removeNode() async throws {
             try await TestBroker.withBus { bus in
                 try await withRegistry(bus: bus) {
@@ -467,6 +469,25 @@ struct HTTPServiceBrokerTests {
                             // Its MAC is free: registering it makes a new node, with no catalogs.
                             let again = try await bus.call(RegisterNode(macs: [mac]))
                             #expect(again.created && again.node.catalogs.isEmpty)
+
+                            // The same through the command-line tool: refused while a workflow runs (exit 1), then done.
+                            let cli = { (arguments: [String]) in
+                                try await TestBroker.run(
+                                    ServiceProcess.executable.path,
+                                    ["nodes", "remove"] + arguments + [
+                                        "--url", TestBroker.url, "--prefix", bus.configuration.exchangePrefix,
+                                    ])
+                            }
+                            let rerun = try await bus.call(RunTaskGraph(name: graphName, target: again.node.id))
+                            let refused = await #expect(throws: TestFailure.self) { _ = try await cli([mac]) }
+                            let refusal = "\(refused.map { "\($0)" } ?? "")"
+                            #expect(refusal.contains("exited 1") && refusal.contains("cancel it first"), "\(refusal)")
+                            _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(instanceId: rerun.instanceId)))
+                            try await eventually { try await bus.call(GetActiveTaskGraph(filter: GraphFilter(target: node.id))) == nil }
+                            let output = try await cli([mac, "--json"])
+                            let removedByCLI = try JSONDecoder().decode(Node.self, from: Data(output.utf8))
+                            #expect(removedByCLI.id == again.node.id)
+                            await #expect(throws: BusError.self) { try await bus.call(GetNode(mac)) }
                         }
                     }
                 }
