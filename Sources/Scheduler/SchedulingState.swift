@@ -40,13 +40,13 @@ struct SchedulingState<Request> {
     /// Task ids handed on, by this Scheduler or, seen while standing by, by the active one.
     private var known: RecentTaskIDs
     /// Task ids whose end was heard: a hand-over heard after its end (the two come through
-    /// different queues) is not counted as running.
+    /// different queues, moments apart) is not counted as running. Fewer suffice.
     private var ended: RecentTaskIDs
 
     init(concurrency: Int, remembered: Int) {
         self.concurrency = max(1, concurrency)
         known = RecentTaskIDs(capacity: remembered)
-        ended = RecentTaskIDs(capacity: remembered)
+        ended = RecentTaskIDs(capacity: max(1, remembered / 10))
     }
 
     var knownCount: Int { known.count }
