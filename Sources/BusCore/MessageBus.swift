@@ -192,11 +192,7 @@ public final class MessageBus: Service, Sendable {
         let properties = outboundProperties(type: type, persistent: persistent)
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
         try await attributing(to: file, line) { () async throws(BusError) in
-            try await engineAnswer { (continuation: CheckedContinuation<Void, any Error>) in
-                if !engine.submit(.publishConfirmed(message, continuation)) {
-                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
-                }
-            }
+            try await engine.answer { .publishConfirmed(message, $0) }
         }
     }
 
@@ -315,11 +311,7 @@ public final class MessageBus: Service, Sendable {
         let engine = self.engine
         let queue = DeliveryQueue { engine.submit(.unsubscribe(id: id)) }
         let handle = SubscriptionHandle(queue: queue)
-        let queueName = try await engineAnswer { (ready: CheckedContinuation<String, any Error>) in
-            if !engine.submit(.subscribe(id: id, spec, queue, ready: ready)) {
-                ready.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
-            }
-        }
+        let queueName = try await engine.answer { .subscribe(id: id, spec, queue, ready: $0) }
         return Subscription(
             queueName: queueName, id: id, handle: handle, engine: engine, acknowledgement: spec.acknowledgement, decode: decode)
     }
@@ -329,22 +321,14 @@ public final class MessageBus: Service, Sendable {
     /// Whether an exchange exists (a passive declare, which never changes anything).
     public func exchangeExists(named name: String, file: String = #fileID, line: Int = #line) async throws(BusError) -> Bool {
         try await attributing(to: file, line) { () async throws(BusError) in
-            try await engineAnswer { (continuation: CheckedContinuation<Bool, any Error>) in
-                if !engine.submit(.checkExchange(name: name, continuation)) {
-                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
-                }
-            }
+            try await engine.answer { .checkExchange(name: name, $0) }
         }
     }
 
     /// Deletes a queue (for example a work queue that is no longer used).
     public func deleteQueue(named name: String, file: String = #fileID, line: Int = #line) async throws(BusError) {
         try await attributing(to: file, line) { () async throws(BusError) in
-            try await engineAnswer { (continuation: CheckedContinuation<Void, any Error>) in
-                if !engine.submit(.deleteQueue(name: name, continuation)) {
-                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
-                }
-            }
+            try await engine.answer { .deleteQueue(name: name, $0) }
         }
     }
 
@@ -373,22 +357,14 @@ public final class MessageBus: Service, Sendable {
     }
 
     private func declareQueue(named queue: String, bindings: [Binding], arguments: [String: HeaderValue]) async throws(BusError) {
-        try await engineAnswer { (continuation: CheckedContinuation<Void, any Error>) in
-            if !engine.submit(.declareWorkQueue(name: queue, bindings: bindings, arguments: arguments, continuation)) {
-                continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
-            }
-        }
+        try await engine.answer { .declareWorkQueue(name: queue, bindings: bindings, arguments: arguments, $0) }
     }
 
     /// A queue's ready-message and consumer counts (a passive declare). Throws
     /// ``BusError/Code/channelClosed`` with reply code 404 when the queue does not exist.
     public func inspectQueue(named name: String, file: String = #fileID, line: Int = #line) async throws(BusError) -> QueueStatus {
         try await attributing(to: file, line) { () async throws(BusError) in
-            try await engineAnswer { (continuation: CheckedContinuation<QueueStatus, any Error>) in
-                if !engine.submit(.inspectQueue(name: name, continuation)) {
-                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
-                }
-            }
+            try await engine.answer { .inspectQueue(name: name, $0) }
         }
     }
 
@@ -413,7 +389,6 @@ public final class MessageBus: Service, Sendable {
 extension MessageBus {
     // MARK: Errors
 
-    /// Runs `body` and reports its failure at `file`:`line`, an operation's call site.
     /// `value` as JSON; an encoding failure is reported at the operation's call site.
     func encode<T: Encodable>(_ value: T, file: String, line: Int) throws(BusError) -> [UInt8] {
         do {
@@ -423,6 +398,7 @@ extension MessageBus {
         }
     }
 
+    /// Runs `body` and reports its failure at `file`:`line`, an operation's call site.
     func attributing<T>(
         to file: String, _ line: Int, _ body: () async throws(BusError) -> T
     ) async throws(BusError) -> T {
@@ -430,17 +406,6 @@ extension MessageBus {
             return try await body()
         } catch {
             throw error.located(at: file, line)
-        }
-    }
-
-    /// Awaits an answer from the engine, which resumes `continuation` with a value or a BusError.
-    func engineAnswer<T: Sendable>(
-        _ submit: (CheckedContinuation<T, any Error>) -> Void
-    ) async throws(BusError) -> T {
-        do {
-            return try await withCheckedThrowingContinuation(submit)
-        } catch {
-            throw BusError.from(error)
         }
     }
 }

@@ -94,6 +94,20 @@ final class BusEngine: Sendable {
         shared.inbox.submit(command)
     }
 
+    /// Submits the command that `command` makes around a continuation and awaits the engine's
+    /// answer: a value, or a ``BusError`` (``BusError/Code/shutdown`` once the bus has stopped).
+    func answer<T: Sendable>(_ command: (CheckedContinuation<T, any Error>) -> EngineCommand) async throws(BusError) -> T {
+        do {
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                if !submit(command(continuation)) {
+                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
+                }
+            }
+        } catch {
+            throw BusError.from(error)
+        }
+    }
+
     /// Stops intake, lets the thread close the connection, and waits until it has.
     func stop() async {
         shared.inbox.stop()

@@ -292,13 +292,9 @@ public struct RPCServer: Sendable {
         let add = add.map { Binding(exchange: exchange, pattern: $0) }
         let remove = remove.map { Binding(exchange: exchange, pattern: $0) }
         do {
-            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                if !engine.submit(.changeBindings(id: id, add: add, remove: remove, continuation)) {
-                    continuation.resume(throwing: BusError(code: .shutdown, message: "the bus is shut down"))
-                }
-            }
+            try await engine.answer { .changeBindings(id: id, add: add, remove: remove, $0) }
         } catch {
-            throw BusError.from(error).located(at: file, line)
+            throw error.located(at: file, line)
         }
     }
 }
