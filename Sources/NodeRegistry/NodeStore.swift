@@ -108,13 +108,16 @@ final class NodeStore: Sendable {
     /// The node with this id, else the node that has this MAC.
     func node(idOrMAC value: String) async throws -> Node? {
         let path = self.path
-        return try await database.read { db in
-            if let node = try Self.fetchNode(db, id: value, in: path) { return node }
-            guard let mac = NodeIdentity.normalizedMAC(value),
-                let row = try Row.fetchOne(db, sql: "SELECT nodeId FROM identifier WHERE mac = ?", arguments: [mac])
-            else { return nil }
-            return try Self.fetchNode(db, id: try row.decode(String.self, "nodeId", in: path), in: path)
-        }
+        return try await database.read { db in try Self.fetchNode(db, idOrMAC: value, in: path) }
+    }
+
+    /// The node with this id, else the node that has this MAC (any spelling).
+    private static func fetchNode(_ db: Database, idOrMAC value: String, in path: String) throws -> Node? {
+        if let node = try fetchNode(db, id: value, in: path) { return node }
+        guard let mac = NodeIdentity.normalizedMAC(value),
+            let row = try Row.fetchOne(db, sql: "SELECT nodeId FROM identifier WHERE mac = ?", arguments: [mac])
+        else { return nil }
+        return try fetchNode(db, id: try row.decode(String.self, "nodeId", in: path), in: path)
     }
 
     /// Removes the node with this id, else the node that has this MAC, with its MACs and
@@ -122,13 +125,7 @@ final class NodeStore: Sendable {
     func remove(idOrMAC value: String) async throws -> Node? {
         let path = self.path
         return try await database.write { db in
-            var node = try Self.fetchNode(db, id: value, in: path)
-            if node == nil, let mac = NodeIdentity.normalizedMAC(value),
-                let row = try Row.fetchOne(db, sql: "SELECT nodeId FROM identifier WHERE mac = ?", arguments: [mac])
-            {
-                node = try Self.fetchNode(db, id: try row.decode(String.self, "nodeId", in: path), in: path)
-            }
-            guard let node else { return nil }
+            guard let node = try Self.fetchNode(db, idOrMAC: value, in: path) else { return nil }
             // Identifiers and catalogs go with it (ON DELETE CASCADE).
             try db.execute(sql: "DELETE FROM node WHERE id = ?", arguments: [node.id])
             return node
