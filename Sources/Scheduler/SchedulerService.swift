@@ -153,7 +153,7 @@ public final class SchedulerService: Service, Sendable {
                 ($0.takeExpired(now: .now), $0.running.count, $0.waitingCount, $0.role == .active)
             }
             metrics.record(running: running, waiting: waiting, active: active)
-            metrics.timeouts.increment(by: Int64(expired.count))
+            if !expired.isEmpty { metrics.timeouts.increment(by: Int64(expired.count)) }
             for taskID in expired {
                 logger.warning("task timed out", metadata: ["task.id": "\(taskID)"])
                 try? await bus.publishConfirmed(

@@ -1,6 +1,7 @@
 import BusCore
 import Foundation
 import Logging
+import Metrics
 import Synchronization
 
 /// Remembers which tasks have finished, durably, and which runner runs which task.
@@ -36,7 +37,8 @@ public final class TaskRunner: Sendable {
     /// Where finished tasks are recorded: a redelivered `run` for one is answered, not run again.
     private let journal: (any FinishedTaskJournal)?
     private let concurrency: Int
-    private let metrics: WorkflowMetrics
+    /// How long each job ran, by job: made once, not per task.
+    private let jobDurations: [String: Metrics.Timer]
     /// This runner, as the owner of its claims in a shared journal.
     private let id = UUID().uuidString.lowercased()
     /// How long a claim outlives a runner that stopped renewing it (killed): then another runner
@@ -56,9 +58,9 @@ public final class TaskRunner: Sendable {
         self.bus = bus
         self.logger = logger
         self.concurrency = concurrency
-        self.metrics = metrics
         self.journal = journal
         self.jobs = Dictionary(jobs.map { (type(of: $0).name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.jobDurations = Dictionary(uniqueKeysWithValues: self.jobs.keys.map { ($0, metrics.jobDuration($0)) })
     }
 
     public func run() async throws {
@@ -178,7 +180,7 @@ public final class TaskRunner: Sendable {
         } onCancel: {
             work.cancel()
         }
-        metrics.jobDuration(spec.job).record(duration: ContinuousClock.now - started)
+        jobDurations[spec.job]?.record(duration: ContinuousClock.now - started)
         // An ended task stops answering for its node before it is reported: no stale answers.
         if let answers { await stopAnswering(answers, bound: bound, on: nodeServer) }
         let reason = takeCancelReason(spec.taskId)
