@@ -27,6 +27,13 @@ struct JournalRetentionTests {
         }
     }
 
+    @Test("by default finished tasks are kept 7 days, and older ones looked for hourly")
+    func defaults() {
+        let configuration = TaskGraphRunnerService.Configuration()
+        #expect(configuration.finishedTaskRetention == .seconds(7 * 86_400))
+        #expect(configuration.retentionInterval == .seconds(3_600))
+    }
+
     @Test("a TaskGraphRunner forgets its finished tasks once their retention has passed")
     func serviceForgets() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-journal-\(UUID().uuidString)")
