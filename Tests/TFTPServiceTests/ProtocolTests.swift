@@ -45,7 +45,8 @@ struct ProtocolTests {
 
     @Test("padding NULs and an unpaired last option are ignored")
     func lenientOptions() throws {
-        let packet = try TFTPPacket.parse(bytes([0, 1, 97, 0, 111, 0, 0, 0] + Array("blksize".utf8) + [0, 56, 0] + Array("tsize".utf8) + [0]))
+        let packet = try TFTPPacket.parse(
+            bytes([0, 1, 97, 0, 111, 0, 0, 0] + Array("blksize".utf8) + [0, 56, 0] + Array("tsize".utf8) + [0]))
         guard case .readRequest(let request) = packet else { Issue.record("not a read request"); return }
         #expect(request.options == [TFTPOption("blksize", "8")])
     }
@@ -139,7 +140,8 @@ struct ProtocolTests {
 
     @Test("templates render as text: & and < stay as they are")
     func templates() {
-        let rendered = TemplateRenderer.render(BootTemplate.text, bootURL: "http://10.0.0.1:9080", tftpServer: "10.0.0.1", clientAddress: "10.0.0.9")
+        let rendered = TemplateRenderer.render(
+            BootTemplate.text, bootURL: "http://10.0.0.1:9080", tftpServer: "10.0.0.1", clientAddress: "10.0.0.9")
         #expect(
             rendered == """
                 #!ipxe
@@ -153,7 +155,9 @@ struct ProtocolTests {
                 goto retry
 
                 """)
-        #expect(TemplateRenderer.render("{{clientAddress}} <{{tftpServer}}>&", bootURL: "", tftpServer: "a&b", clientAddress: "1.2.3.4") == "1.2.3.4 <a&b>&")
+        #expect(
+            TemplateRenderer.render("{{clientAddress}} <{{tftpServer}}>&", bootURL: "", tftpServer: "a&b", clientAddress: "1.2.3.4")
+                == "1.2.3.4 <a&b>&")
     }
 
     @Test("settings from the environment, and invalid values refused naming the variable")

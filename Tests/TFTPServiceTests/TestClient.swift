@@ -5,6 +5,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
+import Testing
 
 @testable import TFTPService
 
@@ -255,4 +256,12 @@ func withTFTPServer<Result: Sendable>(
     }
 }
 
-import Testing
+/// Where `got` first differs from `expected`, or nil when they are the same bytes. Files are
+/// compared through this, not `#expect(got == expected)`: on a failure swift-testing diffs the
+/// two arrays, which for a file of hundreds of kilobytes keeps a thread of the cooperative pool
+/// busy for many minutes and stalls every other test.
+func byteDifference(_ got: [UInt8], _ expected: [UInt8]) -> String? {
+    guard got != expected else { return nil }
+    let first = zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset ?? min(got.count, expected.count)
+    return "\(got.count) bytes where \(expected.count) were expected; the first difference is at byte \(first)"
+}
