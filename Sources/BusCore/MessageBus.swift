@@ -183,13 +183,15 @@ public final class MessageBus: Service, Sendable {
             persistent: persistent, mandatory: mandatory, file: file, line: line)
     }
 
-    /// ``publishConfirmed(_:to:routingKey:type:persistent:mandatory:file:line:)`` for a body as-is.
+    /// ``publishConfirmed(_:to:routingKey:type:persistent:mandatory:file:line:)`` for a body as-is,
+    /// with `headers` besides the envelope's.
     public func publishRawConfirmed(
         body: [UInt8], toExchangeNamed exchange: String, routingKey: String, type: String, persistent: Bool = false,
-        mandatory: Bool = false, file: String = #fileID, line: Int = #line
+        mandatory: Bool = false, headers: [String: HeaderValue] = [:], file: String = #fileID, line: Int = #line
     ) async throws(BusError) {
         // Every publish carries a message id; it also ties a basic.return to its confirm.
-        let properties = outboundProperties(type: type, persistent: persistent)
+        var properties = outboundProperties(type: type, persistent: persistent)
+        properties.headers = headers
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
         try await attributing(to: file, line) { () async throws(BusError) in
             try await engine.answer { .publishConfirmed(message, $0) }

@@ -134,7 +134,8 @@ public final class SchedulerService: Service, Sendable {
         do {
             try await bus.publishRawConfirmed(
                 body: request.body, toExchangeNamed: bus.name(of: .task), routingKey: WorkflowKeys.run(spec.taskId),
-                type: request.properties.type ?? TaskSpec.payloadType, persistent: true)
+                type: request.properties.type ?? TaskSpec.payloadType, persistent: true,
+                headers: handOver.counts && !WorkflowHeaders.isRepeated(request) ? [:] : [WorkflowHeaders.repeated: .bool(true)])
             request.ack()
         } catch {
             logger.error(

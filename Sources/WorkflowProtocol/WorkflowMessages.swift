@@ -31,6 +31,18 @@ public enum WorkflowKeys {
     public static func graphProgress(_ graphID: String) -> String { "graph.progress.\(graphID)" }
 }
 
+public enum WorkflowHeaders {
+    /// Marks a `schedule` or `run` that may repeat one sent before: an outbox message sent again
+    /// by a sweep, a `schedule` the broker redelivered, or one for a task the Scheduler already
+    /// handed on. Only these (and the broker's redeliveries) can name a task that already ran, so
+    /// a task runner looks in its finished-task journal for them alone, not for every task.
+    public static let repeated = "x-rackbus-repeated"
+
+    public static func isRepeated<Message>(_ delivery: Delivery<Message>) -> Bool {
+        delivery.redelivered || delivery.properties.headers[repeated] == .bool(true)
+    }
+}
+
 /// A task ready to run: the body of `schedule` (TaskGraphRunner → Scheduler) and of
 /// `run.<taskId>` (Scheduler → a task runner). It carries everything a runner needs, so runners
 /// (built in, or external workers in any language) need no access to the graph's store.

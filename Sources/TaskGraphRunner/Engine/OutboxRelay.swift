@@ -79,7 +79,9 @@ final class OutboxRelay: Sendable {
                     do {
                         try await self.bus.publishRawConfirmed(
                             body: message.body, toExchangeNamed: message.exchange, routingKey: message.routingKey, type: message.type,
-                            persistent: message.persistent, mandatory: message.mandatory)
+                            persistent: message.persistent, mandatory: message.mandatory,
+                            // Sent before, perhaps received: its receivers look for a duplicate.
+                            headers: message.attempts > 0 ? [WorkflowHeaders.repeated: .bool(true)] : [:])
                         return message.id
                     } catch {
                         self.logger.error(

@@ -120,7 +120,9 @@ public final class TaskRunner: Sendable {
                 }
                 let done: TaskFinished?
                 do {
-                    done = try await journal?.finishedReport(taskId: spec.taskId)
+                    // A first hand-over names a task that has not run: only a repeated one can
+                    // be in the journal, so the common case reads nothing.
+                    done = WorkflowHeaders.isRepeated(delivery) ? try await journal?.finishedReport(taskId: spec.taskId) : nil
                 } catch {
                     // Unknown whether it ran: neither run it nor drop it; the broker hands it back soon.
                     logger.error("could not read the finished-task journal", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
