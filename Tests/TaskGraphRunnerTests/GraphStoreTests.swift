@@ -216,3 +216,40 @@ struct GraphStoreDamageTests {
         #expect(try await reopened.activeGraphs(target: nil, name: nil).map(\.id) == [kept.instance.id])
     }
 }
+
+@Suite("Upgrading a task graph database")
+struct GraphStoreUpgradeTests {
+    @Test("a graph stored before headers had a table of their own loads whole, and changes, after the upgrade")
+    func headersMoveOut() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-graphs-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("taskgraph.sqlite").path
+        let begun = try GraphStoreTests().begun(target: "upgraded-node")
+        let instance = begun.instance
+        // The file as the version before this one left it: the header in the graph's row.
+        let queue = try DatabaseQueue(path: path)
+        try SQLiteGraphStore.migrator.migrate(queue, upTo: "v5: finished tasks by age")
+        try await queue.write { db in
+            try db.execute(
+                sql: "INSERT INTO graph (id, name, target, active, header, state, updatedAt) VALUES (?, ?, ?, 1, ?, ?, 0)",
+                arguments: [
+                    instance.id, instance.plan.definition.injectableName, instance.target, try JSONEncoder().encode(instance.header),
+                    try JSONEncoder().encode(instance.state),
+                ])
+        }
+        try queue.close()
+        let store = try await SQLiteGraphStore.open(path: path)
+        let loaded = try #require(try await store.activeGraphs(target: "upgraded-node", name: nil).first)
+        #expect(loaded == instance)
+        let changed = try await store.change(graph: instance.id, isolation: nil) { current in
+            var next = current
+            _ = next.run.cancel()
+            return GraphChange(instance: next, outbox: [])
+        }
+        #expect(changed?.instance.isActive == false)
+        let reopened = try await SQLiteGraphStore.open(path: path)
+        #expect(try await reopened.graph(id: instance.id)?.plan == instance.plan)
+        #expect(try await reopened.activeGraphs(target: nil, name: nil).isEmpty)
+    }
+}

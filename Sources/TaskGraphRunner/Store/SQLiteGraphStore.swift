@@ -30,12 +30,14 @@ final class SQLiteGraphStore: GraphStore {
     static func open(path: String) async throws -> SQLiteGraphStore {
         let database = try await DatabaseQueue.open(path: path, migrator: migrator)
         let active = try await database.read { db in
-            try Row.fetchAll(db, sql: "SELECT id, header, state FROM graph WHERE active = 1").compactMap { try Self.instance($0, in: path) }
+            try Row.fetchAll(db, sql: "SELECT id, header, state FROM graph LEFT JOIN graphHeader USING (id) WHERE active = 1").compactMap {
+                try Self.instance($0, in: path)
+            }
         }
         return SQLiteGraphStore(database: database, path: path, active: active)
     }
 
-    private static var migrator: DatabaseMigrator {
+    static var migrator: DatabaseMigrator {
         var migrator = DatabaseMigrator()
         migrator.registerMigration("v1: definitions and graphs") { db in
             try db.create(table: "taskDefinition") { table in
@@ -86,6 +88,16 @@ final class SQLiteGraphStore: GraphStore {
         }
         migrator.registerMigration("v5: finished tasks by age") { db in
             try db.create(index: "finishedTask_finishedAt", on: "finishedTask", columns: ["finishedAt"])
+        }
+        // A header (the plan, some kilobytes) in the row that each task's end updates made SQLite
+        // write it again, overflow pages and all, at every change: it moves to a table of its own.
+        migrator.registerMigration("v6: headers apart from state") { db in
+            try db.create(table: "graphHeader") { table in
+                table.primaryKey("id", .text)
+                table.column("header", .blob).notNull()
+            }
+            try db.execute(sql: "INSERT INTO graphHeader (id, header) SELECT id, header FROM graph")
+            try db.alter(table: "graph") { table in table.drop(column: "header") }
         }
         return migrator
     }
@@ -154,12 +166,12 @@ final class SQLiteGraphStore: GraphStore {
                 throw GraphStoreError.alreadyCreated(try existing.decode(String.self, "id", in: path))
             }
             try db.execute(
-                sql:
-                    "INSERT INTO graph (id, name, target, active, header, state, updatedAt, idempotencyKey) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                sql: "INSERT INTO graph (id, name, target, active, state, updatedAt, idempotencyKey) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 arguments: [
-                    instance.id, instance.plan.definition.injectableName, instance.target, instance.isActive, header, state,
+                    instance.id, instance.plan.definition.injectableName, instance.target, instance.isActive, state,
                     Date().timeIntervalSince1970, instance.idempotencyKey,
                 ])
+            try db.execute(sql: "INSERT INTO graphHeader (id, header) VALUES (?, ?)", arguments: [instance.id, header])
             try Self.insert(outbox, into: db)
         }
         if instance.isActive { memory.withLock { $0.active[instance.id] = instance } }
@@ -197,7 +209,7 @@ final class SQLiteGraphStore: GraphStore {
     func graph(id: String) async throws -> GraphInstance? {
         if let active = memory.withLock({ $0.active[id] }) { return active }
         return try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, header, state FROM graph WHERE id = ?", arguments: [id]).flatMap {
+            try Row.fetchOne(db, sql: "SELECT id, header, state FROM graph LEFT JOIN graphHeader USING (id) WHERE id = ?", arguments: [id]).flatMap {
                 try Self.instance($0, in: self.path)
             }
         }
