@@ -71,8 +71,8 @@ public final class SchedulerService: Service, Sendable {
         // Hand-overs wait in the runners' queue even while no runner is up.
         try await bus.declareWorkQueue(
             named: WorkflowQueues.name(WorkflowQueues.taskRunner, prefix: prefix), bindings: WorkflowQueues.taskRunnerBindings)
-        // Only the task id matters here: a slot frees up.
-        let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: FinishedTaskID.self)
+        // Only the task id matters here, and the routing key has it: the body is not read.
+        let finished = try await bus.subscribeRaw(toExchangeNamed: bus.name(of: .events), patterns: ["task.finished.*"])
         // The hand-overs, watched until this Scheduler becomes active; before it consumes the
         // queue, so that none is missed if it stands by from the start.
         let handOvers = try await bus.subscribe(to: .task, patterns: ["run.*"], as: ScheduleRequest.self)
@@ -97,7 +97,8 @@ public final class SchedulerService: Service, Sendable {
             }
             group.addTask {
                 for await report in finished {
-                    if self.state.withLock({ $0.taskEnded(report.message.taskId) }) { self.wakeContinuation.yield() }
+                    guard let taskID = WorkflowKeys.taskID(finishedKey: report.routingKey) else { continue }
+                    if self.state.withLock({ $0.taskEnded(taskID) }) { self.wakeContinuation.yield() }
                 }
             }
             group.addTask {
@@ -163,11 +164,6 @@ public final class SchedulerService: Service, Sendable {
             }
         }
     }
-}
-
-/// What the Scheduler reads of a `task.finished` report (a ``TaskFinished``).
-struct FinishedTaskID: Decodable, Sendable {
-    var taskId: String
 }
 
 /// What the Scheduler reads of a `schedule` request (a ``TaskSpec``): its task and its time

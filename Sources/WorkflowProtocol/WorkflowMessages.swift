@@ -26,6 +26,12 @@ public enum WorkflowKeys {
     public static func run(_ taskID: String) -> String { "run.\(taskID)" }
     public static func cancel(_ taskID: String) -> String { "cancel.\(taskID)" }
     public static func taskFinished(_ taskID: String) -> String { "task.finished.\(taskID)" }
+    /// The task id of a `task.finished.<taskId>` key; nil for any other key.
+    public static func taskID(finishedKey key: String) -> String? {
+        let prefix = "task.finished."
+        guard key.hasPrefix(prefix), key.count > prefix.count else { return nil }
+        return String(key.dropFirst(prefix.count))
+    }
     public static func graphStarted(_ graphID: String) -> String { "graph.started.\(graphID)" }
     public static func graphFinished(_ graphID: String) -> String { "graph.finished.\(graphID)" }
     public static func graphProgress(_ graphID: String) -> String { "graph.progress.\(graphID)" }

@@ -219,7 +219,7 @@ struct GraphStoreDamageTests {
 
 @Suite("Upgrading a task graph database")
 struct GraphStoreUpgradeTests {
-    @Test("a graph stored before headers had a table of their own loads whole, and changes, after the upgrade")
+    @Test("a graph, an unsent message and a finished task stored by the version before the last two upgrades are all there after them")
     func headersMoveOut() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-graphs-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -237,11 +237,28 @@ struct GraphStoreUpgradeTests {
                     instance.id, instance.plan.definition.injectableName, instance.target, try JSONEncoder().encode(instance.header),
                     try JSONEncoder().encode(instance.state),
                 ])
+            try db.execute(
+                sql: """
+                    INSERT INTO outbox (id, graphId, exchange, routingKey, type, body, persistent, mandatory, onlyWhileGraphActive,
+                    notBefore, attempts) VALUES ('unsent', ?, 'on.scheduler', 'schedule', 'Object', x'7b7d', 1, 1, 1, 0, 0)
+                    """, arguments: [instance.id])
+            try db.execute(
+                sql: "INSERT INTO finishedTask (taskId, body, finishedAt) VALUES ('finished', ?, ?)",
+                arguments: [
+                    try JSONEncoder().encode(
+                        TaskFinished(
+                            taskId: "finished", taskName: "Task.noop", label: "noop", graphId: instance.id, graphName: "noop",
+                            state: .succeeded)),
+                    Date().timeIntervalSince1970,
+                ])
         }
         try queue.close()
         let store = try await SQLiteGraphStore.open(path: path)
         let loaded = try #require(try await store.activeGraphs(target: "upgraded-node", name: nil).first)
         #expect(loaded == instance)
+        // The unsent message and the finished task came along.
+        #expect(try await store.takeDueMessages(limit: 10, lease: .seconds(10)).map(\.id) == ["unsent"])
+        #expect(try await store.finishedReport(taskId: "finished")?.state == .succeeded)
         let changed = try await store.change(graph: instance.id, isolation: nil) { current in
             var next = current
             _ = next.run.cancel()

@@ -99,6 +99,44 @@ final class SQLiteGraphStore: GraphStore {
             try db.execute(sql: "INSERT INTO graphHeader (id, header) SELECT id, header FROM graph")
             try db.alter(table: "graph") { table in table.drop(column: "header") }
         }
+        // A commit writes a page of every tree that its rows touch. The outbox holds only unsent
+        // messages and needs no index but its key; keyed tables without a rowid keep each row in
+        // the key's tree alone.
+        migrator.registerMigration("v7: fewer trees per write") { db in
+            try db.execute(sql: "DROP INDEX outbox_notBefore")
+            try db.create(table: "outboxKeyed", options: [.withoutRowID]) { table in
+                table.primaryKey("id", .text)
+                table.column("graphId", .text).notNull()
+                table.column("exchange", .text).notNull()
+                table.column("routingKey", .text).notNull()
+                table.column("type", .text).notNull()
+                table.column("body", .blob).notNull()
+                table.column("persistent", .boolean).notNull()
+                table.column("mandatory", .boolean).notNull()
+                table.column("onlyWhileGraphActive", .boolean).notNull()
+                table.column("notBefore", .double).notNull()
+                table.column("attempts", .integer).notNull()
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO outboxKeyed SELECT id, graphId, exchange, routingKey, type, body, persistent, mandatory,
+                    onlyWhileGraphActive, notBefore, attempts FROM outbox;
+                    DROP TABLE outbox;
+                    ALTER TABLE outboxKeyed RENAME TO outbox;
+                    """)
+            try db.create(table: "finishedTaskKeyed", options: [.withoutRowID]) { table in
+                table.primaryKey("taskId", .text)
+                table.column("body", .blob).notNull()
+                table.column("finishedAt", .double).notNull()
+            }
+            try db.execute(
+                sql: """
+                    INSERT INTO finishedTaskKeyed SELECT taskId, body, finishedAt FROM finishedTask;
+                    DROP TABLE finishedTask;
+                    ALTER TABLE finishedTaskKeyed RENAME TO finishedTask;
+                    """)
+            try db.create(index: "finishedTask_finishedAt", on: "finishedTask", columns: ["finishedAt"])
+        }
         return migrator
     }
 
@@ -209,9 +247,10 @@ final class SQLiteGraphStore: GraphStore {
     func graph(id: String) async throws -> GraphInstance? {
         if let active = memory.withLock({ $0.active[id] }) { return active }
         return try await database.read { db in
-            try Row.fetchOne(db, sql: "SELECT id, header, state FROM graph LEFT JOIN graphHeader USING (id) WHERE id = ?", arguments: [id]).flatMap {
-                try Self.instance($0, in: self.path)
-            }
+            try Row.fetchOne(db, sql: "SELECT id, header, state FROM graph LEFT JOIN graphHeader USING (id) WHERE id = ?", arguments: [id])
+                .flatMap {
+                    try Self.instance($0, in: self.path)
+                }
         }
     }
 
