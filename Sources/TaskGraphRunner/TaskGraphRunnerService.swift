@@ -148,7 +148,8 @@ public final class TaskGraphRunnerService: Service, Sendable {
                 named: "\(bus.configuration.exchangePrefix).\(Self.finishedQueueName)", bindings: [(.events, "task.finished.*")],
                 prefetch: 256, soleConsumer: sole, as: TaskFinished.self)
         } catch {
-            guard error.replyCode == 403 else { throw error }
+            // 403 "in exclusive use", not a 403 for a missing permission.
+            guard error.replyCode == 403, error.message.contains("exclusive use") else { throw error }
             throw AnotherTaskGraphRunnerError(ownStore: sole, prefix: bus.configuration.exchangePrefix, underlying: error)
         }
     }
