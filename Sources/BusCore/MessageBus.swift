@@ -278,13 +278,9 @@ public final class MessageBus: Service, Sendable {
     /// write to the default exchange (every RPC server's, to reply) can put a message into a queue
     /// by name, and only the delivery's exchange, which the broker sets, tells it apart. A queue
     /// without bindings is fed by name on purpose and takes what comes.
-    ///
-    /// With `soleConsumer`, the broker admits no other consumer on the queue while this one
-    /// consumes, and refuses this one (``BusError/Code/channelClosed``, reply code 403) while
-    /// another does: for a consumer whose state no other replica shares.
     public func workQueue<T: Decodable & Sendable>(
         named queue: String, bindings: [(exchange: Exchange, pattern: String)], prefetch: Int = 16, arguments: [String: HeaderValue] = [:],
-        soleConsumer: Bool = false, as type: T.Type = T.self, file: String = #fileID, line: Int = #line
+        as type: T.Type = T.self, file: String = #fileID, line: Int = #line
     ) async throws(BusError) -> Subscription<T> {
         try await attributing(to: file, line) { () async throws(BusError) in
             try await declareDeadLetterQueue(for: queue)
@@ -293,7 +289,7 @@ public final class MessageBus: Service, Sendable {
                     name: queue, durable: true, autoDelete: false,
                     arguments: configuration.workQueueArguments(for: queue, adding: arguments)),
                 bindings: bindings.map { Binding(exchange: name(of: $0.exchange), pattern: $0.pattern) },
-                acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))), soleConsumer: soleConsumer)
+                acknowledgement: .byConsumer(prefetch: UInt16(clamping: max(1, prefetch))))
             let decode = Self.jsonDecoding(T.self)
             let exchanges = Set(spec.bindings.map(\.exchange))
             return try await makeSubscription(spec) { delivery in

@@ -67,7 +67,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
         let location = try GraphStoreLocation(configuration.database)
         switch location {
         case .sqlite(let path):
-            try await serve(store: try await SQLiteGraphStore.open(path: path), sole: true)
+            try await serve(store: try await SQLiteGraphStore.open(path: path))
         case .postgres(let postgres):
             let store = PostgresGraphStore(location: postgres, logger: logger)
             // The pool runs in a task of its own, not in a child task: cancelling this service
@@ -78,7 +78,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
             do {
                 try await store.migrate()
                 logger.notice("task graphs are stored in PostgreSQL", metadata: ["taskgraph.database": "\(postgres.redacted)"])
-                try await serve(store: store, sole: false)
+                try await serve(store: store)
             } catch {
                 pool.cancel()
                 await pool.value
@@ -89,15 +89,14 @@ public final class TaskGraphRunnerService: Service, Sendable {
         }
     }
 
-    /// `sole`: the store is this instance's own (SQLite), so no other TaskGraphRunner may serve
-    /// the bus: it would take reports for graphs it cannot see.
-    private func serve(store: any GraphStore, sole: Bool) async throws {
+    private func serve(store: any GraphStore) async throws {
         let engine = try await GraphEngine(bus: bus, store: store, logger: logger, faults: faults, metrics: metrics)
-        // Reports are taken from a durable queue and acknowledged once stored: none is lost to a
-        // crash, and one whose write fails goes back to the queue. Taken before the RPCs are
-        // served, so that an instance the broker refuses (see `sole`) never answers one.
-        let reports = try await taskReports(sole: sole)
         let servers = try await rpcServers(engine)
+        // Reports are taken from a durable queue and acknowledged once stored: none is lost to a
+        // crash, and one whose write fails goes back to the queue.
+        let reports = try await bus.workQueue(
+            named: "\(bus.configuration.exchangePrefix).\(Self.finishedQueueName)", bindings: [(.events, "task.finished.*")], prefetch: 256,
+            as: TaskFinished.self)
         let runner =
             configuration.runsTasks
             ? TaskRunner(bus: bus, concurrency: configuration.taskConcurrency, journal: store, logger: logger, metrics: metrics) : nil
@@ -113,44 +112,28 @@ public final class TaskGraphRunnerService: Service, Sendable {
             // Sends what a crashed instance (or a failed send) left in the outbox.
             group.addTask { await engine.sweepOutbox() }
             group.addTask { await self.forgetOldFinishedTasks(in: store) }
-            group.addTask { try await Self.handle(reports, with: engine) }
+            group.addTask {
+                // Reports are handled side by side (the prefetch bounds how many); the engine
+                // keeps each graph consistent.
+                await withDiscardingTaskGroup { handlers in
+                    for await report in reports {
+                        handlers.addTask {
+                            if await engine.taskFinished(report.message) {
+                                report.ack()
+                            } else {
+                                // Not stored: back to the broker, after a pause so a failing store is not hammered.
+                                try? await Task.sleep(for: .milliseconds(200))
+                                report.reject(requeue: true)
+                            }
+                        }
+                    }
+                }
+            }
             if let runner {
                 group.addTask { try await runner.run() }
             }
             try? await gracefulShutdown()
             group.cancelAll()
-        }
-    }
-
-    /// Handles reports side by side (the prefetch bounds how many); the engine keeps each graph
-    /// consistent. Throws when the reports end without a shutdown: the broker refused the
-    /// consumer after a reconnect (another instance took the queue), and graphs would stall unseen.
-    static func handle(_ reports: Subscription<TaskFinished>, with engine: GraphEngine) async throws {
-        await withDiscardingTaskGroup { handlers in
-            for await report in reports {
-                handlers.addTask {
-                    if await engine.taskFinished(report.message) {
-                        report.ack()
-                    } else {
-                        // Not stored: back to the broker, after a pause so a failing store is not hammered.
-                        try? await Task.sleep(for: .milliseconds(200))
-                        report.reject(requeue: true)
-                    }
-                }
-            }
-        }
-        if !Task.isCancelled { throw ReportsEndedError() }
-    }
-
-    private func taskReports(sole: Bool) async throws -> Subscription<TaskFinished> {
-        do {
-            return try await bus.workQueue(
-                named: "\(bus.configuration.exchangePrefix).\(Self.finishedQueueName)", bindings: [(.events, "task.finished.*")],
-                prefetch: 256, soleConsumer: sole, as: TaskFinished.self)
-        } catch {
-            // 403 "in exclusive use", not a 403 for a missing permission.
-            guard error.replyCode == 403, error.message.contains("exclusive use") else { throw error }
-            throw AnotherTaskGraphRunnerError(ownStore: sole, prefix: bus.configuration.exchangePrefix, underlying: error)
         }
     }
 
@@ -195,32 +178,4 @@ public final class TaskGraphRunnerService: Service, Sendable {
             try await bus.server(for: GetTaskGraphProperties.self) { request, _ in try await engine.properties(request.filter) },
         ]
     }
-}
-
-/// This TaskGraphRunner cannot serve the bus beside the ones already there: one with a store of its
-/// own (SQLite) must be the only TaskGraphRunner on its bus, since another would take task
-/// reports for graphs it cannot see, and those graphs would stall.
-public struct AnotherTaskGraphRunnerError: Error, CustomStringConvertible {
-    /// Whether the refused instance has a store of its own (SQLite).
-    public let ownStore: Bool
-    public let prefix: String
-    public let underlying: BusError
-
-    public var description: String {
-        if ownStore {
-            return """
-                Another TaskGraphRunner serves this bus (exchange prefix \(prefix)), and one with a SQLite store must be the only one: \
-                to run several, give them all one PostgreSQL store (RACKBUS_TASKGRAPH_DATABASE=postgres://…; see deploy/README.md).
-                """
-        }
-        return """
-            A TaskGraphRunner with a SQLite store serves this bus (exchange prefix \(prefix)) and must be the only one: \
-            stop it, or move it to this instance's PostgreSQL store.
-            """
-    }
-}
-
-/// The task reports' subscription ended while the service was not stopping.
-struct ReportsEndedError: Error, CustomStringConvertible {
-    var description: String { "the task reports' subscription ended: the broker refused its consumer" }
 }

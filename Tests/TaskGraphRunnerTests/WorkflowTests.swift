@@ -135,10 +135,15 @@ struct WorkflowTests {
             _ = try await bus.call(DefineTaskGraph(definition: chain))
             let graph = try await bus.call(RunTaskGraph(name: "Graph.Test.Pause"))
             _ = try await bus.call(PauseTaskGraph(filter: GraphFilter(instanceId: graph.instanceId)))
-            try await Task.sleep(for: .milliseconds(1200))
+            // A running task finishes (its 500 ms, and its report, can take longer on a loaded machine).
+            try await eventually(timeout: .seconds(20)) {
+                try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId))).tasks["first"]?.state
+                    == .succeeded
+            }
+            // Time enough for the next task's hand-over, had the pause not held it.
+            try await Task.sleep(for: .milliseconds(700))
             let paused = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
             #expect(paused.status == "paused")
-            #expect(paused.tasks["first"]?.state == .succeeded, "a running task finishes")
             #expect(paused.tasks["second"]?.state == .pending, "nothing new starts")
             _ = try await bus.call(ResumeTaskGraph(filter: GraphFilter(instanceId: graph.instanceId)))
             #expect(try await finishedStatus(finished) == "succeeded")

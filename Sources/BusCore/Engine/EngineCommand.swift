@@ -34,8 +34,6 @@ struct ConsumerSpec: Sendable {
         return bindings.filter { seen.insert($0).inserted }
     }
     var acknowledgement: Acknowledgement
-    /// Consume as the queue's only consumer (`basic.consume` with `exclusive`).
-    var soleConsumer = false
 
     /// Who acknowledges deliveries, and so how many the broker may have outstanding.
     enum Acknowledgement: Sendable, Equatable {

@@ -139,7 +139,7 @@ extension EngineLoop {
                 tag = try connection.consume(
                     channel: Channel.consume.rawValue, queue: queueName, consumerTag: "c\(id)",
                     noAck: spec.prefetch == nil,
-                    exclusive: spec.soleConsumer)
+                    exclusive: false)
             } catch let error as BusError where error.code == .channelClosed {
                 // The consumers' channel is closed, not the scratch one.
                 logger.warning(

@@ -175,16 +175,7 @@ actor GraphEngine {
                 metadata: ["graph.id": "\(report.graphId)", "error": "\(error)"])
             return false
         }
-        guard let change, let label = change.instance.label(ofTask: report.taskId) else {
-            // A duplicate changes nothing; a report for a graph this store never held means
-            // another TaskGraphRunner with a store of its own shares the bus.
-            if change == nil, await isUnknown(graph: report.graphId) {
-                logger.warning(
-                    "a task report names a graph this store does not hold; it is dropped",
-                    metadata: ["graph.id": "\(report.graphId)", "task.id": "\(report.taskId)"])
-            }
-            return true
-        }
+        guard let change, let label = change.instance.label(ofTask: report.taskId) else { return true }
         metrics.taskFinished(report.state)
         let instance = change.instance
         await publishEvent(
@@ -253,15 +244,6 @@ actor GraphEngine {
     }
 
     // MARK: Helpers
-
-    /// Whether the store holds no graph `id`, active or ended (false when it cannot tell).
-    private func isUnknown(graph id: String) async -> Bool {
-        do {
-            return try await store.graph(id: id) == nil
-        } catch {
-            return false
-        }
-    }
 
     /// Sends what a stored change decided, and logs a graph's end.
     private func carryOut(_ change: GraphChange) async {
