@@ -136,7 +136,7 @@ public final class SchedulerService: Service, Sendable {
             try await bus.publishRawConfirmed(
                 body: request.body, toExchangeNamed: bus.name(of: .task), routingKey: WorkflowKeys.run(spec.taskId),
                 type: request.properties.type ?? TaskSpec.payloadType, persistent: true,
-                headers: handOver.counts && !WorkflowHeaders.isRepeated(request) ? [:] : [WorkflowHeaders.repeated: .bool(true)])
+                headers: WorkflowHeaders.marking(repeated: !handOver.counts || WorkflowHeaders.isRepeated(request)))
             request.ack()
         } catch {
             logger.error(

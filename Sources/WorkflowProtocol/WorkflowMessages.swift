@@ -28,7 +28,7 @@ public enum WorkflowKeys {
     public static func taskFinished(_ taskID: String) -> String { "task.finished.\(taskID)" }
     /// The task id of a `task.finished.<taskId>` key; nil for any other key.
     public static func taskID(finishedKey key: String) -> String? {
-        let prefix = "task.finished."
+        let prefix = taskFinished("")
         guard key.hasPrefix(prefix), key.count > prefix.count else { return nil }
         return String(key.dropFirst(prefix.count))
     }
@@ -43,6 +43,11 @@ public enum WorkflowHeaders {
     /// handed on. Only these (and the broker's redeliveries) can name a task that already ran, so
     /// a task runner looks in its finished-task journal for them alone, not for every task.
     public static let repeated = "x-rackbus-repeated"
+
+    /// The headers of a message that is `repeated`, or of one that is not.
+    public static func marking(repeated: Bool) -> [String: HeaderValue] {
+        repeated ? [Self.repeated: .bool(true)] : [:]
+    }
 
     public static func isRepeated<Message>(_ delivery: Delivery<Message>) -> Bool {
         delivery.redelivered || delivery.properties.headers[repeated] == .bool(true)

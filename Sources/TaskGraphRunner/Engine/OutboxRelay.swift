@@ -81,7 +81,7 @@ final class OutboxRelay: Sendable {
                             body: message.body, toExchangeNamed: message.exchange, routingKey: message.routingKey, type: message.type,
                             persistent: message.persistent, mandatory: message.mandatory,
                             // Sent before, perhaps received: its receivers look for a duplicate.
-                            headers: message.attempts > 0 ? [WorkflowHeaders.repeated: .bool(true)] : [:])
+                            headers: WorkflowHeaders.marking(repeated: message.attempts > 0))
                         return message.id
                     } catch {
                         self.logger.error(
