@@ -169,10 +169,21 @@ public final class SchedulerService: Service, Sendable {
 /// What the Scheduler reads of a `schedule` request (a ``TaskSpec``): its task and its time
 /// limit. It still refuses a request that lacks any of TaskSpec's required fields, so what it
 /// hands on is what the runners can run; building the options and context is left to them.
-struct ScheduleRequest: Decodable, Sendable {
+struct ScheduleRequest: DirectJSONDecodable, Sendable {
     var taskId: String
     /// Milliseconds the task may run; 0 or less means no limit.
     var timeoutMs: Int
+
+    /// The same checks as `init(from:)`, on a parsed body.
+    init?(json: JSONValue) {
+        guard let members = try? JSONMembers(json), let taskId = try? members.string("taskId"),
+            let timeoutMs = try? members.int("timeoutMs"),
+            ["graphId", "graphName", "label", "taskName", "job"].allSatisfy({ (try? members.string($0)) != nil }),
+            members.contains("options"), members.contains("context")
+        else { return nil }
+        self.taskId = taskId
+        self.timeoutMs = timeoutMs
+    }
 
     private enum CodingKeys: String, CodingKey {
         case taskId, timeoutMs, graphId, graphName, label, taskName, job, options, context

@@ -17,6 +17,11 @@ public enum WireFormat {
 
     /// `value` as JSON. Throws ``BusError/Code/encoding`` with the `EncodingError` as ``BusError/underlying``.
     public static func encode<T: Encodable>(_ value: T) throws(BusError) -> [UInt8] {
+        if let direct = value as? any DirectJSONEncodable {
+            var writer = JSONWriter()
+            // A value JSON cannot hold is left to JSONEncoder, which says what it is.
+            if (try? direct.writeJSON(into: &writer)) != nil { return writer.bytes }
+        }
         do {
             return Array(try JSONEncoder().encode(value))
         } catch {
@@ -28,6 +33,11 @@ public enum WireFormat {
     public static func decode<T: Decodable>(
         _ type: T.Type, from body: [UInt8], using decoder: JSONDecoder = JSONDecoder()
     ) throws(BusError) -> T {
+        if let direct = T.self as? any DirectJSONDecodable.Type, let json = JSONParser.parse(body),
+            let value = direct.init(json: json) as? T
+        {
+            return value
+        }
         do {
             return try decoder.decode(T.self, from: Data(body))
         } catch {

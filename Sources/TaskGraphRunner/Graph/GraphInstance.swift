@@ -64,3 +64,67 @@ struct GraphInstance: Sendable, Equatable {
         self.idempotencyKey = idempotencyKey
     }
 }
+
+/// The state is stored at every change of a graph: written and read without Foundation's
+/// generic coders, as its `Codable` conformance writes it (`DirectJSONTests`).
+extension GraphInstance.State: DirectJSONEncodable, DirectJSONDecodable {
+    func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.key("progress")
+        writer.beginObject()
+        writer.member("status", progress.status)
+        writer.key("states")
+        writer.beginObject()
+        for (label, state) in progress.states { writer.member(label, state.rawValue) }
+        writer.endObject()
+        writer.endObject()
+        try writer.member("context", context)
+        writer.key("errors")
+        writer.object(errors)
+        writer.endObject()
+    }
+
+    init?(json: JSONValue) {
+        guard let members = try? JSONMembers(json), let progress = try? JSONMembers(members.members["progress"] ?? .null),
+            let status = try? progress.raw("status", as: GraphStatus.self), let stateNames = try? progress.strings("states"),
+            let context = try? members.object("context"), let errors = try? members.strings("errors")
+        else { return nil }
+        var states: [String: TaskState] = [:]
+        for (label, name) in stateNames {
+            guard let state = TaskState(rawValue: name) else { return nil }
+            states[label] = state
+        }
+        self.init(progress: GraphRun.Progress(status: status, states: states), context: context, errors: errors)
+    }
+
+    /// As stored.
+    func encoded() throws -> Data {
+        Data(try WireFormat.encode(self))
+    }
+
+    static func decoded(from data: Data) throws -> Self {
+        try WireFormat.decode(Self.self, from: [UInt8](data))
+    }
+}
+
+/// The header is written once per graph, but it holds the whole plan: directly too.
+extension GraphInstance.Header: DirectJSONEncodable {
+    func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.key("plan")
+        try plan.writeJSON(into: &writer)
+        writer.member("target", target)
+        writer.key("taskIDs")
+        writer.object(taskIDs)
+        writer.key("createdAt")
+        // Foundation's default for a Date: seconds since 2001.
+        try writer.number(createdAt.timeIntervalSinceReferenceDate)
+        writer.member("idempotencyKey", idempotencyKey)
+        writer.endObject()
+    }
+
+    /// As stored.
+    func encoded() throws -> Data {
+        Data(try WireFormat.encode(self))
+    }
+}

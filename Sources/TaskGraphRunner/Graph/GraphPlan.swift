@@ -49,3 +49,37 @@ public struct GraphPlan: Codable, Sendable, Equatable {
         self.tasks = tasks
     }
 }
+
+extension CompiledTask: DirectJSONEncodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.member("label", label)
+        writer.member("taskName", taskName)
+        writer.member("friendlyName", friendlyName)
+        writer.member("runJob", runJob)
+        try writer.member("options", options)
+        try writer.member("properties", properties)
+        writer.key("waitOn")
+        try waitOn.writeJSON(into: &writer)
+        writer.member("ignoreFailure", ignoreFailure)
+        writer.key("terminalOnStates")
+        writer.beginArray()
+        for state in terminalOnStates { writer.string(state.rawValue) }
+        writer.endArray()
+        writer.endObject()
+    }
+}
+
+extension GraphPlan: DirectJSONEncodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.key("definition")
+        try definition.writeJSON(into: &writer)
+        try writer.member("options", options)
+        writer.key("tasks")
+        writer.beginArray()
+        for task in tasks { try task.writeJSON(into: &writer) }
+        writer.endArray()
+        writer.endObject()
+    }
+}

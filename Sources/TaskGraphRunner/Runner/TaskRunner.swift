@@ -402,9 +402,15 @@ public final class TaskRunner: Sendable {
 /// A `run.<taskId>` body: a ``TaskSpec``, or, when it is not one but names its task and graph
 /// (and a built-in job, or none), the failure to report for it. Anything less is left
 /// to the bus, which rejects it.
-enum RunMessage: Decodable, Sendable {
+enum RunMessage: DirectJSONDecodable, Sendable {
     case runnable(TaskSpec)
     case malformed(TaskFinished)
+
+    /// A well-formed spec, read directly; anything else goes through `init(from:)`.
+    init?(json: JSONValue) {
+        guard let spec = TaskSpec(json: json) else { return nil }
+        self = .runnable(spec)
+    }
 
     private enum CodingKeys: String, CodingKey {
         case taskId, graphId, graphName, label, taskName, job

@@ -179,8 +179,8 @@ final class PostgresGraphStore: GraphStore {
 
     func create(_ change: GraphChange) async throws {
         let instance = change.instance
-        let header = try JSONEncoder().encode(instance.header)
-        let state = try JSONEncoder().encode(instance.state)
+        let header = try instance.header.encoded()
+        let state = try instance.state.encoded()
         do {
             try await transaction { connection in
                 try await connection.query(
@@ -221,9 +221,9 @@ final class PostgresGraphStore: GraphStore {
             guard let header = try cached ?? found.header.map({ try decoder.decode(GraphInstance.Header.self, from: $0) }) else {
                 return nil
             }
-            let current = GraphInstance(id: id, header: header, state: try decoder.decode(GraphInstance.State.self, from: found.state))
+            let current = GraphInstance(id: id, header: header, state: try GraphInstance.State.decoded(from: found.state))
             guard let change = try decide(current) else { return nil }
-            let state = try JSONEncoder().encode(change.instance.state)
+            let state = try change.instance.state.encoded()
             try await connection.query(
                 "UPDATE graph SET active = \(change.instance.isActive), state = \(state), updated_at = now() WHERE id = \(id)",
                 logger: logger)
@@ -252,7 +252,7 @@ final class PostgresGraphStore: GraphStore {
         var instances: [GraphInstance] = []
         for try await (id, header, state) in rows.decode((String, Data, Data).self) {
             guard let header = try? decoder.decode(GraphInstance.Header.self, from: header),
-                let state = try? decoder.decode(GraphInstance.State.self, from: state)
+                let state = try? GraphInstance.State.decoded(from: state)
             else {
                 logger.warning("skipping a graph this version cannot read", metadata: ["graph.id": "\(id)"])
                 continue

@@ -192,8 +192,8 @@ final class SQLiteGraphStore: GraphStore {
             }
         }
         defer { if let target = instance.target { memory.withLock { _ = $0.reservedTargets.remove(target) } } }
-        let header = try JSONEncoder().encode(instance.header)
-        let state = try JSONEncoder().encode(instance.state)
+        let header = try instance.header.encoded()
+        let state = try instance.state.encoded()
         let outbox = change.outbox
         let path = self.path
         try await writer.write { db in
@@ -223,7 +223,7 @@ final class SQLiteGraphStore: GraphStore {
         // Read under the graph's turn: a change stored while this one waited counts.
         guard let current = memory.withLock({ $0.active[id] }), let change = try decide(current) else { return nil }
         let instance = change.instance
-        let state = try JSONEncoder().encode(instance.state)
+        let state = try instance.state.encoded()
         let (isActive, outbox) = (instance.isActive, change.outbox)
         try await writer.write { db in
             try db.cachedStatement(sql: "UPDATE graph SET active = ?, state = ?, updatedAt = ? WHERE id = ?")
@@ -260,7 +260,7 @@ final class SQLiteGraphStore: GraphStore {
         let decoder = JSONDecoder()
         let id = try row.decode(String.self, "id", in: path)
         guard let header = try? decoder.decode(GraphInstance.Header.self, from: try row.decode(Data.self, "header", in: path)),
-            let state = try? decoder.decode(GraphInstance.State.self, from: try row.decode(Data.self, "state", in: path))
+            let state = try? GraphInstance.State.decoded(from: try row.decode(Data.self, "state", in: path))
         else { return nil }
         return GraphInstance(id: id, header: header, state: state)
     }

@@ -1,0 +1,121 @@
+import BusCore
+
+// The bodies that every task sends and reads, written and read without Foundation's generic
+// coders (see `DirectJSONEncodable`). Keys go out in the order of the synthesized `Encodable`
+// conformances, which stay the reference: `DirectJSONTests` holds the two to the same JSON.
+
+extension TaskSpec: DirectJSONEncodable, DirectJSONDecodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.member("taskId", taskId)
+        writer.member("graphId", graphId)
+        writer.member("graphName", graphName)
+        writer.member("label", label)
+        writer.member("taskName", taskName)
+        writer.member("job", job)
+        try writer.member("options", options)
+        try writer.member("context", context)
+        writer.member("nodeId", nodeId)
+        writer.member("timeoutMs", timeoutMs)
+        try writer.member("overrides", overrides)
+        writer.endObject()
+    }
+
+    public init?(json: JSONValue) {
+        guard let spec = try? Self(members: JSONMembers(json)) else { return nil }
+        self = spec
+    }
+
+    private init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+        self.init(
+            taskId: try json.string("taskId"), graphId: try json.string("graphId"), graphName: try json.string("graphName"),
+            label: try json.string("label"), taskName: try json.string("taskName"), job: try json.string("job"),
+            options: try json.object("options"), context: try json.object("context"), nodeId: try json.optionalString("nodeId"),
+            timeoutMs: try json.int("timeoutMs"), overrides: try json.optionalObject("overrides"))
+    }
+}
+
+extension TaskFinished: DirectJSONEncodable, DirectJSONDecodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.member("taskId", taskId)
+        writer.member("taskName", taskName)
+        writer.member("label", label)
+        writer.member("graphId", graphId)
+        writer.member("graphName", graphName)
+        writer.member("state", state)
+        writer.member("error", error)
+        try writer.member("context", context)
+        writer.endObject()
+    }
+
+    public init?(json: JSONValue) {
+        guard let report = try? Self(members: JSONMembers(json)) else { return nil }
+        self = report
+    }
+
+    private init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+        self.init(
+            taskId: try json.string("taskId"), taskName: try json.string("taskName"), label: try json.string("label"),
+            graphId: try json.string("graphId"), graphName: try json.string("graphName"), state: try json.raw("state"),
+            error: try json.optionalString("error"), context: try json.optionalObject("context"))
+    }
+}
+
+extension TaskCancellation: DirectJSONEncodable, DirectJSONDecodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.member("taskId", taskId)
+        writer.member("errName", errName)
+        writer.member("errMessage", errMessage)
+        writer.endObject()
+    }
+
+    public init?(json: JSONValue) {
+        guard let cancellation = try? Self(members: JSONMembers(json)) else { return nil }
+        self = cancellation
+    }
+
+    private init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+        self.init(
+            taskId: try json.string("taskId"), errName: try json.optionalString("errName"),
+            errMessage: try json.optionalString("errMessage"))
+    }
+}
+
+extension GraphEvent: DirectJSONEncodable, DirectJSONDecodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.member("graphId", graphId)
+        writer.member("graphName", graphName)
+        writer.member("status", status)
+        writer.member("nodeId", nodeId)
+        writer.endObject()
+    }
+
+    public init?(json: JSONValue) {
+        guard let event = try? Self(members: JSONMembers(json)) else { return nil }
+        self = event
+    }
+
+    private init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+        self.init(
+            graphId: try json.string("graphId"), graphName: try json.string("graphName"), status: try json.string("status"),
+            nodeId: try json.optionalString("nodeId"))
+    }
+}
+
+extension GraphProgress: DirectJSONEncodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.member("graphId", graphId)
+        writer.member("graphName", graphName)
+        writer.member("nodeId", nodeId)
+        writer.member("finishedTasks", finishedTasks)
+        writer.member("totalTasks", totalTasks)
+        writer.member("taskId", taskId)
+        writer.member("label", label)
+        writer.member("taskState", taskState)
+        writer.endObject()
+    }
+}
