@@ -194,8 +194,38 @@ public final class MessageBus: Service, Sendable {
         properties.headers = headers
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
         try await attributing(to: file, line) { () async throws(BusError) in
-            try await engine.answer { .publishConfirmed(message, $0) }
+            try await engine.answer { .publishConfirmed(message, .caller($0)) }
         }
+    }
+
+    /// ``publishRawConfirmed(body:toExchangeNamed:routingKey:type:persistent:mandatory:headers:file:line:)``
+    /// without waiting for the confirm: `onSettled` hears how it ended, on the bus's I/O thread,
+    /// so it must be short and must not block. With `acknowledging`, that work-queue delivery is
+    /// acknowledged once the broker confirms the message, and handed back to its queue when the
+    /// broker refuses it or the message cannot be sent. This is how a consumer forwards work: its
+    /// input stays unacknowledged until its output is safe, and no task waits, nor is woken, per
+    /// message.
+    public func publishRawConfirmed<Input>(
+        body: [UInt8], toExchangeNamed exchange: String, routingKey: String, type: String, persistent: Bool = false,
+        mandatory: Bool = false, headers: [String: HeaderValue] = [:], acknowledging delivery: Delivery<Input>?,
+        onSettled: @escaping @Sendable (Result<Void, BusError>) -> Void
+    ) {
+        var properties = outboundProperties(type: type, persistent: persistent)
+        properties.headers = headers
+        let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
+        if !engine.submit(.publishConfirmed(message, .callback(onSettled, settling: delivery?.acknowledger?.token))) {
+            onSettled(.failure(BusError(code: .shutdown, message: "the bus is shut down")))
+        }
+    }
+
+    /// The same without a delivery to settle.
+    public func publishRawConfirmed(
+        body: [UInt8], toExchangeNamed exchange: String, routingKey: String, type: String, persistent: Bool = false,
+        mandatory: Bool = false, headers: [String: HeaderValue] = [:], onSettled: @escaping @Sendable (Result<Void, BusError>) -> Void
+    ) {
+        publishRawConfirmed(
+            body: body, toExchangeNamed: exchange, routingKey: routingKey, type: type, persistent: persistent, mandatory: mandatory,
+            headers: headers, acknowledging: Delivery<[UInt8]>?.none, onSettled: onSettled)
     }
 
     /// The envelope of every message: JSON, its type, a message id, the sent time and the version.

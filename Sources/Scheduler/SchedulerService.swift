@@ -116,35 +116,32 @@ public final class SchedulerService: Service, Sendable {
     }
 
     private func dispatchLoop() async {
-        // Hand-overs go out side by side: each waits for its own broker confirm. Duplicate
-        // requests (a TaskGraphRunner resuming after a restart) are sent on without taking a slot.
-        await withDiscardingTaskGroup { group in
-            for await _ in wake {
-                while let next = state.withLock({ $0.takeNext(now: .now) }) {
-                    group.addTask { await self.dispatch(next) }
-                }
+        // Duplicate requests (a TaskGraphRunner resuming after a restart) are sent on without
+        // taking a slot.
+        for await _ in wake {
+            while let next = state.withLock({ $0.takeNext(now: .now) }) {
+                dispatch(next)
             }
         }
     }
 
     /// Forwards the `schedule` body untouched as `run.<taskId>`: the runners read the whole
-    /// ``TaskSpec``, the Scheduler only what it decides on.
-    private func dispatch(_ handOver: SchedulingState<Delivery<ScheduleRequest>>.HandOver) async {
+    /// ``TaskSpec``, the Scheduler only what it decides on. The request is acknowledged once the
+    /// broker confirms the hand-over, and goes back to the queue if it refuses it; the bus does
+    /// both when the confirm comes, so hand-overs go out side by side without a task each.
+    private func dispatch(_ handOver: SchedulingState<Delivery<ScheduleRequest>>.HandOver) {
         let request = handOver.request
-        let spec = request.message
-        do {
-            try await bus.publishRawConfirmed(
-                body: request.body, toExchangeNamed: bus.name(of: .task), routingKey: WorkflowKeys.run(spec.taskId),
-                type: request.properties.type ?? TaskSpec.payloadType, persistent: true,
-                headers: WorkflowHeaders.marking(repeated: !handOver.counts || WorkflowHeaders.isRepeated(request)))
-            request.ack()
-        } catch {
-            logger.error(
-                "could not hand a task to the runners; it will be redelivered",
-                metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
+        let (taskID, counts) = (request.message.taskId, handOver.counts)
+        bus.publishRawConfirmed(
+            body: request.body, toExchangeNamed: bus.name(of: .task), routingKey: WorkflowKeys.run(taskID),
+            type: request.properties.type ?? TaskSpec.payloadType, persistent: true,
+            headers: WorkflowHeaders.marking(repeated: !handOver.counts || WorkflowHeaders.isRepeated(request)), acknowledging: request
+        ) { result in
+            guard case .failure(let error) = result else { return }
+            self.logger.error(
+                "could not hand a task to the runners; it will be redelivered", metadata: ["task.id": "\(taskID)", "error": "\(error)"])
             // A duplicate's slot belongs to the hand-over that counted it.
-            if handOver.counts { state.withLock { $0.handOverFailed(spec.taskId) } }
-            request.reject(requeue: true)
+            if counts { self.state.withLock { $0.handOverFailed(taskID) } }
         }
     }
 

@@ -111,6 +111,7 @@ public final class TaskGraphRunnerService: Service, Sendable {
             }
             // Sends what a crashed instance (or a failed send) left in the outbox.
             group.addTask { await engine.sweepOutbox() }
+            group.addTask { await engine.forgetSentMessages() }
             group.addTask { await self.forgetOldFinishedTasks(in: store) }
             group.addTask {
                 // Reports are handled side by side (the prefetch bounds how many); the engine

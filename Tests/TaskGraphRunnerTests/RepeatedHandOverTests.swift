@@ -84,7 +84,7 @@ struct RepeatedHandOverTests {
                     id: UUID().uuidString, graphId: "g-outbox", exchange: exchange, routingKey: "test.outbox.\(attempts)", type: "Object",
                     body: Array("{}".utf8), persistent: false, mandatory: true, onlyWhileGraphActive: false, attempts: attempts)
             }
-            await relay.send(messages)
+            relay.send(messages)
             let received = try await collect(sent, count: 3)
             let marked = Dictionary(uniqueKeysWithValues: received.map { ($0.routingKey, WorkflowHeaders.isRepeated($0)) })
             #expect(marked == ["test.outbox.0": false, "test.outbox.1": true, "test.outbox.3": true])

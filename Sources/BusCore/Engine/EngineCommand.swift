@@ -80,7 +80,7 @@ enum EngineCommand: Sendable {
     /// An RPC server's answer and the acknowledgement of its request, in one command so that
     /// answering costs the I/O thread one wake-up. The ack is skipped if the connection changed.
     case reply(OutboundMessage, acknowledging: AckToken)
-    case publishConfirmed(OutboundMessage, CheckedContinuation<Void, any Error>)
+    case publishConfirmed(OutboundMessage, ConfirmWaiter)
     /// An RPC request; the loop fills in `reply_to` with the current reply queue.
     case call(OutboundMessage, id: UInt64)
     case subscribe(

@@ -44,8 +44,8 @@ extension EngineLoop {
                 if case .reply(_, let token) = command, token.generation == machine.currentGeneration {
                     pendingAcks.append(token.deliveryTag)
                 }
-            case .publishConfirmed(let message, let continuation):
-                confirms.add(continuation, messageID: message.properties.messageID)
+            case .publishConfirmed(let message, let waiter):
+                confirms.add(waiter, messageID: message.properties.messageID)
                 try connection.publish(
                     channel: Channel.confirm.rawValue, exchange: message.exchange,
                     routingKey: message.routingKey,
@@ -182,7 +182,7 @@ extension EngineLoop {
     /// Answers a command that will never run, whatever it waits on.
     func fail(_ command: EngineCommand, with error: BusError) {
         switch command {
-        case .publishConfirmed(_, let continuation): continuation.resume(throwing: error)
+        case .publishConfirmed(_, let waiter): settle(waiter, .failure(error))
         case .call(_, let id): shared.pending.fail(id, with: error)
         case .checkExchange(_, let continuation): continuation.resume(throwing: error)
         case .deleteQueue(_, let continuation): continuation.resume(throwing: error)

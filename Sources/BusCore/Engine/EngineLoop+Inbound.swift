@@ -46,18 +46,16 @@ extension EngineLoop {
                 }
             }
         case .publishAck(let channel, let tag, let multiple) where channel == Channel.confirm.rawValue:
-            for (continuation, outcome) in confirms.ack(tag, multiple: multiple) {
+            for (waiter, outcome) in confirms.ack(tag, multiple: multiple) {
                 switch outcome {
-                case .confirmed, .nacked: continuation.resume()
+                case .confirmed, .nacked: settle(waiter, .success(()))
                 case .unroutable:
-                    continuation.resume(
-                        throwing: BusError(code: .unroutable, message: "no queue is bound for this message"))
+                    settle(waiter, .failure(BusError(code: .unroutable, message: "no queue is bound for this message")))
                 }
             }
         case .publishNack(let channel, let tag, let multiple) where channel == Channel.confirm.rawValue:
-            for (continuation, _) in confirms.nack(tag, multiple: multiple) {
-                continuation.resume(
-                    throwing: BusError(code: .publishNacked, message: "the broker refused the message"))
+            for (waiter, _) in confirms.nack(tag, multiple: multiple) {
+                settle(waiter, .failure(BusError(code: .publishNacked, message: "the broker refused the message")))
             }
         case .returned(_, let code, let text, let exchange, let routingKey, let properties):
             confirms.markReturned(messageID: properties.messageID)

@@ -25,5 +25,7 @@ extension EngineLoop {
                 _ = connection.waitUntilReadable(milliseconds: 50)
             }
         }
+        // What the confirms settled (forwarded deliveries) is acknowledged before the connection closes.
+        flushAcks()
     }
 }

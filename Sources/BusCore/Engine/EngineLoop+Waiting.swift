@@ -56,6 +56,8 @@ extension EngineLoop {
         socketMayBeReadable = true
         wakeConsumers()
         runJobs()
+        // Forwards settled by the confirms just read acknowledge their deliveries before any sleep.
+        flushAcks()
         if !sleepingSinks.isEmpty { return }
         if let connection, connection.hasBufferedInput { return }
         guard shared.inbox.prepareToSleep() else { return }

@@ -42,7 +42,7 @@ final class EngineLoop {
     /// Commands the state machine keeps until there is a connection (or fails at shutdown), by id.
     var parked: [UInt64: EngineCommand] = [:]
     var nextParkedID: UInt64 = 0
-    var confirms = ConfirmTracker<CheckedContinuation<Void, any Error>>()
+    var confirms = ConfirmTracker<ConfirmWaiter>()
     /// Acks of this turn, sent together (coalesced) once the turn's commands have run.
     var acks = AckCoalescer()
     var pendingAcks: [UInt64] = []
@@ -154,7 +154,7 @@ final class EngineLoop {
             }
         case .failConfirms(let failure):
             let error = failure.error
-            for continuation in confirms.reset() { continuation.resume(throwing: error) }
+            for waiter in confirms.reset() { settle(waiter, .failure(error)) }
         case .failCallsSentOn(let generation):
             shared.pending.failSent(upTo: generation) { slot in
                 BusError(

@@ -59,6 +59,11 @@ actor GraphEngine {
         await outbox.sweep()
     }
 
+    /// Forgets what the outbox sent and the broker confirmed. Runs until cancelled.
+    nonisolated func forgetSentMessages() async {
+        await outbox.forgetSettled()
+    }
+
     // MARK: Library
 
     func taskLibrary(filter: GraphFilter?) async throws -> [TaskDefinition] {
@@ -111,12 +116,12 @@ actor GraphEngine {
             throw ErrorEvent.notFound("Graph with name \(name) does not exist.")
         }
         let plan = try GraphCompiler.compile(definition, library: library, options: options)
-        let id = UUID().uuidString.lowercased()
+        let id = RandomUUID.make()
         var context: [String: JSONValue] = ["graphId": .string(id), "graphName": .string(definition.injectableName)]
         if let target { context["target"] = .string(target) }
         var instance = GraphInstance(
             id: id, plan: plan, run: GraphRun(plan: plan), target: target, context: context,
-            taskIDs: Dictionary(uniqueKeysWithValues: plan.tasks.map { ($0.label, UUID().uuidString.lowercased()) }), errors: [:],
+            taskIDs: Dictionary(uniqueKeysWithValues: plan.tasks.map { ($0.label, RandomUUID.make()) }), errors: [:],
             createdAt: Date(), idempotencyKey: idempotencyKey)
         let actions = instance.run.begin()
         var messages = [
@@ -254,7 +259,7 @@ actor GraphEngine {
             logger.info("graph finished", metadata: metadata)
             metrics.graphFinished(instance.run.status)
         }
-        await outbox.send(change.outbox)
+        outbox.send(change.outbox)
     }
 
     /// The active graph that `filter` names, by id or by target.

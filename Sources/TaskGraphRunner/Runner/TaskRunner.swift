@@ -95,8 +95,7 @@ public final class TaskRunner: Sendable {
                     // Fail the task rather than drop it, so its graph and its Scheduler slot move on.
                     logger.error(
                         "a run message could not be read", metadata: ["task.id": "\(report.taskId)", "error": "\(report.error ?? "")"])
-                    await self.report(report)
-                    delivery.ack()
+                    self.report(report, acknowledging: delivery)
                     continue
                 }
                 guard let job = jobs[spec.job] else {
@@ -112,8 +111,11 @@ public final class TaskRunner: Sendable {
                     delivery.ack()
                     continue
                 case .finished:
-                    if let done = try? await journal?.finishedReport(taskId: spec.taskId) { await report(done) }
-                    delivery.ack()
+                    if let done = try? await journal?.finishedReport(taskId: spec.taskId) {
+                        report(done, acknowledging: delivery)
+                    } else {
+                        delivery.ack()
+                    }
                     continue
                 case .start:
                     break
@@ -135,8 +137,7 @@ public final class TaskRunner: Sendable {
                 }
                 if let done {
                     finishClaim(spec.taskId)
-                    await report(done)
-                    delivery.ack()
+                    report(done, acknowledging: delivery)
                     continue
                 }
                 // Runners in other processes share the journal: the one that claims it runs it.
@@ -158,14 +159,18 @@ public final class TaskRunner: Sendable {
                     continue
                 }
                 group.addTask {
-                    await self.execute(spec, job: job, nodeServer: nodeServer)
-                    delivery.ack()
+                    if let body = await self.execute(spec, job: job, nodeServer: nodeServer) {
+                        self.report(taskId: spec.taskId, body: body, acknowledging: delivery)
+                    } else {
+                        delivery.ack()
+                    }
                 }
             }
         }
     }
 
-    private func execute(_ spec: TaskSpec, job: any Job, nodeServer: RPCServer) async {
+    /// Runs the job and records its end; returns the report to publish (nil if it cannot be encoded).
+    private func execute(_ spec: TaskSpec, job: any Job, nodeServer: RPCServer) async -> [UInt8]? {
         let context = JobContext(task: spec, bus: bus, logger: logger)
         let work = Task<Result<[String: JSONValue], any Error>, Never> {
             do { return .success(try await job.run(context)) } catch { return .failure(error) }
@@ -210,7 +215,7 @@ public final class TaskRunner: Sendable {
         } catch {
             logger.error("could not encode a finished task", metadata: ["task.id": "\(spec.taskId)", "error": "\(error)"])
             finishClaim(spec.taskId)
-            return
+            return nil
         }
         do {
             try await journal?.recordFinished(taskId: result.taskId, body: body)
@@ -219,7 +224,7 @@ public final class TaskRunner: Sendable {
         }
         // Only now: until the journal has it, the claim keeps a duplicate from starting it again.
         finishClaim(spec.taskId)
-        await report(taskId: result.taskId, body: body)
+        return body
     }
 
     /// Keeps this runner's claims alive while it runs. Runs until cancelled.
@@ -242,18 +247,23 @@ public final class TaskRunner: Sendable {
             error: error, context: context)
     }
 
-    private func report(_ report: TaskFinished) async {
-        guard let body = try? WireFormat.encode(report) else { return }
-        await self.report(taskId: report.taskId, body: body)
+    private func report(_ report: TaskFinished, acknowledging delivery: Delivery<RunMessage>) {
+        guard let body = try? WireFormat.encode(report) else {
+            delivery.ack()
+            return
+        }
+        self.report(taskId: report.taskId, body: body, acknowledging: delivery)
     }
 
-    private func report(taskId: String, body: [UInt8]) async {
-        do {
-            try await bus.publishRawConfirmed(
-                body: body, toExchangeNamed: bus.name(of: .events), routingKey: WorkflowKeys.taskFinished(taskId),
-                type: TaskFinished.payloadType, persistent: true)
-        } catch {
-            logger.error("could not report a finished task", metadata: ["task.id": "\(taskId)", "error": "\(error)"])
+    /// Publishes the report; the `run` it answers is acknowledged once the broker has the
+    /// report, and comes back (to be answered from the journal) if the broker refuses it.
+    private func report(taskId: String, body: [UInt8], acknowledging delivery: Delivery<RunMessage>) {
+        bus.publishRawConfirmed(
+            body: body, toExchangeNamed: bus.name(of: .events), routingKey: WorkflowKeys.taskFinished(taskId),
+            type: TaskFinished.payloadType, persistent: true, acknowledging: delivery
+        ) { [logger] result in
+            guard case .failure(let error) = result else { return }
+            logger.error("could not report a finished task; its run comes back", metadata: ["task.id": "\(taskId)", "error": "\(error)"])
         }
     }
 

@@ -1,0 +1,63 @@
+import BusCore
+import BusTestSupport
+import Foundation
+import Synchronization
+import Testing
+
+/// `publishRawConfirmed(…acknowledging:onSettled:)`: a consumer forwards work, and the bus settles
+/// the input when the broker confirms the output, without a task waiting for it.
+@Suite("Forwarding work: the input is acknowledged only once the output is confirmed", .timeLimit(.minutes(2)))
+struct ForwardTests {
+    @Test("a forward the broker confirms acknowledges its delivery; one it cannot route hands it back, redelivered")
+    func forward() async throws {
+        try await TestBroker.withBus { bus in
+            let input = "\(bus.configuration.exchangePrefix).forward-input"
+            let output = "\(bus.configuration.exchangePrefix).forward-output"
+            let inputs = try await bus.workQueue(named: input, bindings: [(.events, "forward.in")], prefetch: 10, as: JSONValue.self)
+            let outputs = try await bus.workQueue(named: output, bindings: [(.events, "forward.out")], prefetch: 10, as: JSONValue.self)
+            try await bus.publishConfirmed(["n": 1], to: .events, routingKey: "forward.in", persistent: true)
+            let outcomes = Mutex<[Result<Void, BusError>]>([])
+            var seen: [(redelivered: Bool, body: JSONValue)] = []
+            for await delivery in inputs {
+                seen.append((delivery.redelivered, delivery.message))
+                // First to a key no queue takes (mandatory: refused), then to the output queue.
+                let key = seen.count == 1 ? "forward.nowhere" : "forward.out"
+                bus.publishRawConfirmed(
+                    body: delivery.body, toExchangeNamed: bus.name(of: .events), routingKey: key, type: "Object", persistent: true,
+                    mandatory: true, acknowledging: delivery
+                ) { result in outcomes.withLock { $0.append(result) } }
+                if seen.count == 2 { break }
+            }
+            #expect(seen.map(\.redelivered) == [false, true], "the refused forward's input came back")
+            #expect(seen.map(\.body) == [["n": 1], ["n": 1]])
+            for await forwarded in outputs {
+                #expect(forwarded.message == ["n": 1])
+                forwarded.ack()
+                break
+            }
+            try await eventually { outcomes.withLock { $0.count } == 2 }
+            let codes = outcomes.withLock {
+                $0.map { result -> BusError.Code? in if case .failure(let error) = result { error.code } else { nil } }
+            }
+            #expect(codes == [.unroutable, nil])
+            // Acknowledged, not merely outstanding: with its consumer gone, nothing is left to redeliver.
+            inputs.cancel()
+            try await eventually { try await bus.inspectQueue(named: input).consumers == 0 }
+            #expect(try await bus.inspectQueue(named: input).messages == 0)
+            try await bus.deleteQueue(named: input)
+            try await bus.deleteQueue(named: output)
+        }
+    }
+
+    @Test("on a bus that has shut down, a forward reports the shutdown at once")
+    func shutDown() async throws {
+        let bus = MessageBus(configuration: try TestBroker.configuration(), logger: TestBroker.logger)
+        bus.shutdown()
+        let outcome = Mutex<Result<Void, BusError>?>(nil)
+        bus.publishRawConfirmed(body: Array("{}".utf8), toExchangeNamed: "x", routingKey: "y", type: "Object") { result in
+            outcome.withLock { $0 = result }
+        }
+        let code = outcome.withLock { value -> BusError.Code? in if case .failure(let error) = value { error.code } else { nil } }
+        #expect(code == .shutdown)
+    }
+}
