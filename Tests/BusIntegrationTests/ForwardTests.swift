@@ -61,3 +61,42 @@ struct ForwardTests {
         #expect(code == .shutdown)
     }
 }
+
+/// Publishes and acks are framed by the bus and sent together, once per turn of its I/O loop.
+@Suite("Frames the bus queues itself arrive whole and in order", .timeLimit(.minutes(2)))
+struct QueuedFrameTests {
+    @Test("bodies larger than a frame and nested headers arrive as sent, in order, between acks")
+    func largeAndSmall() async throws {
+        try await TestBroker.withBus { bus in
+            let queue = "\(bus.configuration.exchangePrefix).frames"
+            let received = try await bus.workQueue(named: queue, bindings: [(.events, "frames.#")], prefetch: 50, as: JSONValue.self)
+            // A frame holds 131,072 bytes, 8 of them its own: bodies up to, at, and past that.
+            func text(_ count: Int) -> [UInt8] { Array(("\"" + String(repeating: "x", count: count - 2) + "\"").utf8) }
+            let bodies: [[UInt8]] = [Array("{}".utf8), text(300_000), text(131_064), text(131_065), text(131_063), Array("\"last\"".utf8)]
+            let headers: [String: HeaderValue] = [
+                "x-nested": .table(["list": .array([.string("a"), .int(1), .table(["deep": .bool(true)])])]), "x-text": .string("é"),
+            ]
+            for (index, body) in bodies.enumerated() {
+                try await bus.publishRawConfirmed(
+                    body: body, toExchangeNamed: bus.name(of: .events), routingKey: "frames.\(index)", type: "Bytes", persistent: true,
+                    headers: headers)
+            }
+            var seen: [(key: String, body: [UInt8])] = []
+            for await delivery in received {
+                #expect(delivery.properties.headers["x-nested"] == headers["x-nested"])
+                #expect(delivery.properties.headers["x-text"] == .string("é"))
+                #expect(delivery.properties.type == "Bytes")
+                seen.append((delivery.routingKey, delivery.body))
+                delivery.ack()
+                if seen.count == bodies.count { break }
+            }
+            #expect(seen.map(\.key) == bodies.indices.map { "frames.\($0)" })
+            #expect(seen.map(\.body) == bodies)
+            // Every ack reached the broker: nothing is left for another consumer.
+            received.cancel()
+            try await eventually { try await bus.inspectQueue(named: queue).consumers == 0 }
+            #expect(try await bus.inspectQueue(named: queue).messages == 0)
+            try await bus.deleteQueue(named: queue)
+        }
+    }
+}

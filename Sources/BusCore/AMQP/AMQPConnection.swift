@@ -116,15 +116,18 @@ final class AMQPConnection {
     // MARK: Channels and topology
 
     func openChannel(_ channel: UInt16) throws {
+        try flush()
         amqp_channel_open(state, channel)
         try check(amqp_get_rpc_reply(state), channel: channel, "channel.open \(channel)")
     }
 
     func closeChannel(_ channel: UInt16) {
+        try? flush()
         _ = amqp_channel_close(state, channel, Int32(AMQP_REPLY_SUCCESS))
     }
 
     func declareExchange(channel: UInt16, name: String, type: String, passive: Bool, durable: Bool, autoDelete: Bool) throws {
+        try flush()
         name.withAMQPBytes { nameBytes in
             type.withAMQPBytes { typeBytes in
                 _ = amqp_exchange_declare(
@@ -153,6 +156,7 @@ final class AMQPConnection {
     }
 
     func deleteQueue(channel: UInt16, name: String) throws {
+        try flush()
         name.withAMQPBytes { bytes in
             _ = amqp_queue_delete(state, channel, bytes, 0, 0)
         }
@@ -160,23 +164,27 @@ final class AMQPConnection {
     }
 
     func bindQueue(channel: UInt16, queue: String, exchange: String, routingKey: String) throws {
+        try flush()
         var arena = CArena()
         amqp_queue_bind(state, channel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_empty_table)
         try check(amqp_get_rpc_reply(state), channel: channel, "queue.bind \(queue) to \(exchange) with '\(routingKey)'")
     }
 
     func unbindQueue(channel: UInt16, queue: String, exchange: String, routingKey: String) throws {
+        try flush()
         var arena = CArena()
         amqp_queue_unbind(state, channel, arena.bytes(queue), arena.bytes(exchange), arena.bytes(routingKey), amqp_empty_table)
         try check(amqp_get_rpc_reply(state), channel: channel, "queue.unbind \(queue) from \(exchange) with '\(routingKey)'")
     }
 
     func setPrefetch(channel: UInt16, count: UInt16) throws {
+        try flush()
         amqp_basic_qos(state, channel, 0, count, 0)
         try check(amqp_get_rpc_reply(state), channel: channel, "basic.qos \(count)")
     }
 
     func consume(channel: UInt16, queue: String, consumerTag: String, noAck: Bool, exclusive: Bool) throws -> String {
+        try flush()
         var arena = CArena()
         let ok = amqp_basic_consume(
             state, channel, arena.bytes(queue), arena.bytes(consumerTag), 0, noAck ? 1 : 0, exclusive ? 1 : 0, amqp_empty_table)
@@ -188,6 +196,7 @@ final class AMQPConnection {
     }
 
     func cancel(channel: UInt16, consumerTag: String) throws {
+        try flush()
         consumerTag.withAMQPBytes { bytes in
             _ = amqp_basic_cancel(state, channel, bytes)
         }
@@ -195,17 +204,27 @@ final class AMQPConnection {
     }
 
     func enableConfirms(channel: UInt16) throws {
+        try flush()
         amqp_confirm_select(state, channel)
         try check(amqp_get_rpc_reply(state), channel: channel, "confirm.select")
     }
 
     // MARK: Messages
 
+    /// On plain TCP the frames are only queued: ``flush()`` sends them (see ``outbound``).
     func publish(
         channel: UInt16, exchange: String, routingKey: String, mandatory: Bool, properties: MessageProperties, body: [UInt8]
     ) throws {
         var arena = CArena()
         var cProperties = arena.properties(properties)
+        if !usesTLS {
+            var method = amqp_basic_publish_t(
+                ticket: 0, exchange: arena.bytes(exchange), routing_key: arena.bytes(routingKey), mandatory: mandatory ? 1 : 0, immediate: 0
+            )
+            try queueMethod(Self.basicPublish, &method, channel: channel)
+            try queueContent(body, properties: &cProperties, channel: channel)
+            return
+        }
         let status = body.withUnsafeBytes { raw -> Int32 in
             let bodyBytes = amqp_bytes_t(len: raw.count, bytes: UnsafeMutableRawPointer(mutating: raw.baseAddress))
             return amqp_basic_publish(
@@ -217,6 +236,11 @@ final class AMQPConnection {
     }
 
     func ack(channel: UInt16, deliveryTag: UInt64, multiple: Bool) throws {
+        if !usesTLS {
+            var method = amqp_basic_ack_t(delivery_tag: deliveryTag, multiple: multiple ? 1 : 0)
+            try queueMethod(Self.basicAck, &method, channel: channel)
+            return
+        }
         let status = amqp_basic_ack(state, channel, deliveryTag, multiple ? 1 : 0)
         guard status == AMQP_STATUS_OK.rawValue else {
             throw BusError(code: .connectionLost, message: "basic.ack failed: \(Self.describe(status))")
@@ -224,6 +248,7 @@ final class AMQPConnection {
     }
 
     func reject(channel: UInt16, deliveryTag: UInt64, requeue: Bool) throws {
+        try flush()
         let status = amqp_basic_reject(state, channel, deliveryTag, requeue ? 1 : 0)
         guard status == AMQP_STATUS_OK.rawValue else {
             throw BusError(code: .connectionLost, message: "basic.reject failed: \(Self.describe(status))")
@@ -231,6 +256,7 @@ final class AMQPConnection {
     }
 
     func sendHeartbeat() throws {
+        try flush()
         let status = rackbus_send_heartbeat(state)
         guard status == AMQP_STATUS_OK.rawValue else {
             throw BusError(code: .connectionLost, message: "heartbeat failed: \(Self.describe(status))")
@@ -240,9 +266,109 @@ final class AMQPConnection {
     /// Politely closes the connection (best effort: the broker may already be gone).
     func close() {
         guard isOpen else { return }
+        try? flush()
         _ = amqp_connection_close(state, Int32(AMQP_REPLY_SUCCESS))
         amqp_destroy_connection(state)
         isOpen = false
+    }
+
+    // MARK: Queued output
+
+    /// Publishes and acks on plain TCP are framed here, with rabbitmq-c's own encoders, and sent
+    /// together by ``flush()`` once per turn of the I/O loop: one system call, and one read for
+    /// the broker, for many frames, where rabbitmq-c sends three times per publish. Every call
+    /// that sends through rabbitmq-c flushes first, so frames leave in the order they were made.
+    /// (TLS goes through rabbitmq-c, which encrypts.)
+    private var outbound: [UInt8] = []
+    /// Where rabbitmq-c encodes a method or a content header, before it is framed.
+    private var scratch = [UInt8](repeating: 0, count: 4096)
+
+    static let basicPublish: amqp_method_number_t = 0x003C_0028
+    static let basicAck: amqp_method_number_t = 0x003C_0050
+    private static let frameMethod: UInt8 = 1
+    private static let frameHeader: UInt8 = 2
+    private static let frameBody: UInt8 = 3
+    private static let frameEnd: UInt8 = 0xCE
+    private static let basicClass: UInt16 = 60
+
+    var hasQueuedOutput: Bool { !outbound.isEmpty }
+
+    /// Sends what is queued. Throws when the socket is gone.
+    func flush() throws {
+        guard !outbound.isEmpty else { return }
+        defer { outbound.removeAll(keepingCapacity: true) }
+        let descriptor = socketDescriptor
+        try outbound.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let count = send(descriptor, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL))
+                if count > 0 {
+                    sent += count
+                    continue
+                }
+                let code = errno
+                if count < 0, code == EINTR { continue }
+                if count < 0, code == EAGAIN || code == EWOULDBLOCK {
+                    // The socket's buffer is full: wait for room, as rabbitmq-c would.
+                    var descriptor = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
+                    if poll(&descriptor, 1, 30_000) > 0 { continue }
+                    throw BusError(code: .connectionLost, message: "the broker took nothing for 30 s")
+                }
+                throw BusError(code: .connectionLost, message: "send failed: \(String(cString: strerror(code))) (errno \(code))")
+            }
+        }
+    }
+
+    private func queueMethod<Method: BitwiseCopyable>(_ id: amqp_method_number_t, _ method: inout Method, channel: UInt16) throws {
+        let length = scratch.withUnsafeMutableBytes { raw in
+            amqp_encode_method(id, &method, amqp_bytes_t(len: raw.count, bytes: raw.baseAddress))
+        }
+        guard length >= 0 else { throw BusError(code: .encoding, message: "cannot encode an AMQP method: \(Self.describe(length))") }
+        appendFrameHeader(Self.frameMethod, channel: channel, size: 4 + Int(length))
+        appendBigEndian(id)
+        outbound.append(contentsOf: scratch[..<Int(length)])
+        outbound.append(Self.frameEnd)
+    }
+
+    private func queueContent(_ body: [UInt8], properties: inout amqp_basic_properties_t, channel: UInt16) throws {
+        var length: Int32 = 0
+        while true {
+            length = scratch.withUnsafeMutableBytes { raw in
+                amqp_encode_properties(Self.basicClass, &properties, amqp_bytes_t(len: raw.count, bytes: raw.baseAddress))
+            }
+            // Large headers: try again with room enough for any frame.
+            guard length == AMQP_STATUS_BAD_AMQP_DATA.rawValue || length == AMQP_STATUS_TABLE_TOO_BIG.rawValue,
+                scratch.count < Int(amqp_get_frame_max(state))
+            else { break }
+            scratch = [UInt8](repeating: 0, count: Int(amqp_get_frame_max(state)))
+        }
+        guard length >= 0 else { throw BusError(code: .encoding, message: "cannot encode message properties: \(Self.describe(length))") }
+        appendFrameHeader(Self.frameHeader, channel: channel, size: 12 + Int(length))
+        appendBigEndian(Self.basicClass)
+        appendBigEndian(UInt16(0))
+        appendBigEndian(UInt64(body.count))
+        outbound.append(contentsOf: scratch[..<Int(length)])
+        outbound.append(Self.frameEnd)
+        // Frames carry at most frame_max bytes, their own 8 included.
+        let chunk = max(1, Int(amqp_get_frame_max(state)) - 8)
+        var start = 0
+        while start < body.count {
+            let end = min(body.count, start + chunk)
+            appendFrameHeader(Self.frameBody, channel: channel, size: end - start)
+            outbound.append(contentsOf: body[start..<end])
+            outbound.append(Self.frameEnd)
+            start = end
+        }
+    }
+
+    private func appendFrameHeader(_ type: UInt8, channel: UInt16, size: Int) {
+        outbound.append(type)
+        appendBigEndian(channel)
+        appendBigEndian(UInt32(size))
+    }
+
+    private func appendBigEndian<Value: FixedWidthInteger>(_ value: Value) {
+        withUnsafeBytes(of: value.bigEndian) { outbound.append(contentsOf: $0) }
     }
 
     // MARK: Inbound

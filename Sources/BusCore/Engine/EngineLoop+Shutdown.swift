@@ -19,6 +19,7 @@ extension EngineLoop {
     func awaitConfirms(patience: Duration) {
         let deadline = ContinuousClock.now + patience
         while confirms.count > 0, connection != nil, ContinuousClock.now < deadline {
+            flushOutput()
             socketMayBeReadable = true
             pumpInbound()
             if confirms.count > 0, let connection {

@@ -52,12 +52,24 @@ extension EngineLoop {
 
     static let jobRoundsPerTurn = 8
 
+    /// Sends the frames the connection queued this turn (see `AMQPConnection.flush()`).
+    func flushOutput() {
+        guard let connection, connection.hasQueuedOutput else { return }
+        do {
+            try connection.flush()
+        } catch {
+            lose(error)
+        }
+    }
+
     func waitForWork(until callDeadline: ContinuousClock.Instant?) {
         socketMayBeReadable = true
         wakeConsumers()
         runJobs()
-        // Forwards settled by the confirms just read acknowledge their deliveries before any sleep.
+        // Forwards settled by the confirms just read acknowledge their deliveries before any sleep,
+        // and nothing queued waits for the next wake-up.
         flushAcks()
+        flushOutput()
         if !sleepingSinks.isEmpty { return }
         if let connection, connection.hasBufferedInput { return }
         guard shared.inbox.prepareToSleep() else { return }

@@ -86,6 +86,7 @@ final class EngineLoop {
                 execute(command)
             }
             flushAcks()
+            flushOutput()
             if connection != nil {
                 pumpInbound()
                 serviceHeartbeats(now: now)
@@ -168,6 +169,7 @@ final class EngineLoop {
             pendingAcks.removeAll()
         case .flushAcks:
             flushAcks()
+            flushOutput()
         case .awaitConfirms(let patience):
             awaitConfirms(patience: patience)
         case .closeConnection:
