@@ -149,4 +149,52 @@ struct RunOnceTests {
         #expect(claims.claim("f") == .finished)
         #expect(claims.finishedCount <= 4)
     }
+
+    @Test("claims: a cancel before the claim is kept for it, once; none is kept for a task claimed or finished, and few are kept")
+    func earlyCancellations() {
+        var claims = TaskClaims(rememberingFinished: 2)
+        claims.cancelledBeforeClaim("a", reason: "TaskTimeoutError")
+        #expect(claims.takeEarlyCancellation("a") == "TaskTimeoutError")
+        #expect(claims.takeEarlyCancellation("a") == nil)
+        #expect(claims.claim("b") == .start)
+        claims.cancelledBeforeClaim("b", reason: "TaskCancellationError")
+        #expect(claims.takeEarlyCancellation("b") == nil, "a claimed task is cancelled where it runs")
+        claims.finish("b")
+        claims.cancelledBeforeClaim("b", reason: "TaskCancellationError")
+        #expect(claims.takeEarlyCancellation("b") == nil)
+        for id in ["c", "d", "e", "f", "g"] { claims.cancelledBeforeClaim(id, reason: "TaskCancellationError") }
+        // Bounded: the oldest are forgotten (their runs went to other runners).
+        #expect(claims.takeEarlyCancellation("c") == nil)
+        #expect(claims.takeEarlyCancellation("g") == "TaskCancellationError")
+    }
+
+    @Test("a cancel that comes before its task's run cancels the task as soon as the run comes")
+    func cancelBeforeRun() async throws {
+        let starts = JobStarts()
+        try await TestBroker.withBus { bus in
+            let queue = WorkflowQueues.name(TaskRunner.queueName, prefix: bus.configuration.exchangePrefix)
+            try await bus.declareWorkQueue(named: queue, bindings: WorkflowQueues.taskRunnerBindings)
+            let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
+            let runner = TaskRunner(bus: bus, jobs: [CountingJob(starts: starts, milliseconds: 30_000)], logger: TestBroker.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await runner.run() }
+                defer { group.cancelAll() }
+                // It consumes its queue once it hears cancels.
+                try await eventually { try await bus.inspectQueue(named: queue).consumers == 1 }
+                let spec = TaskSpec(
+                    taskId: "early-\(UUID().uuidString.prefix(8))", graphId: "g-early", graphName: "Graph.Test.Early", label: "early",
+                    taskName: "Task.Test.Early", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+                try await bus.publishConfirmed(
+                    TaskCancellation(taskId: spec.taskId, errName: "TaskCancellationError", errMessage: "graph cancelled"), to: .task,
+                    routingKey: WorkflowKeys.cancel(spec.taskId), persistent: true)
+                try await Task.sleep(for: .milliseconds(300))
+                try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
+                // Without the kept cancel, the job would run its 30 s.
+                let report = try await collect(reports, count: 1, timeout: .seconds(5))[0].message
+                #expect(report.taskId == spec.taskId)
+                #expect(report.state == .cancelled)
+                #expect(report.error == "TaskCancellationError")
+            }
+        }
+    }
 }

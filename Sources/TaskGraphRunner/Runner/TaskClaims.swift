@@ -16,6 +16,11 @@ struct TaskClaims: Sendable {
     /// without per-id bookkeeping; an id forgotten here is still in the durable journal, if any.
     private var finishedRecent: Set<String> = []
     private var finishedOlder: Set<String> = []
+    /// Cancellations that came before their task's `run` (still on its way through the
+    /// Scheduler), with their reasons: the task is cancelled as soon as it is claimed. In two
+    /// generations too: a run that went to another runner leaves nothing here for good.
+    private var cancelledRecent: [String: String] = [:]
+    private var cancelledOlder: [String: String] = [:]
     private let capacity: Int
 
     init(rememberingFinished capacity: Int = 50_000) {
@@ -41,6 +46,25 @@ struct TaskClaims: Sendable {
             finishedRecent = []
         }
         finishedRecent.insert(taskID)
+    }
+
+    /// A cancel for a task that this runner has not claimed (yet).
+    mutating func cancelledBeforeClaim(_ taskID: String, reason: String) {
+        guard claimedOrFinished(taskID) == false, cancelledRecent[taskID] == nil, cancelledOlder[taskID] == nil else { return }
+        if cancelledRecent.count >= capacity {
+            cancelledOlder = cancelledRecent
+            cancelledRecent = [:]
+        }
+        cancelledRecent[taskID] = reason
+    }
+
+    private func claimedOrFinished(_ taskID: String) -> Bool {
+        running.contains(taskID) || finishedRecent.contains(taskID) || finishedOlder.contains(taskID)
+    }
+
+    /// The reason a task was cancelled before it was claimed, once.
+    mutating func takeEarlyCancellation(_ taskID: String) -> String? {
+        cancelledRecent.removeValue(forKey: taskID) ?? cancelledOlder.removeValue(forKey: taskID)
     }
 
     /// Gives up a claim without running the task (its delivery goes back to the broker).

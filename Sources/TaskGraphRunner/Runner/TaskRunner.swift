@@ -64,12 +64,13 @@ public final class TaskRunner: Sendable {
     }
 
     public func run() async throws {
+        // Cancels first: no run is taken before this runner hears the cancels that may follow it.
+        let cancels = try await bus.subscribe(to: .task, patterns: ["cancel.*"], as: TaskCancellation.self)
         let runs = try await bus.workQueue(
             named: WorkflowQueues.name(Self.queueName, prefix: bus.configuration.exchangePrefix),
             bindings: WorkflowQueues.taskRunnerBindings,
             prefetch: concurrency,
             as: RunMessage.self)
-        let cancels = try await bus.subscribe(to: .task, patterns: ["cancel.*"], as: TaskCancellation.self)
         let nodeServer = try await makeNodeServer()
         await withDiscardingTaskGroup { supervision in
             supervision.addTask { await self.enforceTimeouts() }
@@ -105,7 +106,15 @@ public final class TaskRunner: Sendable {
                 }
                 // Claimed here, synchronously, before the job's task exists: a duplicate delivery
                 // handled right after this one finds the claim and starts nothing.
-                switch claims.withLock({ $0.claims.claim(spec.taskId) }) {
+                // A cancel that came before the run is kept, and reaches the job as soon as it starts.
+                let claim = claims.withLock { running in
+                    let decision = running.claims.claim(spec.taskId)
+                    if decision == .start, let reason = running.claims.takeEarlyCancellation(spec.taskId) {
+                        running.tasks[spec.taskId] = Running(cancel: nil, reason: reason)
+                    }
+                    return decision
+                }
+                switch claim {
                 case .running:
                     // A duplicate hand-over (a redelivery beside a resumed graph's): it already runs here.
                     delivery.ack()
@@ -398,7 +407,11 @@ public final class TaskRunner: Sendable {
             if running.tasks[request.taskId] == nil, running.claims.isRunning(request.taskId) {
                 running.tasks[request.taskId] = Running(cancel: nil, reason: nil)
             }
-            guard let task = running.tasks[request.taskId] else { return nil }
+            guard let task = running.tasks[request.taskId] else {
+                // Its run has not come (yet): cancel it when it does.
+                running.claims.cancelledBeforeClaim(request.taskId, reason: request.errName ?? "TaskCancellationError")
+                return nil
+            }
             // The first reason stands: a timeout stays a timeout when the Scheduler's cancel follows.
             if task.reason == nil {
                 running.tasks[request.taskId]?.reason = request.errName ?? "TaskCancellationError"
