@@ -1,8 +1,9 @@
-import BusCore
 import BusTestSupport
 import Foundation
 import Synchronization
 import Testing
+
+@testable import BusCore
 
 /// `publishRawConfirmed(…acknowledging:onSettled:)`: a consumer forwards work, and the bus settles
 /// the input when the broker confirms the output, without a task waiting for it.
@@ -96,6 +97,31 @@ struct QueuedFrameTests {
             received.cancel()
             try await eventually { try await bus.inspectQueue(named: queue).consumers == 0 }
             #expect(try await bus.inspectQueue(named: queue).messages == 0)
+            try await bus.deleteQueue(named: queue)
+        }
+    }
+
+    @Test("publishes and acks wait in the connection until it flushes, then go out together")
+    func heldUntilFlushed() async throws {
+        let configuration = try TestBroker.configuration()
+        try await TestBroker.withBus(configuration) { bus in
+            let queue = "\(bus.configuration.exchangePrefix).frames-held"
+            try await bus.declareWorkQueue(named: queue, bindings: [(.events, "held.#")])
+            // A connection of its own, used by this test alone and one step at a time.
+            let connection = try AMQPConnection(configuration: configuration, endpoint: configuration.endpoints[0])
+            defer { connection.close() }
+            try connection.openChannel(1)
+            for index in 0..<10 {
+                try connection.publish(
+                    channel: 1, exchange: bus.name(of: .events), routingKey: "held.\(index)", mandatory: false,
+                    properties: MessageProperties(contentType: "application/json"), body: Array("{}".utf8))
+            }
+            #expect(connection.hasQueuedOutput)
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await bus.inspectQueue(named: queue).messages == 0, "nothing is sent before the flush")
+            try connection.flush()
+            #expect(!connection.hasQueuedOutput)
+            try await eventually { try await bus.inspectQueue(named: queue).messages == 10 }
             try await bus.deleteQueue(named: queue)
         }
     }
