@@ -24,8 +24,6 @@ public final class SchedulerService: Service, Sendable {
     private let bus: MessageBus
     private let logger: Logger
     private let state: Mutex<SchedulingState<Delivery<ScheduleRequest>>>
-    private let wake: AsyncStream<Void>
-    private let wakeContinuation: AsyncStream<Void>.Continuation
     private let readiness = OneShotSignal()
     private let metrics: SchedulerMetrics
 
@@ -39,7 +37,6 @@ public final class SchedulerService: Service, Sendable {
         self.logger = logger
         self.metrics = SchedulerMetrics(factory: metricsFactory)
         self.state = Mutex(SchedulingState(concurrency: concurrency, remembered: Self.rememberedTaskIDs))
-        (wake, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     /// Returns once it consumes its queue (also when the waiting task is cancelled).
@@ -55,7 +52,7 @@ public final class SchedulerService: Service, Sendable {
         get { state.withLock { $0.concurrency } }
         set {
             state.withLock { $0.concurrency = max(1, newValue) }
-            wakeContinuation.yield()
+            dispatchReady()
         }
     }
 
@@ -92,13 +89,13 @@ public final class SchedulerService: Service, Sendable {
                         self.logger.notice("this Scheduler is now the active one", metadata: ["scheduler.running": "\(self.runningCount)"])
                         handOvers.cancel()
                     }
-                    self.wakeContinuation.yield()
+                    self.dispatchReady()
                 }
             }
             group.addTask {
                 for await report in finished {
                     guard let taskID = WorkflowKeys.taskID(finishedKey: report.routingKey) else { continue }
-                    if self.state.withLock({ $0.taskEnded(taskID) }) { self.wakeContinuation.yield() }
+                    if self.state.withLock({ $0.taskEnded(taskID) }) { self.dispatchReady() }
                 }
             }
             group.addTask {
@@ -108,20 +105,18 @@ public final class SchedulerService: Service, Sendable {
                     }
                 }
             }
-            group.addTask { await self.dispatchLoop() }
             group.addTask { await self.timeoutLoop() }
             try? await gracefulShutdown()
             group.cancelAll()
         }
     }
 
-    private func dispatchLoop() async {
-        // Duplicate requests (a TaskGraphRunner resuming after a restart) are sent on without
-        // taking a slot.
-        for await _ in wake {
-            while let next = state.withLock({ $0.takeNext(now: .now) }) {
-                dispatch(next)
-            }
+    /// Hands on every request that may go now, from whichever loop freed a slot or brought a
+    /// request: a hand-over only queues a publish, so no task of its own is needed. Duplicate
+    /// requests (a TaskGraphRunner resuming after a restart) are sent on without taking a slot.
+    private func dispatchReady() {
+        while let next = state.withLock({ $0.takeNext(now: .now) }) {
+            dispatch(next)
         }
     }
 

@@ -102,7 +102,9 @@ struct DeadLettersCLITests {
             #expect(requeued.contains("exited 1") && requeued.contains("requeued 2 dead letters"), "\(requeued)")
             #expect(requeued.contains("left in place"), "\(requeued)")
             try await eventually { try await bus.inspectQueue(named: queue).messages == 2 }
-            #expect(try await bus.inspectQueue(named: deadLetters).messages == 1)
+            // The one left in place was handed back while the tool still consumed, so it may have
+            // gone out to the tool again; it is ready once the broker has seen the tool's connection close.
+            try await eventually { try await bus.inspectQueue(named: deadLetters).messages == 1 }
             // They came back as the first time: through on.events, with their own routing keys.
             let work = try await bus.workQueue(named: queue, bindings: [(.events, "poison.#")], as: [String: String].self)
             var back: [String: String] = [:]
