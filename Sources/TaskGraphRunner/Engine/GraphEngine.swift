@@ -150,18 +150,21 @@ actor GraphEngine {
         if let target { metadata["node.id"] = "\(target)" }
         logger.info("graph started", metadata: metadata)
         metrics.graphsStarted.increment()
-        await carryOut(change)
+        carryOut(change)
         return summary(of: instance)
     }
 
     /// A task runner reported a task's end. Returns false when its effect could not be stored
     /// (nothing changed and the report should come again); true when it is stored or changes
     /// nothing (an unknown graph or task, or a task that no longer runs: a duplicate).
+    ///
+    /// Not isolated to the engine: it touches no state of the engine's own (the store keeps each
+    /// graph's turn), so a report costs no hop onto the actor and back.
     @discardableResult
-    func taskFinished(_ report: TaskFinished) async -> Bool {
+    nonisolated func taskFinished(_ report: TaskFinished) async -> Bool {
         let change: GraphChange?
         do {
-            change = try await store.change(graph: report.graphId, isolation: self) { current in
+            change = try await store.change(graph: report.graphId, isolation: nil) { current in
                 guard let label = current.label(ofTask: report.taskId), report.state.isFinished, current.run.states[label] == .running
                 else { return nil }
                 var instance = current
@@ -189,7 +192,7 @@ actor GraphEngine {
                 finishedTasks: instance.run.states.values.filter(\.isFinished).count, totalTasks: instance.plan.tasks.count,
                 taskId: report.taskId, label: label, taskState: report.state),
             key: WorkflowKeys.graphProgress(instance.id))
-        await carryOut(change)
+        carryOut(change)
         return true
     }
 
@@ -219,7 +222,7 @@ actor GraphEngine {
         }
         // Ended meanwhile (by its last task, or by another instance).
         guard let change else { throw ErrorEvent.notFound("No active graph matches \(describe(filter)).") }
-        await carryOut(change)
+        carryOut(change)
         return id
     }
 
@@ -251,7 +254,7 @@ actor GraphEngine {
     // MARK: Helpers
 
     /// Sends what a stored change decided, and logs a graph's end.
-    private func carryOut(_ change: GraphChange) async {
+    private nonisolated func carryOut(_ change: GraphChange) {
         let instance = change.instance
         if instance.run.status.isFinished {
             var metadata: Logger.Metadata = ["graph.id": "\(instance.id)", "graph.status": "\(instance.run.status.rawValue)"]
@@ -290,7 +293,7 @@ actor GraphEngine {
     }
 
     /// Progress is announced as it happens, not stored: a lost one is superseded by the next.
-    private func publishEvent<T: Encodable & Sendable>(_ value: T, key: String) async {
+    private nonisolated func publishEvent<T: Encodable & Sendable>(_ value: T, key: String) async {
         do {
             try await bus.publish(value, to: .events, routingKey: key)
         } catch {
