@@ -4,7 +4,7 @@ import BusCore
 // coders (see `DirectJSONEncodable`). Keys go out in the order of the synthesized `Encodable`
 // conformances, which stay the reference: `DirectJSONTests` holds the two to the same JSON.
 
-extension TaskSpec: DirectJSONEncodable, DirectJSONDecodable {
+extension TaskSpec: DirectJSONEncodable, DirectJSONObjectDecodable {
     public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
         writer.beginObject()
         writer.member("taskId", taskId)
@@ -21,12 +21,7 @@ extension TaskSpec: DirectJSONEncodable, DirectJSONDecodable {
         writer.endObject()
     }
 
-    public init?(json: JSONValue) {
-        guard let spec = try? Self(members: JSONMembers(json)) else { return nil }
-        self = spec
-    }
-
-    private init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+    public init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
         self.init(
             taskId: try json.string("taskId"), graphId: try json.string("graphId"), graphName: try json.string("graphName"),
             label: try json.string("label"), taskName: try json.string("taskName"), job: try json.string("job"),
@@ -35,7 +30,7 @@ extension TaskSpec: DirectJSONEncodable, DirectJSONDecodable {
     }
 }
 
-extension TaskFinished: DirectJSONEncodable, DirectJSONDecodable {
+extension TaskFinished: DirectJSONEncodable, DirectJSONObjectDecodable {
     public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
         writer.beginObject()
         writer.member("taskId", taskId)
@@ -49,12 +44,7 @@ extension TaskFinished: DirectJSONEncodable, DirectJSONDecodable {
         writer.endObject()
     }
 
-    public init?(json: JSONValue) {
-        guard let report = try? Self(members: JSONMembers(json)) else { return nil }
-        self = report
-    }
-
-    private init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+    public init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
         self.init(
             taskId: try json.string("taskId"), taskName: try json.string("taskName"), label: try json.string("label"),
             graphId: try json.string("graphId"), graphName: try json.string("graphName"), state: try json.raw("state"),
@@ -62,7 +52,7 @@ extension TaskFinished: DirectJSONEncodable, DirectJSONDecodable {
     }
 }
 
-extension TaskCancellation: DirectJSONEncodable, DirectJSONDecodable {
+extension TaskCancellation: DirectJSONEncodable, DirectJSONObjectDecodable {
     public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
         writer.beginObject()
         writer.member("taskId", taskId)
@@ -71,19 +61,14 @@ extension TaskCancellation: DirectJSONEncodable, DirectJSONDecodable {
         writer.endObject()
     }
 
-    public init?(json: JSONValue) {
-        guard let cancellation = try? Self(members: JSONMembers(json)) else { return nil }
-        self = cancellation
-    }
-
-    private init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+    public init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
         self.init(
             taskId: try json.string("taskId"), errName: try json.optionalString("errName"),
             errMessage: try json.optionalString("errMessage"))
     }
 }
 
-extension GraphEvent: DirectJSONEncodable, DirectJSONDecodable {
+extension GraphEvent: DirectJSONEncodable, DirectJSONObjectDecodable {
     public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
         writer.beginObject()
         writer.member("graphId", graphId)
@@ -93,12 +78,7 @@ extension GraphEvent: DirectJSONEncodable, DirectJSONDecodable {
         writer.endObject()
     }
 
-    public init?(json: JSONValue) {
-        guard let event = try? Self(members: JSONMembers(json)) else { return nil }
-        self = event
-    }
-
-    private init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+    public init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
         self.init(
             graphId: try json.string("graphId"), graphName: try json.string("graphName"), status: try json.string("status"),
             nodeId: try json.optionalString("nodeId"))

@@ -296,7 +296,8 @@ final class AMQPConnection {
     /// Sends what is queued. Throws when the socket is gone.
     func flush() throws {
         guard !outbound.isEmpty else { return }
-        defer { outbound.removeAll(keepingCapacity: true) }
+        // The buffer is kept between turns, unless a large message grew it.
+        defer { outbound.removeAll(keepingCapacity: outbound.capacity <= 1 << 20) }
         let descriptor = socketDescriptor
         try outbound.withUnsafeBytes { raw in
             var sent = 0

@@ -14,6 +14,19 @@ public protocol DirectJSONDecodable: Decodable {
     init?(json: JSONValue)
 }
 
+/// A ``DirectJSONDecodable`` read from a JSON object member by member: any ``JSONMembers/Mismatch``
+/// declines the body.
+public protocol DirectJSONObjectDecodable: DirectJSONDecodable {
+    init(members: JSONMembers) throws(JSONMembers.Mismatch)
+}
+
+extension DirectJSONObjectDecodable {
+    public init?(json: JSONValue) {
+        guard let value = try? Self(members: JSONMembers(json)) else { return nil }
+        self = value
+    }
+}
+
 /// The members of a JSON object, read as a synthesized `Decodable` conformance reads them:
 /// a required member must be there with the right kind; an optional one may be missing or
 /// null. Any other shape throws ``Mismatch``, and the caller leaves the body to `JSONDecoder`.
