@@ -54,7 +54,7 @@ struct GraphBench: AsyncParsableCommand {
                 let tasks = Double(total * 10)
                 var extra = [
                     "graphs": "\(total)", "graphs_in_flight": "\(concurrency)", "tasks_per_graph": "10",
-                    "target_nodes": "\(targetNodes)", "store": database.hasPrefix("postgres") ? "postgresql" : "sqlite",
+                    "target_nodes": "\(targetNodes)", "store": database.hasPrefix("postgres") ? "\"postgresql\"" : "\"sqlite\"",
                     "process_cpu_us_per_task": String(format: "%.0f", (CPUTime.ownSeconds - processCPU) * 1e6 / tasks),
                 ]
                 // The broker's CPU per task, when it is the local broker of scripts/broker.
