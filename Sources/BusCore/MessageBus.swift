@@ -189,10 +189,9 @@ public final class MessageBus: Service, Sendable {
         body: [UInt8], toExchangeNamed exchange: String, routingKey: String, type: String, persistent: Bool = false,
         mandatory: Bool = false, headers: [String: HeaderValue] = [:], file: String = #fileID, line: Int = #line
     ) async throws(BusError) {
-        // Every publish carries a message id; it also ties a basic.return to its confirm.
-        var properties = outboundProperties(type: type, persistent: persistent)
-        properties.headers = headers
-        let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
+        let message = confirmedMessage(
+            body: body, exchange: exchange, routingKey: routingKey, type: type, persistent: persistent, mandatory: mandatory,
+            headers: headers)
         try await attributing(to: file, line) { () async throws(BusError) in
             try await engine.answer { .publishConfirmed(message, .caller($0)) }
         }
@@ -210,9 +209,9 @@ public final class MessageBus: Service, Sendable {
         mandatory: Bool = false, headers: [String: HeaderValue] = [:], acknowledging delivery: Delivery<Input>?,
         onSettled: @escaping @Sendable (Result<Void, BusError>) -> Void
     ) {
-        var properties = outboundProperties(type: type, persistent: persistent)
-        properties.headers = headers
-        let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
+        let message = confirmedMessage(
+            body: body, exchange: exchange, routingKey: routingKey, type: type, persistent: persistent, mandatory: mandatory,
+            headers: headers)
         if !engine.submit(.publishConfirmed(message, .callback(onSettled, settling: delivery?.acknowledger?.token))) {
             onSettled(.failure(BusError(code: .shutdown, message: "the bus is shut down")))
         }
@@ -226,6 +225,16 @@ public final class MessageBus: Service, Sendable {
         publishRawConfirmed(
             body: body, toExchangeNamed: exchange, routingKey: routingKey, type: type, persistent: persistent, mandatory: mandatory,
             headers: headers, acknowledging: Delivery<[UInt8]>?.none, onSettled: onSettled)
+    }
+
+    /// A publish to be confirmed. Every publish carries a message id; it also ties a basic.return
+    /// to its confirm.
+    private func confirmedMessage(
+        body: [UInt8], exchange: String, routingKey: String, type: String, persistent: Bool, mandatory: Bool, headers: [String: HeaderValue]
+    ) -> OutboundMessage {
+        var properties = outboundProperties(type: type, persistent: persistent)
+        properties.headers = headers
+        return OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body, mandatory: mandatory)
     }
 
     /// The envelope of every message: JSON, its type, a message id, the sent time and the version.

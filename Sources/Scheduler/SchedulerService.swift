@@ -161,34 +161,35 @@ public final class SchedulerService: Service, Sendable {
 /// What the Scheduler reads of a `schedule` request (a ``TaskSpec``): its task and its time
 /// limit. It still refuses a request that lacks any of TaskSpec's required fields, so what it
 /// hands on is what the runners can run; building the options and context is left to them.
-struct ScheduleRequest: DirectJSONDecodable, Sendable {
+struct ScheduleRequest: DirectJSONObjectDecodable, Sendable {
     var taskId: String
     /// Milliseconds the task may run; 0 or less means no limit.
     var timeoutMs: Int
 
-    /// The same checks as `init(from:)`, on a parsed body.
-    init?(json: JSONValue) {
-        guard let members = try? JSONMembers(json), let taskId = try? members.string("taskId"),
-            let timeoutMs = try? members.int("timeoutMs"),
-            ["graphId", "graphName", "label", "taskName", "job"].allSatisfy({ (try? members.string($0)) != nil }),
-            members.contains("options"), members.contains("context")
-        else { return nil }
-        self.taskId = taskId
-        self.timeoutMs = timeoutMs
-    }
-
     private enum CodingKeys: String, CodingKey {
         case taskId, timeoutMs, graphId, graphName, label, taskName, job, options, context
+    }
+
+    /// The other strings a TaskSpec must have, and the members it must have at all.
+    private static let requiredStrings: [CodingKeys] = [.graphId, .graphName, .label, .taskName, .job]
+    private static let requiredMembers: [CodingKeys] = [.options, .context]
+
+    /// The same checks as `init(from:)`, on a parsed body.
+    init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+        taskId = try json.string(CodingKeys.taskId.stringValue)
+        timeoutMs = try json.int(CodingKeys.timeoutMs.stringValue)
+        for key in Self.requiredStrings { _ = try json.string(key.stringValue) }
+        for key in Self.requiredMembers where !json.contains(key.stringValue) { throw JSONMembers.Mismatch() }
     }
 
     init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         taskId = try container.decode(String.self, forKey: .taskId)
         timeoutMs = try container.decode(Int.self, forKey: .timeoutMs)
-        for key in [CodingKeys.graphId, .graphName, .label, .taskName, .job] {
+        for key in Self.requiredStrings {
             _ = try container.decode(String.self, forKey: key)
         }
-        for key in [CodingKeys.options, .context] where !container.contains(key) {
+        for key in Self.requiredMembers where !container.contains(key) {
             throw DecodingError.keyNotFound(
                 key, .init(codingPath: container.codingPath, debugDescription: "a TaskSpec has \(key.stringValue)"))
         }

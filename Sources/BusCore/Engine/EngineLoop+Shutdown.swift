@@ -27,6 +27,6 @@ extension EngineLoop {
             }
         }
         // What the confirms settled (forwarded deliveries) is acknowledged before the connection closes.
-        flushAcks()
+        flushAcksAndOutput()
     }
 }

@@ -52,6 +52,12 @@ extension EngineLoop {
 
     static let jobRoundsPerTurn = 8
 
+    /// Sends this turn's acks (coalesced) and everything else the connection queued.
+    func flushAcksAndOutput() {
+        flushAcks()
+        flushOutput()
+    }
+
     /// Sends the frames the connection queued this turn (see `AMQPConnection.flush()`).
     func flushOutput() {
         guard let connection, connection.hasQueuedOutput else { return }
@@ -68,8 +74,7 @@ extension EngineLoop {
         runJobs()
         // Forwards settled by the confirms just read acknowledge their deliveries before any sleep,
         // and nothing queued waits for the next wake-up.
-        flushAcks()
-        flushOutput()
+        flushAcksAndOutput()
         if !sleepingSinks.isEmpty { return }
         if let connection, connection.hasBufferedInput { return }
         guard shared.inbox.prepareToSleep() else { return }

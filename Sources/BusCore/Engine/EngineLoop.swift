@@ -85,8 +85,7 @@ final class EngineLoop {
             for command in commands {
                 execute(command)
             }
-            flushAcks()
-            flushOutput()
+            flushAcksAndOutput()
             if connection != nil {
                 pumpInbound()
                 serviceHeartbeats(now: now)
@@ -168,8 +167,7 @@ final class EngineLoop {
             acks.reset()
             pendingAcks.removeAll()
         case .flushAcks:
-            flushAcks()
-            flushOutput()
+            flushAcksAndOutput()
         case .awaitConfirms(let patience):
             awaitConfirms(patience: patience)
         case .closeConnection:

@@ -60,16 +60,6 @@ public struct JSONMembers {
         return int
     }
 
-    public func optionalInt(_ key: String) throws(Mismatch) -> Int? {
-        if members[key] == nil || members[key] == .null { return nil }
-        return try int(key)
-    }
-
-    public func bool(_ key: String) throws(Mismatch) -> Bool {
-        guard case .bool(let value) = members[key] else { throw Mismatch() }
-        return value
-    }
-
     public func object(_ key: String) throws(Mismatch) -> [String: JSONValue] {
         guard case .object(let value) = members[key] else { throw Mismatch() }
         return value
@@ -95,12 +85,6 @@ public struct JSONMembers {
 
     public func raw<Value: RawRepresentable<String>>(_ key: String, as type: Value.Type = Value.self) throws(Mismatch) -> Value {
         guard let value = Value(rawValue: try string(key)) else { throw Mismatch() }
-        return value
-    }
-
-    public func optionalRaw<Value: RawRepresentable<String>>(_ key: String, as type: Value.Type = Value.self) throws(Mismatch) -> Value? {
-        guard let text = try optionalString(key) else { return nil }
-        guard let value = Value(rawValue: text) else { throw Mismatch() }
         return value
     }
 

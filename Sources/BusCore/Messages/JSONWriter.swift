@@ -138,11 +138,6 @@ public struct JSONWriter: Sendable {
         int(value)
     }
 
-    public mutating func member(_ name: String, _ value: Int?) {
-        guard let value else { return }
-        member(name, value)
-    }
-
     public mutating func member(_ name: String, _ value: Bool) {
         key(name)
         bool(value)

@@ -30,6 +30,12 @@ final class OutboxRelay: Sendable {
         /// Whether ``forgetSettled()`` waits for a signal (rather than for its next batch).
         var idle = false
         var isEmpty: Bool { confirmed.isEmpty && failed.isEmpty }
+
+        /// What is here, leaving nothing.
+        mutating func takeAll() -> Settled {
+            defer { self = Settled() }
+            return self
+        }
     }
 
     private let settled = Mutex(Settled())
@@ -87,8 +93,7 @@ final class OutboxRelay: Sendable {
                     settled.idle = true
                     return nil
                 }
-                defer { settled = Settled() }
-                return settled
+                return settled.takeAll()
             }
             guard let batch else {
                 _ = await signals.next()
@@ -97,11 +102,7 @@ final class OutboxRelay: Sendable {
             await forget(batch)
             try? await Task.sleep(for: Self.forgetInterval)
         }
-        await forget(
-            settled.withLock { settled in
-                defer { settled = Settled() }
-                return settled
-            })
+        await forget(settled.withLock { $0.takeAll() })
     }
 
     private func forget(_ batch: Settled) async {

@@ -67,7 +67,7 @@ struct GraphInstance: Sendable, Equatable {
 
 /// The state is stored at every change of a graph: written and read without Foundation's
 /// generic coders, as its `Codable` conformance writes it (`DirectJSONTests`).
-extension GraphInstance.State: DirectJSONEncodable, DirectJSONDecodable {
+extension GraphInstance.State: DirectJSONEncodable, DirectJSONObjectDecodable {
     func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
         writer.beginObject()
         writer.key("progress")
@@ -84,17 +84,16 @@ extension GraphInstance.State: DirectJSONEncodable, DirectJSONDecodable {
         writer.endObject()
     }
 
-    init?(json: JSONValue) {
-        guard let members = try? JSONMembers(json), let progress = try? JSONMembers(members.members["progress"] ?? .null),
-            let status = try? progress.raw("status", as: GraphStatus.self), let stateNames = try? progress.strings("states"),
-            let context = try? members.object("context"), let errors = try? members.strings("errors")
-        else { return nil }
+    init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+        let progress = try JSONMembers(.object(try json.object("progress")))
         var states: [String: TaskState] = [:]
-        for (label, name) in stateNames {
-            guard let state = TaskState(rawValue: name) else { return nil }
+        for (label, name) in try progress.strings("states") {
+            guard let state = TaskState(rawValue: name) else { throw JSONMembers.Mismatch() }
             states[label] = state
         }
-        self.init(progress: GraphRun.Progress(status: status, states: states), context: context, errors: errors)
+        self.init(
+            progress: GraphRun.Progress(status: try progress.raw("status"), states: states), context: try json.object("context"),
+            errors: try json.strings("errors"))
     }
 
     /// As stored.

@@ -50,7 +50,7 @@ struct TaskClaims: Sendable {
 
     /// A cancel for a task that this runner has not claimed (yet).
     mutating func cancelledBeforeClaim(_ taskID: String, reason: String) {
-        guard claimedOrFinished(taskID) == false, cancelledRecent[taskID] == nil, cancelledOlder[taskID] == nil else { return }
+        guard !claimedOrFinished(taskID), cancelledRecent[taskID] == nil, cancelledOlder[taskID] == nil else { return }
         if cancelledRecent.count >= capacity {
             cancelledOlder = cancelledRecent
             cancelledRecent = [:]
