@@ -11,8 +11,11 @@ import WorkflowProtocol
 /// most `concurrency` tasks at once, hands each to the task runners with `run.<taskId>`, and
 /// cancels a task whose `_taskTimeout` passes (`cancel.<taskId>` with `TaskTimeoutError`).
 ///
-/// A spare watches the active one's hand-overs and the tasks' ends until the broker makes it
-/// active, so it takes over knowing which tasks run (``SchedulingState``).
+/// It learns that tasks ended from the TaskGraphRunners (`tasks.ended` on the scheduler exchange,
+/// sent once they have stored each end, a batch of a few milliseconds at a time), not from a copy
+/// of every `task.finished` report. A spare watches the active one's hand-overs and the tasks'
+/// ends until the broker makes it active, so it takes over knowing which tasks run
+/// (``SchedulingState``).
 ///
 /// A `schedule` request is acknowledged only once its `run` is confirmed by the broker, so a
 /// Scheduler killed in the middle loses nothing: the broker redelivers what it had not handed on.
@@ -68,8 +71,8 @@ public final class SchedulerService: Service, Sendable {
         // Hand-overs wait in the runners' queue even while no runner is up.
         try await bus.declareWorkQueue(
             named: WorkflowQueues.name(WorkflowQueues.taskRunner, prefix: prefix), bindings: WorkflowQueues.taskRunnerBindings)
-        // Only the task id matters here, and the routing key has it: the body is not read.
-        let finished = try await bus.subscribeRaw(toExchangeNamed: bus.name(of: .events), patterns: ["task.finished.*"])
+        // Task ends come from the TaskGraphRunners once they have stored them, a batch at a time.
+        let ends = try await bus.subscribe(to: .scheduler, patterns: [WorkflowKeys.tasksEnded], as: TasksEnded.self)
         // The hand-overs, watched until this Scheduler becomes active; before it consumes the
         // queue, so that none is missed if it stands by from the start.
         let handOvers = try await bus.subscribe(to: .task, patterns: ["run.*"], as: ScheduleRequest.self)
@@ -93,9 +96,11 @@ public final class SchedulerService: Service, Sendable {
                 }
             }
             group.addTask {
-                for await report in finished {
-                    guard let taskID = WorkflowKeys.taskID(finishedKey: report.routingKey) else { continue }
-                    if self.state.withLock({ $0.taskEnded(taskID) }) { self.dispatchReady() }
+                for await notice in ends {
+                    let freed = self.state.withLock { state in
+                        notice.message.taskIds.reduce(false) { freed, taskID in state.taskEnded(taskID) || freed }
+                    }
+                    if freed { self.dispatchReady() }
                 }
             }
             group.addTask {

@@ -7,7 +7,7 @@ import WorkflowProtocol
 ///
 /// Schedulers share one single-active-consumer queue, so the broker delivers `schedule` requests
 /// to one of them at a time. The others stand by, and watch the hand-overs (`run.<taskId>`) and
-/// ends (`task.finished.<taskId>`) go by: a spare that takes over then knows which tasks already
+/// ends (`tasks.ended`) go by: a spare that takes over then knows which tasks already
 /// run, counts them against the limit, and hands none of them on again.
 struct SchedulingState<Request> {
     enum Role: Equatable {

@@ -92,11 +92,13 @@ public final class TaskGraphRunnerService: Service, Sendable {
     private func serve(store: any GraphStore) async throws {
         let engine = try await GraphEngine(bus: bus, store: store, logger: logger, faults: faults, metrics: metrics)
         let servers = try await rpcServers(engine)
-        // Reports are taken from a durable queue and acknowledged once stored: none is lost to a
-        // crash, and one whose write fails goes back to the queue.
+        // Reports are taken from a durable queue and acknowledged once stored, and once the
+        // Schedulers were told that the task ended: none is lost to a crash, and one whose write
+        // fails goes back to the queue.
         let reports = try await bus.workQueue(
             named: "\(bus.configuration.exchangePrefix).\(Self.finishedQueueName)", bindings: [(.events, "task.finished.*")], prefetch: 256,
-            as: TaskFinished.self)
+            as: TaskReport.self)
+        let ends = TaskEndNotices(bus: bus, logger: logger)
         let runner =
             configuration.runsTasks
             ? TaskRunner(bus: bus, concurrency: configuration.taskConcurrency, journal: store, logger: logger, metrics: metrics) : nil
@@ -113,20 +115,13 @@ public final class TaskGraphRunnerService: Service, Sendable {
             group.addTask { await engine.sweepOutbox() }
             group.addTask { await engine.forgetSentMessages() }
             group.addTask { await self.forgetOldFinishedTasks(in: store) }
+            group.addTask { await ends.run() }
             group.addTask {
                 // Reports are handled side by side (the prefetch bounds how many); the engine
                 // keeps each graph consistent.
                 await withDiscardingTaskGroup { handlers in
                     for await report in reports {
-                        handlers.addTask {
-                            if await engine.taskFinished(report.message) {
-                                report.ack()
-                            } else {
-                                // Not stored: back to the broker, after a pause so a failing store is not hammered.
-                                try? await Task.sleep(for: .milliseconds(200))
-                                report.reject(requeue: true)
-                            }
-                        }
+                        handlers.addTask { await self.handle(report, engine: engine, ends: ends) }
                     }
                 }
             }
@@ -135,6 +130,25 @@ public final class TaskGraphRunnerService: Service, Sendable {
             }
             try? await gracefulShutdown()
             group.cancelAll()
+        }
+    }
+
+    /// Stores a report's effect, then has its task's end sent to the Schedulers; the report is
+    /// settled once that is sent.
+    private func handle(_ report: Delivery<TaskReport>, engine: GraphEngine, ends: TaskEndNotices) async {
+        switch report.message {
+        case .finished(let finished):
+            guard await engine.taskFinished(finished) else {
+                // Not stored: back to the broker, after a pause so a failing store is not hammered.
+                try? await Task.sleep(for: .milliseconds(200))
+                report.reject(requeue: true)
+                return
+            }
+            ends.add(finished.taskId) { sent in sent ? report.ack() : report.reject(requeue: true) }
+        case .unreadable(let taskID, let error):
+            logger.error("a task report could not be read; it is dead-lettered", metadata: ["task.id": "\(taskID)", "error": "\(error)"])
+            // Its task ended all the same: the Schedulers free its slot.
+            ends.add(taskID) { sent in report.reject(requeue: !sent) }
         }
     }
 

@@ -23,15 +23,11 @@ public enum WorkflowQueues {
 
 public enum WorkflowKeys {
     public static let schedule = "schedule"
+    /// ``TasksEnded`` on the scheduler exchange: TaskGraphRunner → every Scheduler.
+    public static let tasksEnded = "tasks.ended"
     public static func run(_ taskID: String) -> String { "run.\(taskID)" }
     public static func cancel(_ taskID: String) -> String { "cancel.\(taskID)" }
     public static func taskFinished(_ taskID: String) -> String { "task.finished.\(taskID)" }
-    /// The task id of a `task.finished.<taskId>` key; nil for any other key.
-    public static func taskID(finishedKey key: String) -> String? {
-        let prefix = taskFinished("")
-        guard key.hasPrefix(prefix), key.count > prefix.count else { return nil }
-        return String(key.dropFirst(prefix.count))
-    }
     public static func graphStarted(_ graphID: String) -> String { "graph.started.\(graphID)" }
     public static func graphFinished(_ graphID: String) -> String { "graph.finished.\(graphID)" }
     public static func graphProgress(_ graphID: String) -> String { "graph.progress.\(graphID)" }
@@ -138,6 +134,19 @@ public struct TaskFinished: Codable, Sendable, Equatable, BusPayload {
         self.state = state
         self.error = error
         self.context = context
+    }
+}
+
+/// The body of `tasks.ended` on the scheduler exchange: tasks whose end a TaskGraphRunner has
+/// stored (or whose report it could not read), so the Schedulers free their slots. One message
+/// carries the ends of a few milliseconds: the Schedulers need not hear each `task.finished`,
+/// and that copy of every report cost the broker more than the batch does.
+public struct TasksEnded: Codable, Sendable, Equatable, BusPayload {
+    public static let payloadType = "Object"
+    public var taskIds: [String]
+
+    public init(taskIds: [String]) {
+        self.taskIds = taskIds
     }
 }
 

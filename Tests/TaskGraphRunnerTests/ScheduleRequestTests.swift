@@ -36,14 +36,3 @@ struct ScheduleRequestTests {
         #expect(throws: DecodingError.self) { try JSONDecoder().decode(ScheduleRequest.self, from: body) }
     }
 }
-
-@Suite("What the Scheduler reads of a task's end")
-struct FinishedKeyTests {
-    @Test("the task id comes from the routing key, and only a task.finished key has one")
-    func taskIDFromKey() {
-        #expect(WorkflowKeys.taskID(finishedKey: WorkflowKeys.taskFinished("t-1.a")) == "t-1.a")
-        for key in ["task.finished.", "task.finished", "graph.finished.g1", "run.t1", ""] {
-            #expect(WorkflowKeys.taskID(finishedKey: key) == nil, "\(key)")
-        }
-    }
-}
