@@ -16,7 +16,7 @@ struct ActionPlanner: Sendable {
     /// ones): their tasks carry only the graph's identity in `context`, not all of it. A job
     /// outside this set (an external worker's) gets the whole context, as documented.
     var contextFreeJobs: Set<String> = Set(BuiltInJobs.all.map { type(of: $0).name })
-    var makeID: @Sendable () -> String = { RandomUUID.make() }
+    var makeID: @Sendable () -> String = { RandomUUID.timeOrdered() }
 
     /// What a task of a context-free job still carries of the context.
     static let identityKeys: Set<String> = ["graphId", "graphName", "target"]

@@ -116,12 +116,12 @@ actor GraphEngine {
             throw ErrorEvent.notFound("Graph with name \(name) does not exist.")
         }
         let plan = try GraphCompiler.compile(definition, library: library, options: options)
-        let id = RandomUUID.make()
+        let id = RandomUUID.timeOrdered()
         var context: [String: JSONValue] = ["graphId": .string(id), "graphName": .string(definition.injectableName)]
         if let target { context["target"] = .string(target) }
         var instance = GraphInstance(
             id: id, plan: plan, run: GraphRun(plan: plan), target: target, context: context,
-            taskIDs: Dictionary(uniqueKeysWithValues: plan.tasks.map { ($0.label, RandomUUID.make()) }), errors: [:],
+            taskIDs: Dictionary(uniqueKeysWithValues: plan.tasks.map { ($0.label, RandomUUID.timeOrdered()) }), errors: [:],
             createdAt: Date(), idempotencyKey: idempotencyKey)
         let actions = instance.run.begin()
         var messages = [
