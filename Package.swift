@@ -213,6 +213,7 @@ let package = Package(
                 .product(name: "GRDB", package: "GRDB.swift"),
                 "TaskGraphRunner",
                 "Scheduler",
+                "StoreSupport",
                 "BusCore",
                 "BusTestSupport",
                 .product(name: "PostgresNIO", package: "postgres-nio"),

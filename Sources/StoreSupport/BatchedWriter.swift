@@ -6,8 +6,9 @@ import Synchronization
 /// acknowledge" keeps its meaning; under load one transaction carries many writes instead of
 /// paying a commit (and a hop to GRDB's queue) for each.
 ///
-/// A write that throws fails alone: SQLite undoes just that statement and the others in its
-/// transaction commit.
+/// A write that throws fails alone: everything it did is undone (savepoints) and the others in
+/// its transaction commit. A write must touch nothing but the database: after a failure, the
+/// others of its batch run again.
 public final class BatchedWriter: Sendable {
     public typealias Write = @Sendable (Database) throws -> Void
 
@@ -18,6 +19,8 @@ public final class BatchedWriter: Sendable {
 
     private struct State {
         var queued: [Pending] = []
+        /// The batch of the transaction under way.
+        var inFlight: [Pending] = []
         var committing = false
     }
 
@@ -30,6 +33,9 @@ public final class BatchedWriter: Sendable {
         self.database = database
         self.maximumBatch = max(1, maximumBatch)
     }
+
+    /// Writes waiting for the next transaction.
+    var queuedCount: Int { state.withLock { $0.queued.count } }
 
     /// Runs `write` in a transaction shared with the writes queued alongside it. Writes are
     /// committed in the order they were queued; the queueing happens on the caller's actor, so
@@ -48,27 +54,52 @@ public final class BatchedWriter: Sendable {
 
     /// Commits what is queued, then whatever arrived meanwhile, until nothing is left.
     private func commitNextBatch() {
-        let batch = state.withLock { state -> [Pending] in
-            let count = min(maximumBatch, state.queued.count)
-            defer { state.queued.removeFirst(count) }
-            if count == 0 { state.committing = false }
-            return Array(state.queued.prefix(count))
-        }
-        guard !batch.isEmpty else { return }
-        let writes = batch.map(\.write)
         // GRDB runs this on its own serial queue, off the cooperative pool.
         database.asyncWrite(
             { db -> [(any Error)?] in
-                writes.map { write in
-                    do {
-                        try write(db)
-                        return nil
-                    } catch {
-                        return error
+                // Taken here, as the transaction begins, not when the commit was asked for:
+                // writes queued while it waited for the writer's queue go in with it.
+                let writes = self.state.withLock { state -> [Write] in
+                    let count = min(self.maximumBatch, state.queued.count)
+                    state.inFlight = Array(state.queued.prefix(count))
+                    state.queued.removeFirst(count)
+                    return state.inFlight.map(\.write)
+                }
+                // One savepoint for the batch; only when a write fails is the batch done again,
+                // each write in a savepoint of its own (writes touch nothing but the database).
+                do {
+                    try db.inSavepoint {
+                        for write in writes { try write(db) }
+                        return .commit
+                    }
+                    return Array(repeating: nil, count: writes.count)
+                } catch {
+                    return writes.map { write in
+                        do {
+                            try db.inSavepoint {
+                                try write(db)
+                                return .commit
+                            }
+                            return nil
+                        } catch {
+                            return error
+                        }
                     }
                 }
             },
             completion: { _, result in
+                let (batch, more) = self.state.withLock { state -> ([Pending], Bool) in
+                    var batch = state.inFlight
+                    state.inFlight = []
+                    if batch.isEmpty, case .failure = result {
+                        // The transaction could not begin: what waits for it fails, not for ever.
+                        let count = min(self.maximumBatch, state.queued.count)
+                        batch = Array(state.queued.prefix(count))
+                        state.queued.removeFirst(count)
+                    }
+                    if state.queued.isEmpty { state.committing = false }
+                    return (batch, state.committing)
+                }
                 switch result {
                 case .success(let failures):
                     for (pending, failure) in zip(batch, failures) {
@@ -78,7 +109,7 @@ public final class BatchedWriter: Sendable {
                     // The commit itself failed: none of the batch is stored.
                     for pending in batch { pending.done.resume(throwing: error) }
                 }
-                self.commitNextBatch()
+                if more { self.commitNextBatch() }
             })
     }
 }
