@@ -99,3 +99,58 @@ extension GraphProgress: DirectJSONEncodable {
         writer.endObject()
     }
 }
+
+// `methods.runTaskGraph`, once per graph: its request and its reply.
+
+extension RunTaskGraph: DirectJSONEncodable, DirectJSONObjectDecodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.member("name", name)
+        try writer.member("options", options)
+        writer.member("target", target)
+        writer.member("idempotencyKey", idempotencyKey)
+        writer.endObject()
+    }
+
+    public init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+        self.init(
+            name: try json.string("name"), options: try json.optionalObject("options"), target: try json.optionalString("target"),
+            idempotencyKey: try json.optionalString("idempotencyKey"))
+    }
+}
+
+extension GraphSummary: DirectJSONEncodable, DirectJSONObjectDecodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.member("instanceId", instanceId)
+        writer.member("name", name)
+        writer.member("friendlyName", friendlyName)
+        writer.member("status", status)
+        writer.member("target", target)
+        writer.member("createdAt", createdAt)
+        writer.key("tasks")
+        writer.beginObject()
+        for (id, task) in tasks {
+            writer.key(id)
+            writer.beginObject()
+            writer.member("label", task.label)
+            writer.member("name", task.name)
+            writer.member("state", task.state)
+            writer.endObject()
+        }
+        writer.endObject()
+        writer.endObject()
+    }
+
+    public init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+        var tasks: [String: TaskSummary] = [:]
+        for (id, value) in try json.object("tasks") {
+            let task = try JSONMembers(value)
+            tasks[id] = TaskSummary(label: try task.string("label"), name: try task.string("name"), state: try task.raw("state"))
+        }
+        self.init(
+            instanceId: try json.string("instanceId"), name: try json.string("name"), friendlyName: try json.string("friendlyName"),
+            status: try json.string("status"), target: try json.optionalString("target"), createdAt: try json.string("createdAt"),
+            tasks: tasks)
+    }
+}

@@ -79,6 +79,23 @@ struct DirectJSONTests {
         #expect(error?.message.contains("missing key 'value'") == true)
     }
 
+    @Test("a reply whose value is written and read directly is boxed and unboxed directly, as Foundation does it")
+    func directReplies() throws {
+        let probe = Probe(value: ["a": [1, "b"]])
+        #expect(ResultEnvelope(value: probe) as Any is any DirectJSONEncodable)
+        let (body, hasValue) = try WireFormat.encodeResult(probe)
+        #expect(hasValue)
+        #expect(
+            try JSONDecoder().decode(JSONValue.self, from: Data(body))
+                == (try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(ResultEnvelope(value: probe)))))
+        #expect(ResultValue<Probe>(json: try #require(JSONParser.parse(body)))?.value == probe)
+        #expect(try WireFormat.decodeReply(Probe.self, messageType: nil, body: body) == probe)
+        // No value: declined by the direct reader, refused by Foundation's with its reason.
+        #expect(ResultValue<Probe>(json: ["other": 1]) == nil)
+        let error = #expect(throws: BusError.self) { try WireFormat.decodeReply(Probe.self, messageType: nil, body: Array("{}".utf8)) }
+        #expect(error?.message.contains("value") == true)
+    }
+
     @Test("JSONMembers reads optionals as synthesized Decodable does: missing or null is nil, another kind is a mismatch")
     func members() throws {
         let members = try JSONMembers(["s": "x", "n": .null, "i": 5, "f": 5.5, "o": ["k": "v"]])

@@ -49,6 +49,41 @@ struct WorkflowJSONTests {
         #expect(TaskFinished(json: try #require(JSONParser.parse(Array(try JSONEncoder().encode(report))))) == report)
     }
 
+    @Test("the run RPC's request and its reply: written and read as Foundation does")
+    func runTaskGraph() throws {
+        for request in [
+            RunTaskGraph(name: "Graph.noop-example"),
+            RunTaskGraph(name: "Graph.x", options: ["defaults": ["a": 1]], target: "node-1", idempotencyKey: "k-1"),
+        ] {
+            try Self.expectSameJSON(request)
+            let read = RunTaskGraph(json: try #require(JSONParser.parse(Array(try JSONEncoder().encode(request)))))
+            #expect(read?.name == request.name && read?.options == request.options && read?.target == request.target)
+            #expect(read?.idempotencyKey == request.idempotencyKey)
+        }
+        for summary in [
+            GraphSummary(
+                instanceId: "g1", name: "Graph.x", friendlyName: "x", status: "running", createdAt: "2026-11-30T22:00:00Z", tasks: [:]),
+            GraphSummary(
+                instanceId: "g2", name: "Graph.y", friendlyName: "y \"quoted\"", status: "succeeded", target: "node-1",
+                createdAt: "2026-11-30T22:00:01Z",
+                tasks: [
+                    "t1": .init(label: "first", name: "Task.noop", state: .succeeded),
+                    "t2": .init(label: "second", name: "Task.x", state: .pending),
+                ]),
+        ] {
+            try Self.expectSameJSON(summary)
+            #expect(GraphSummary(json: try #require(JSONParser.parse(Array(try JSONEncoder().encode(summary))))) == summary)
+            let (body, _) = try WireFormat.encodeResult(summary)
+            #expect(try WireFormat.decodeReply(GraphSummary.self, messageType: nil, body: body) == summary)
+        }
+        // A task in a state that does not exist: declined, and Foundation's reader says why.
+        let bad = Array(
+            #"{"value": {"instanceId": "g", "name": "n", "friendlyName": "f", "status": "running", "createdAt": "c", "tasks": {"t": {"label": "l", "name": "n", "state": "exploded"}}}}"#
+                .utf8)
+        #expect(GraphSummary(json: try #require(JSONParser.parse(bad))["value"] ?? .null) == nil)
+        #expect(throws: BusError.self) { try WireFormat.decodeReply(GraphSummary.self, messageType: nil, body: bad) }
+    }
+
     @Test("cancellations and graph events: written and read as Foundation does")
     func smallBodies() throws {
         for cancellation in [

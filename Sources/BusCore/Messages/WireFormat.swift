@@ -152,6 +152,25 @@ struct ResultEnvelope<Value: Encodable>: Encodable {
     var value: Value
 }
 
+/// A reply whose value is written directly is boxed without Foundation too.
+extension ResultEnvelope: DirectJSONEncodable where Value: DirectJSONEncodable {
+    func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.key("value")
+        try value.writeJSON(into: &writer)
+        writer.endObject()
+    }
+}
+
+/// A reply whose value is read directly is unboxed without Foundation too; anything else (no
+/// value, a null one) goes through `init(from:)`.
+extension ResultValue: DirectJSONDecodable where Value: DirectJSONDecodable {
+    init?(json: JSONValue) {
+        guard case .object(let members) = json, let member = members["value"], let value = Value(json: member) else { return nil }
+        self.value = value
+    }
+}
+
 /// Decodes `{"value": …}`; an absent or null value becomes `nil` for optional reply types.
 struct ResultValue<Value: Decodable>: Decodable {
     var value: Value
