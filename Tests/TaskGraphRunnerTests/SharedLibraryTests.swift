@@ -40,4 +40,46 @@ struct SharedLibraryTests {
             }
         }
     }
+
+    @Test("a graph run again after it, or a task it uses, was redefined runs with the new definition (no stale plan)")
+    func redefinitionOnOneInstance() async throws {
+        try await TestBroker.withBus { bus in
+            let service = TaskGraphRunnerService(
+                bus: bus, configuration: .init(database: ":memory:", runsTasks: false), logger: TestBroker.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await service.run() }
+                defer { group.cancelAll() }
+                await service.waitUntilReady()
+                func task(_ message: String) -> TaskDefinition {
+                    TaskDefinition(
+                        friendlyName: "said", injectableName: "Task.Test.Said", implementsTask: "Task.Base.noop",
+                        options: ["message": .string(message)], properties: [:])
+                }
+                /// The `message` option of each run's task `said`.
+                func runMessage() async throws -> JSONValue? {
+                    let graph = try await bus.call(RunTaskGraph(name: "Graph.Test.Said"))
+                    let properties = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId)))
+                    _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(instanceId: graph.instanceId)))
+                    return properties.tasks["said"]?.options["message"]
+                }
+                _ = try await bus.call(DefineTask(definition: task("first")))
+                let graph = GraphDefinition(
+                    friendlyName: "said", injectableName: "Graph.Test.Said", tasks: [GraphTask(label: "said", taskName: "Task.Test.Said")])
+                _ = try await bus.call(DefineTaskGraph(definition: graph))
+                #expect(try await runMessage() == "first")
+                #expect(try await runMessage() == "first")
+                // The summary's time is ISO 8601, to the second, in UTC.
+                let summary = try await bus.call(RunTaskGraph(name: "Graph.Test.Said"))
+                let created = try Date.ISO8601FormatStyle().parse(summary.createdAt)
+                #expect(abs(created.timeIntervalSinceNow) < 60 && summary.createdAt.hasSuffix("Z"))
+                _ = try await bus.call(CancelTaskGraph(filter: GraphFilter(instanceId: summary.instanceId)))
+                _ = try await bus.call(DefineTask(definition: task("second")))
+                #expect(try await runMessage() == "second", "the task was redefined")
+                var longer = graph
+                longer.tasks.append(GraphTask(label: "after", taskName: "Task.noop"))
+                _ = try await bus.call(DefineTaskGraph(definition: longer))
+                #expect(try await bus.call(RunTaskGraph(name: "Graph.Test.Said")).tasks.count == 2, "the graph was redefined")
+            }
+        }
+    }
 }

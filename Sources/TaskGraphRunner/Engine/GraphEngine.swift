@@ -15,8 +15,15 @@ actor GraphEngine {
     private let faults: EngineFaults?
     private let metrics: WorkflowMetrics
     private let logger: Logger
-    private var library: TaskLibrary
-    private var graphs: [String: GraphDefinition]
+    private var library: TaskLibrary {
+        didSet { plans = [:] }
+    }
+    private var graphs: [String: GraphDefinition] {
+        didSet { plans = [:] }
+    }
+    /// Plans of graphs run without options, by name: compiling is pure, and most runs name a
+    /// graph and a target only. Forgotten whenever the library or the graphs change.
+    private var plans: [String: GraphPlan] = [:]
     /// The store's ``GraphStore/definitionsVersion()`` when the library was loaded.
     private var libraryVersion: Int64?
 
@@ -115,7 +122,13 @@ actor GraphEngine {
         guard let definition = graphs[name] else {
             throw ErrorEvent.notFound("Graph with name \(name) does not exist.")
         }
-        let plan = try GraphCompiler.compile(definition, library: library, options: options)
+        let plan: GraphPlan
+        if options.isEmpty, let compiled = plans[name] {
+            plan = compiled
+        } else {
+            plan = try GraphCompiler.compile(definition, library: library, options: options)
+            if options.isEmpty { plans[name] = plan }
+        }
         let id = RandomUUID.timeOrdered()
         var context: [String: JSONValue] = ["graphId": .string(id), "graphName": .string(definition.injectableName)]
         if let target { context["target"] = .string(target) }
@@ -279,6 +292,9 @@ actor GraphEngine {
         filter.id.map { "instanceId \($0)" } ?? filter.target.map { "target \($0)" } ?? "an empty filter"
     }
 
+    /// `Date.formatted(.iso8601)`'s style, made once rather than for every summary.
+    private static let createdAtStyle = Date.ISO8601FormatStyle()
+
     private func summary(of instance: GraphInstance) -> GraphSummary {
         var tasks: [String: GraphSummary.TaskSummary] = [:]
         for task in instance.plan.tasks {
@@ -288,7 +304,7 @@ actor GraphEngine {
         return GraphSummary(
             instanceId: instance.id, name: instance.plan.definition.injectableName, friendlyName: instance.plan.definition.friendlyName,
             status: instance.run.status.rawValue, target: instance.target,
-            createdAt: instance.createdAt.formatted(.iso8601),
+            createdAt: Self.createdAtStyle.format(instance.createdAt),
             tasks: tasks)
     }
 
