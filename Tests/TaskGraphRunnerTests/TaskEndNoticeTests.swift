@@ -120,4 +120,45 @@ struct TaskEndNoticeTests {
             }
         }
     }
+
+    @Test("while no TaskGraphRunner is up, an ended task keeps its slot; the next one to start stores the report and frees it")
+    func slotWaitsForATaskGraphRunner() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-ends-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let database = directory.appendingPathComponent("taskgraph.sqlite").path
+        let waiting = GraphDefinition(
+            friendlyName: "short wait", injectableName: "Graph.Test.EndsWait",
+            tasks: [GraphTask(label: "wait", taskName: "Task.Wait", optionOverrides: ["duration": 500])])
+        try await TestBroker.withBus { bus in
+            // The runner apart from the engine, so that the engine can stop while the task runs.
+            let runner = TaskRunner(bus: bus, logger: TestBroker.logger)
+            let scheduler = SchedulerService(bus: bus, concurrency: 1, logger: TestBroker.logger)
+            let finished = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await runner.run() }
+                group.addTask { try await scheduler.run() }
+                defer { group.cancelAll() }
+                await scheduler.waitUntilReady()
+                let engine = TaskGraphRunnerService(
+                    bus: bus, configuration: .init(database: database, runsTasks: false), logger: TestBroker.logger)
+                let first = Task { try await engine.run() }
+                await engine.waitUntilReady()
+                _ = try await bus.call(DefineTaskGraph(definition: waiting))
+                let graph = try await bus.call(RunTaskGraph(name: waiting.injectableName))
+                try await eventually { scheduler.runningCount == 1 }
+                first.cancel()
+                _ = await first.result
+                // The task ends with no TaskGraphRunner up: its slot stays taken.
+                #expect(try await collect(finished, count: 1, timeout: .seconds(10)).map(\.message.state) == [.succeeded])
+                try await Task.sleep(for: .milliseconds(300))
+                #expect(scheduler.runningCount == 1)
+                let again = TaskGraphRunnerService(
+                    bus: bus, configuration: .init(database: database, runsTasks: false), logger: TestBroker.logger)
+                group.addTask { try await again.run() }
+                try await eventually { scheduler.runningCount == 0 }
+                let status = try await bus.call(GetTaskGraphProperties(filter: GraphFilter(instanceId: graph.instanceId))).status
+                #expect(status == "succeeded")
+            }
+        }
+    }
 }
