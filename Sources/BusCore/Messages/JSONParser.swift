@@ -61,12 +61,14 @@ public enum JSONParser {
 
         mutating func object(depth: Int) -> JSONValue? {
             position += 1
-            var members: [String: JSONValue] = [:]
             skipWhitespace()
             if position < bytes.count, bytes[position] == UInt8(ascii: "}") {
                 position += 1
-                return .object(members)
+                return .object([:])
             }
+            // Gathered first and hashed once, into a dictionary of the right size: growing one
+            // member by member would hash every key again at each doubling.
+            var pairs: [(String, JSONValue)] = []
             while true {
                 skipWhitespace()
                 guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), let key = string() else { return nil }
@@ -74,14 +76,18 @@ public enum JSONParser {
                 guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return nil }
                 position += 1
                 guard let member = value(depth: depth + 1) else { return nil }
-                // Which of two values JSONDecoder keeps is its business: leave such a body to it.
-                guard members.updateValue(member, forKey: key) == nil else { return nil }
+                pairs.append((key, member))
                 skipWhitespace()
                 guard position < bytes.count else { return nil }
                 switch bytes[position] {
                 case UInt8(ascii: ","): position += 1
                 case UInt8(ascii: "}"):
                     position += 1
+                    var members = [String: JSONValue](minimumCapacity: pairs.count)
+                    for (key, member) in pairs {
+                        // Which of two values JSONDecoder keeps is its business: leave such a body to it.
+                        guard members.updateValue(member, forKey: key) == nil else { return nil }
+                    }
                     return .object(members)
                 default: return nil
                 }
