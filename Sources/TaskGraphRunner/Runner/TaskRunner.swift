@@ -83,6 +83,21 @@ public final class TaskRunner: Sendable {
     }
 
     private func runTasks(_ runs: Subscription<RunMessage>, cancels: Subscription<TaskCancellation>, nodeServer: RPCServer) async {
+        // Jobs run in tasks of their own (``start(_:job:acknowledging:nodeServer:)``): a runner
+        // that is stopped stops them, as it would stop child tasks.
+        await withTaskCancellationHandler {
+            await takeRuns(runs, cancels: cancels, nodeServer: nodeServer)
+            // No more runs: the jobs under way end first.
+            while let (taskID, next) = jobsUnderWay.withLock({ $0.first.map { ($0.key, $0.value) } }) {
+                await next.value
+                jobsUnderWay.withLock { if $0[taskID] == next { $0[taskID] = nil } }
+            }
+        } onCancel: {
+            for task in jobsUnderWay.withLock({ Array($0.values) }) { task.cancel() }
+        }
+    }
+
+    private func takeRuns(_ runs: Subscription<RunMessage>, cancels: Subscription<TaskCancellation>, nodeServer: RPCServer) async {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 for await cancel in cancels { self.cancel(cancel.message) }
@@ -167,36 +182,59 @@ public final class TaskRunner: Sendable {
                     }
                     continue
                 }
-                group.addTask {
-                    if let body = await self.execute(spec, job: job, nodeServer: nodeServer) {
-                        self.report(taskId: spec.taskId, body: body, acknowledging: delivery)
-                    } else {
-                        delivery.ack()
-                    }
-                }
+                start(spec, job: job, acknowledging: delivery, nodeServer: nodeServer)
             }
         }
     }
 
-    /// Runs the job and records its end; returns the report to publish (nil if it cannot be encoded).
+    /// Runs a claimed task's job in a task of its own, which a cancel or a timeout cancels: one
+    /// task per job, whose handle is registered before it starts, so no cancel can miss it.
+    private func start(_ spec: TaskSpec, job: any Job, acknowledging delivery: Delivery<RunMessage>, nodeServer: RPCServer) {
+        let handle = JobHandle()
+        registerCanceller(for: spec.taskId, timeoutMs: spec.timeoutMs, cancel: handle.cancel)
+        // Made under the lock that its end takes, so it is in `jobs` before it can leave it.
+        let task = jobsUnderWay.withLock { underWay in
+            let task = Task {
+                if let body = await self.execute(spec, job: job, nodeServer: nodeServer) {
+                    self.report(taskId: spec.taskId, body: body, acknowledging: delivery)
+                } else {
+                    delivery.ack()
+                }
+                self.jobsUnderWay.withLock { _ = $0.removeValue(forKey: spec.taskId) }
+            }
+            underWay[spec.taskId] = task
+            return task
+        }
+        handle.start(task)
+        // A runner that is stopping starts no job that it would not stop.
+        if Task.isCancelled { handle.cancel() }
+    }
+
+    /// The jobs under way, by task id, so that a stopping runner waits for them.
+    private let jobsUnderWay = Mutex<[String: Task<Void, Never>]>([:])
+
+    /// Runs the job (in the task ``start(_:job:acknowledging:nodeServer:)`` made, which a cancel,
+    /// a timeout or shutdown cancels) and records its end; returns the report to publish (nil if
+    /// it cannot be encoded).
     private func execute(_ spec: TaskSpec, job: any Job, nodeServer: RPCServer) async -> [UInt8]? {
         let context = JobContext(task: spec, bus: bus, logger: logger)
-        let work = Task<Result<[String: JSONValue], any Error>, Never> {
-            do { return .success(try await job.run(context)) } catch { return .failure(error) }
-        }
-        // Cancelling the job's task is how both cancel and timeout reach the job.
-        registerCanceller(for: spec.taskId, timeoutMs: spec.timeoutMs, cancel: { work.cancel() })
         logger.debug("task started", metadata: ["task.id": "\(spec.taskId)", "task.job": "\(spec.job)"])
         let answers = NodeAnswers(spec)
         let bound = if let answers { await startAnswering(answers, on: nodeServer) } else { false }
         let started = ContinuousClock.now
-        // The job runs in a task of its own so that one cancel reaches it; shutdown reaches it too.
-        let outcome = await withTaskCancellationHandler {
-            await work.value
-        } onCancel: {
-            work.cancel()
-        }
+        let outcome: Result<[String: JSONValue], any Error>
+        do { outcome = .success(try await job.run(context)) } catch { outcome = .failure(error) }
         jobDurations[spec.job]?.record(duration: ContinuousClock.now - started)
+        guard Task.isCancelled else { return await finish(spec, outcome: outcome, answers: answers, bound: bound, nodeServer: nodeServer) }
+        // Cancelled: the job is over, but its end is still recorded and reported, from a task
+        // that is not cancelled (a database pool may refuse work to a cancelled one).
+        return await Task { await self.finish(spec, outcome: outcome, answers: answers, bound: bound, nodeServer: nodeServer) }.value
+    }
+
+    /// After the job: stops answering for its node, records its end, and returns the report.
+    private func finish(
+        _ spec: TaskSpec, outcome: Result<[String: JSONValue], any Error>, answers: NodeAnswers?, bound: Bool, nodeServer: RPCServer
+    ) async -> [UInt8]? {
         // An ended task stops answering for its node before it is reported: no stale answers.
         if let answers { await stopAnswering(answers, bound: bound, on: nodeServer) }
         let reason = takeCancelReason(spec.taskId)
@@ -518,5 +556,26 @@ struct NodeAnswers: Sendable {
     private static func served<Request: BusRequest>(_ reply: Request.Reply, as request: Request.Type) throws -> ServedReply {
         let (body, hasValue) = try WireFormat.encodeResult(reply)
         return ServedReply(body: body, type: Request.replyPayloadType(for: reply), hasValue: hasValue)
+    }
+}
+
+/// Cancels a job's task, also when the cancel comes before the task exists: it is then cancelled
+/// as soon as it is handed over.
+final class JobHandle: Sendable {
+    private let state = Mutex<(task: Task<Void, Never>?, cancelled: Bool)>((nil, false))
+
+    func cancel() {
+        state.withLock { state -> Task<Void, Never>? in
+            state.cancelled = true
+            return state.task
+        }?.cancel()
+    }
+
+    func start(_ task: Task<Void, Never>) {
+        let cancelled = state.withLock { state -> Bool in
+            state.task = task
+            return state.cancelled
+        }
+        if cancelled { task.cancel() }
     }
 }
