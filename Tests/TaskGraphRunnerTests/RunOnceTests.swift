@@ -89,6 +89,31 @@ struct RunOnceTests {
         }
     }
 
+    @Test("a cancelled job's end is recorded in a PostgreSQL journal too, although its task was cancelled")
+    func cancelledJobIsJournaled() async throws {
+        let starts = JobStarts()
+        try await withSharedJournal { bus, journal, reports in
+            let runner = TaskRunner(
+                bus: bus, jobs: [CountingJob(starts: starts, milliseconds: 30_000)], journal: journal, logger: TestBroker.logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { try await runner.run() }
+                defer { group.cancelAll() }
+                let spec = TaskSpec(
+                    taskId: "cancelled-\(UUID().uuidString.prefix(8))", graphId: "g-cancelled", graphName: "Graph.Test.Cancelled",
+                    label: "long", taskName: "Task.Test.Long", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+                try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
+                try await eventually { starts.ids.withLock { $0 } == [spec.taskId] }
+                try await bus.publishConfirmed(
+                    TaskCancellation(taskId: spec.taskId, errName: "TaskCancellationError", errMessage: "graph cancelled"), to: .task,
+                    routingKey: WorkflowKeys.cancel(spec.taskId), persistent: true)
+                let reported = try await collect(reports, count: 1, timeout: .seconds(10))
+                #expect(reported.map(\.message.state) == [.cancelled])
+                // The database's pool refuses work to a cancelled task: the end was stored from another.
+                #expect(try await journal.finishedReport(taskId: spec.taskId)?.state == .cancelled)
+            }
+        }
+    }
+
     @Test("a task claimed by a runner that died runs once the dead runner's lease has run out, not before")
     func deadRunnersClaimExpires() async throws {
         let starts = JobStarts()
