@@ -70,53 +70,44 @@ struct TaskEndNoticeTests {
 
     @Test("a report that cannot be read but names its task frees that task's slot, and is dead-lettered")
     func unreadableReportFreesItsSlot() async throws {
-        // Quorum work queues: a refused report goes to the dead-letter queue, where it shows.
-        var configuration = try TestBroker.configuration()
-        configuration.workQueueType = .quorum
-        try await TestBroker.withBus(configuration) { bus in
-            let runner = TaskGraphRunnerService(bus: bus, configuration: .init(database: ":memory:"), logger: TestBroker.logger)
-            // One slot: a task that never ends would hold it for ever.
-            let scheduler = SchedulerService(bus: bus, concurrency: 1, logger: TestBroker.logger)
+        // Quorum work queues: a refused report goes to the dead-letter queue, where it shows. One
+        // slot: a task that never ends would hold it for ever.
+        try await withWorkflowServices(queues: .quorum, concurrency: 1) { bus, scheduler in
             let handedOver = try await bus.subscribe(to: .task, patterns: ["run.*"], as: TaskSpec.self)
             let finished = try await bus.subscribe(to: .events, patterns: ["graph.finished.*"], as: GraphEvent.self)
             let ended = Seen<String>()
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await runner.run() }
-                group.addTask { try await scheduler.run() }
-                group.addTask { for await event in finished { ended.append(event.message.graphId) } }
-                defer { group.cancelAll() }
-                await runner.waitUntilReady()
-                await scheduler.waitUntilReady()
-                // A job nobody runs: its task holds the one slot until its report comes.
-                let base = TaskDefinition(
-                    friendlyName: "nobody's", injectableName: "Task.Base.Test.Nobody", runJob: "Job.Test.Nobody", requiredOptions: [],
-                    requiredProperties: [:], properties: [:])
-                _ = try await bus.call(DefineTask(definition: base))
-                let task = TaskDefinition(
-                    friendlyName: "nobody's task", injectableName: "Task.Test.Nobody", implementsTask: base.injectableName, options: [:],
-                    properties: [:])
-                _ = try await bus.call(DefineTask(definition: task))
-                _ = try await bus.call(
-                    DefineTaskGraph(
-                        definition: GraphDefinition(
-                            friendlyName: "nobody's graph", injectableName: "Graph.Test.Nobody",
-                            tasks: [GraphTask(label: "stuck", taskName: task.injectableName)])))
-                _ = try await bus.call(RunTaskGraph(name: "Graph.Test.Nobody"))
-                let stuck = try #require(try await collect(handedOver, count: 1).first?.message)
-                // The slot is taken: a second graph waits.
-                let second = try await bus.call(RunTaskGraph(name: "Graph.noop-example"))
-                try await Task.sleep(for: .milliseconds(500))
-                #expect(ended.all.isEmpty)
-                #expect(scheduler.runningCount == 1)
-                // A worker reports with a state no one knows.
-                try await bus.publishRawConfirmed(
-                    body: Array(#"{"taskId": "\#(stuck.taskId)", "state": "exploded"}"#.utf8), toExchangeNamed: bus.name(of: .events),
-                    routingKey: WorkflowKeys.taskFinished(stuck.taskId), type: "Object", persistent: true)
-                try await eventually { ended.all == [second.instanceId] }
-                let queue = "\(bus.configuration.exchangePrefix).\(TaskGraphRunnerService.finishedQueueName)"
-                try await eventually {
-                    try await bus.inspectQueue(named: BusConfiguration.deadLetterQueue(of: queue)).messages == 1
-                }
+            let listener = Task { for await event in finished { ended.append(event.message.graphId) } }
+            defer { listener.cancel() }
+            await scheduler.waitUntilReady()
+            // A job nobody runs: its task holds the one slot until its report comes.
+            let base = TaskDefinition(
+                friendlyName: "nobody's", injectableName: "Task.Base.Test.Nobody", runJob: "Job.Test.Nobody", requiredOptions: [],
+                requiredProperties: [:], properties: [:])
+            _ = try await bus.call(DefineTask(definition: base))
+            let task = TaskDefinition(
+                friendlyName: "nobody's task", injectableName: "Task.Test.Nobody", implementsTask: base.injectableName, options: [:],
+                properties: [:])
+            _ = try await bus.call(DefineTask(definition: task))
+            _ = try await bus.call(
+                DefineTaskGraph(
+                    definition: GraphDefinition(
+                        friendlyName: "nobody's graph", injectableName: "Graph.Test.Nobody",
+                        tasks: [GraphTask(label: "stuck", taskName: task.injectableName)])))
+            _ = try await bus.call(RunTaskGraph(name: "Graph.Test.Nobody"))
+            let stuck = try #require(try await collect(handedOver, count: 1).first?.message)
+            // The slot is taken: a second graph waits.
+            let second = try await bus.call(RunTaskGraph(name: "Graph.noop-example"))
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(ended.all.isEmpty)
+            #expect(scheduler.runningCount == 1)
+            // A worker reports with a state no one knows.
+            try await bus.publishRawConfirmed(
+                body: Array(#"{"taskId": "\#(stuck.taskId)", "state": "exploded"}"#.utf8), toExchangeNamed: bus.name(of: .events),
+                routingKey: WorkflowKeys.taskFinished(stuck.taskId), type: "Object", persistent: true)
+            try await eventually { ended.all == [second.instanceId] }
+            let queue = "\(bus.configuration.exchangePrefix).\(TaskGraphRunnerService.finishedQueueName)"
+            try await eventually {
+                try await bus.inspectQueue(named: BusConfiguration.deadLetterQueue(of: queue)).messages == 1
             }
         }
     }

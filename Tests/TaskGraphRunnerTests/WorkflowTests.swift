@@ -12,6 +12,16 @@ func withWorkflowServices<Result: Sendable>(
     database: String = ":memory:", store: StoreKind = .sqlite, queues: BusConfiguration.WorkQueueType = .classic, concurrency: Int = 64,
     _ body: @Sendable (MessageBus) async throws -> Result
 ) async throws -> Result {
+    try await withWorkflowServices(database: database, store: store, queues: queues, concurrency: concurrency) { bus, _ in
+        try await body(bus)
+    }
+}
+
+/// ``withWorkflowServices(database:store:queues:concurrency:_:)`` for a `body` that watches the Scheduler too.
+func withWorkflowServices<Result: Sendable>(
+    database: String = ":memory:", store: StoreKind = .sqlite, queues: BusConfiguration.WorkQueueType = .classic, concurrency: Int = 64,
+    _ body: @Sendable (MessageBus, SchedulerService) async throws -> Result
+) async throws -> Result {
     guard store == .sqlite else {
         return try await TestPostgres.withDatabase { url in
             try await withWorkflowServices(database: url, queues: queues, concurrency: concurrency, body)
@@ -27,7 +37,7 @@ func withWorkflowServices<Result: Sendable>(
             group.addTask { try await scheduler.run() }
             defer { group.cancelAll() }
             await runner.waitUntilReady()
-            return try await body(bus)
+            return try await body(bus, scheduler)
         }
     }
 }

@@ -87,11 +87,8 @@ public final class TaskRunner: Sendable {
         // that is stopped stops them, as it would stop child tasks.
         await withTaskCancellationHandler {
             await takeRuns(runs, cancels: cancels, nodeServer: nodeServer)
-            // No more runs: the jobs under way end first.
-            while let (taskID, next) = jobsUnderWay.withLock({ $0.first.map { ($0.key, $0.value) } }) {
-                await next.value
-                jobsUnderWay.withLock { if $0[taskID] == next { $0[taskID] = nil } }
-            }
+            // No more runs: the jobs under way end first (each leaves `jobsUnderWay` as it ends).
+            while let next = jobsUnderWay.withLock({ $0.values.first }) { await next.value }
         } onCancel: {
             for task in jobsUnderWay.withLock({ Array($0.values) }) { task.cancel() }
         }
@@ -192,7 +189,7 @@ public final class TaskRunner: Sendable {
     private func start(_ spec: TaskSpec, job: any Job, acknowledging delivery: Delivery<RunMessage>, nodeServer: RPCServer) {
         let handle = JobHandle()
         registerCanceller(for: spec.taskId, timeoutMs: spec.timeoutMs, cancel: handle.cancel)
-        // Made under the lock that its end takes, so it is in `jobs` before it can leave it.
+        // Made under the lock that its end takes, so it is in `jobsUnderWay` before it can leave it.
         let task = jobsUnderWay.withLock { underWay in
             let task = Task {
                 if let body = await self.execute(spec, job: job, nodeServer: nodeServer) {
