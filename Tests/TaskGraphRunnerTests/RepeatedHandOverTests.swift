@@ -11,11 +11,6 @@ import Testing
 /// one, so every path that can repeat one has to say so (``WorkflowHeaders/repeated``).
 @Suite("Repeated hand-overs are marked, and a marked one of a finished task is not run again", .timeLimit(.minutes(1)))
 struct RepeatedHandOverTests {
-    static func spec(_ name: String, job: String = CountingJob.name) -> TaskSpec {
-        TaskSpec(
-            taskId: "\(name)-\(UUID().uuidString.prefix(8))", graphId: "g-\(name)", graphName: "Graph.Test.Repeat", label: name,
-            taskName: "Task.Test.Repeat", job: job, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
-    }
 
     @Test("a repeated run of a task that finished before a restart is answered from the journal, not run")
     func repeatedRunAfterRestart() async throws {
@@ -26,7 +21,7 @@ struct RepeatedHandOverTests {
                 named: WorkflowQueues.name(TaskRunner.queueName, prefix: bus.configuration.exchangePrefix),
                 bindings: WorkflowQueues.taskRunnerBindings)
             let reports = try await bus.subscribe(to: .events, patterns: ["task.finished.*"], as: TaskFinished.self)
-            let spec = Self.spec("restart")
+            let spec = countingSpec("restart")
             // Each runner is a process's: the second knows nothing of the first but the journal.
             for (attempt, headers) in [[:], [WorkflowHeaders.repeated: HeaderValue.bool(true)]].enumerated() {
                 let runner = TaskRunner(
@@ -55,7 +50,7 @@ struct RepeatedHandOverTests {
                 defer { group.cancelAll() }
                 await scheduler.waitUntilReady()
                 // External jobs: no runner here takes them, so each stays running in the Scheduler's count.
-                let (first, marked) = (Self.spec("first", job: "Job.Test.Nobody"), Self.spec("marked", job: "Job.Test.Nobody"))
+                let (first, marked) = (countingSpec("first", job: "Job.Test.Nobody"), countingSpec("marked", job: "Job.Test.Nobody"))
                 let requests: [(TaskSpec, [String: HeaderValue])] = [
                     (first, [:]), (first, [:]), (marked, [WorkflowHeaders.repeated: .bool(true)]),
                 ]

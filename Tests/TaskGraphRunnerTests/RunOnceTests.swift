@@ -24,6 +24,13 @@ struct CountingJob: Job {
     }
 }
 
+/// A run of `job` (``CountingJob`` unless named) for task `<name>-<random>` of graph `g-<name>`.
+func countingSpec(_ name: String, job: String = CountingJob.name) -> TaskSpec {
+    TaskSpec(
+        taskId: "\(name)-\(UUID().uuidString.prefix(8))", graphId: "g-\(name)", graphName: "Graph.Test.\(name)", label: name,
+        taskName: "Task.Test.\(name)", job: job, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+}
+
 @Suite("Each task runs once", .timeLimit(.minutes(1)))
 struct RunOnceTests {
     @Test("the same run delivered twice back to back, and again once finished, starts the job once", arguments: [false, true])
@@ -40,9 +47,7 @@ struct RunOnceTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await runner.run() }
                 defer { group.cancelAll() }
-                let spec = TaskSpec(
-                    taskId: "once-\(UUID().uuidString.prefix(8))", graphId: "g-once", graphName: "Graph.Test.Once", label: "once",
-                    taskName: "Task.Test.Once", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+                let spec = countingSpec("once")
                 for _ in 0..<2 {
                     try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
                 }
@@ -71,9 +76,7 @@ struct RunOnceTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for runner in runners { group.addTask { try await runner.run() } }
                 defer { group.cancelAll() }
-                let spec = TaskSpec(
-                    taskId: "shared-\(UUID().uuidString.prefix(8))", graphId: "g-shared", graphName: "Graph.Test.Shared", label: "once",
-                    taskName: "Task.Test.Once", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+                let spec = countingSpec("shared")
                 // Round robin: the second copy goes to the other runner while the first runs.
                 for _ in 0..<2 {
                     try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
@@ -98,9 +101,7 @@ struct RunOnceTests {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { try await runner.run() }
                 defer { group.cancelAll() }
-                let spec = TaskSpec(
-                    taskId: "cancelled-\(UUID().uuidString.prefix(8))", graphId: "g-cancelled", graphName: "Graph.Test.Cancelled",
-                    label: "long", taskName: "Task.Test.Long", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+                let spec = countingSpec("cancelled")
                 try await bus.publishConfirmed(spec, to: .task, routingKey: WorkflowKeys.run(spec.taskId), persistent: true)
                 try await eventually { starts.ids.withLock { $0 } == [spec.taskId] }
                 try await bus.publishConfirmed(
@@ -120,9 +121,7 @@ struct RunOnceTests {
         try await withSharedJournal { bus, journal, reports in
             let runner = TaskRunner(
                 bus: bus, jobs: [CountingJob(starts: starts, milliseconds: 10)], journal: journal, logger: TestBroker.logger)
-            let spec = TaskSpec(
-                taskId: "orphan-\(UUID().uuidString.prefix(8))", graphId: "g-orphan", graphName: "Graph.Test.Orphan", label: "once",
-                taskName: "Task.Test.Once", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+            let spec = countingSpec("orphan")
             // A runner claimed it and was killed: it renews nothing any more.
             #expect(try await journal.claimTask(spec.taskId, owner: "killed-runner", lease: .seconds(3)))
             let published = ContinuousClock.now
@@ -206,9 +205,7 @@ struct RunOnceTests {
                 defer { group.cancelAll() }
                 // It consumes its queue once it hears cancels.
                 try await eventually { try await bus.inspectQueue(named: queue).consumers == 1 }
-                let spec = TaskSpec(
-                    taskId: "early-\(UUID().uuidString.prefix(8))", graphId: "g-early", graphName: "Graph.Test.Early", label: "early",
-                    taskName: "Task.Test.Early", job: CountingJob.name, options: [:], context: [:], nodeId: nil, timeoutMs: 0)
+                let spec = countingSpec("early")
                 try await bus.publishConfirmed(
                     TaskCancellation(taskId: spec.taskId, errName: "TaskCancellationError", errMessage: "graph cancelled"), to: .task,
                     routingKey: WorkflowKeys.cancel(spec.taskId), persistent: true)
