@@ -38,7 +38,7 @@ struct EngineStateMachineTests {
         var machine = machine()
         connect(&machine, now: start)
         _ = machine.subscribe(id: 1, spec: spec("a"))
-        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1")
+        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1", channel: .broadcast)
         return machine
     }
 
@@ -65,7 +65,10 @@ struct EngineStateMachineTests {
         #expect(machine.subscribe(id: 7, spec: spec("a")) == nil, "no connection: established later")
         let first = connect(&machine, now: start)
         #expect(first == [.reportConnected(generation: 1, isReconnect: false), .establishReplyQueue, .establishConsumer(id: 7)])
-        #expect(machine.consumerEstablished(id: 7, consumerTag: "c7", queue: "a:1") == [.consumerReady(id: 7, queue: "a:1")])
+        #expect(
+            machine.consumerEstablished(id: 7, consumerTag: "c7", queue: "a:1", channel: .broadcast) == [
+                .consumerReady(id: 7, queue: "a:1")
+            ])
         #expect(machine.consumerID(forTag: "c7") == 7)
         #expect(machine.replyConsumerTag == "r")
 
@@ -88,8 +91,8 @@ struct EngineStateMachineTests {
         connect(&machine, now: start)
         _ = machine.subscribe(id: 2, spec: spec("b"))
         #expect(machine.subscribe(id: 1, spec: spec("a")) == .establishConsumer(id: 1), "connected: established at once")
-        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1")
-        _ = machine.consumerEstablished(id: 2, consumerTag: "c2", queue: "b:1")
+        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1", channel: .broadcast)
+        _ = machine.consumerEstablished(id: 2, consumerTag: "c2", queue: "b:1", channel: .broadcast)
         _ = machine.connectionLost(Failure(.connectionLost, "gone"), now: start)
         #expect(machine.deferCommand(id: 10, kind: .send) == .kept)
         #expect(machine.deferCommand(id: 11, kind: .request) == .kept)
@@ -105,7 +108,7 @@ struct EngineStateMachineTests {
             ])
         #expect(machine.currentGeneration == 2)
         #expect(machine.deferredCount == 0)
-        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:2")
+        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:2", channel: .broadcast)
         #expect(machine.consumerID(forTag: "c1") == 1)
         #expect(machine.consumerID(forTag: "c2") == nil, "not consuming until its establishment is reported")
     }
@@ -195,20 +198,45 @@ struct EngineStateMachineTests {
         #expect(machine.subscriptionIDs == [])
 
         _ = machine.subscribe(id: 2, spec: spec("b"))
-        _ = machine.consumerEstablished(id: 2, consumerTag: "c2", queue: "b:1")
+        _ = machine.consumerEstablished(id: 2, consumerTag: "c2", queue: "b:1", channel: .broadcast)
         #expect(machine.consumerCancelledByBroker(tag: "c2") == .establishConsumer(id: 2))
         #expect(machine.consumerID(forTag: "c2") == nil)
         #expect(machine.consumerCancelledByBroker(tag: "r") == .establishReplyQueue)
         #expect(machine.consumerCancelledByBroker(tag: "unknown") == nil)
 
-        _ = machine.consumerEstablished(id: 2, consumerTag: "c2", queue: "b:2")
-        #expect(machine.unsubscribe(id: 2) == [.finishConsumer(id: 2, .cancelled), .cancelConsumer(tag: "c2")])
+        _ = machine.consumerEstablished(id: 2, consumerTag: "c2", queue: "b:2", channel: .broadcast)
+        #expect(machine.unsubscribe(id: 2) == [.finishConsumer(id: 2, .cancelled), .cancelConsumer(tag: "c2", channel: .broadcast)])
         #expect(machine.unsubscribe(id: 2) == [])
 
         _ = machine.subscribe(id: 3, spec: spec("c"))
-        _ = machine.consumerEstablished(id: 3, consumerTag: "c3", queue: "c:1")
+        _ = machine.consumerEstablished(id: 3, consumerTag: "c3", queue: "c:1", channel: .broadcast)
         _ = machine.connectionLost(Failure(.connectionLost, "gone"), now: start)
         #expect(machine.unsubscribe(id: 3) == [.finishConsumer(id: 3, .cancelled)], "no connection: nothing to cancel")
+    }
+
+    @Test("work consumers and broadcast ones consume on channels of their own; losing either rebuilds the connection")
+    func consumingChannels() {
+        #expect(spec("w", prefetch: 16).channel == .consume)
+        #expect(spec("b").channel == .broadcast)
+        let windowed = ConsumerSpec(queue: .exclusive(base: "b"), bindings: [], acknowledgement: .onTake(window: 64))
+        #expect(windowed.channel == .broadcast)
+        var machine = machine()
+        connect(&machine, now: start)
+        #expect(machine.transportOpened().contains(.openChannel(.broadcast)))
+        _ = machine.subscribe(id: 1, spec: spec("w", prefetch: 16))
+        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "w", channel: .consume)
+        _ = machine.subscribe(id: 2, spec: windowed)
+        _ = machine.consumerEstablished(id: 2, consumerTag: "c2", queue: "b:1", channel: .broadcast)
+        #expect(machine.unsubscribe(id: 1).last == .cancelConsumer(tag: "c1", channel: .consume))
+        #expect(machine.unsubscribe(id: 2).last == .cancelConsumer(tag: "c2", channel: .broadcast))
+        // Unsubscribed while its consume was under way: cancelled where it was made.
+        #expect(
+            machine.consumerEstablished(id: 2, consumerTag: "c3", queue: "b:2", channel: .broadcast) == [
+                .cancelConsumer(tag: "c3", channel: .broadcast)
+            ])
+        let closed = machine.channelClosed(Machine.Channel.broadcast.rawValue, code: 406, text: "PRECONDITION_FAILED", now: start)
+        #expect(closed.first == .closeConnection)
+        #expect(closed.contains(.resetAcks))
     }
 
     @Test("bindings are counted per holder; without a connection only the spec changes; a refusal restores it")
@@ -219,7 +247,7 @@ struct EngineStateMachineTests {
         #expect(machine.changeBindings(of: 1, add: [node], remove: []) == .recorded)
         #expect(machine.changeBindings(of: 9, add: [node], remove: []) == .noSuchSubscription)
         connect(&machine, now: start)
-        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1")
+        _ = machine.consumerEstablished(id: 1, consumerTag: "c1", queue: "a:1", channel: .broadcast)
         let before = machine.spec(of: 1)!.bindings
         #expect(
             machine.changeBindings(of: 1, add: [node], remove: []) == .apply(queue: "a:1", bind: [], unbind: [], previous: before),
@@ -249,7 +277,8 @@ struct EngineStateMachineTests {
         #expect(
             machine.drained() == [
                 .failCommands([2, 4], .shutdown), .failConfirms(.shutdown), .finishConsumer(id: 1, .shutdown),
-                .finishConsumer(id: 2, .shutdown), .cancelConsumer(tag: "c1"), .closeConnection, .reportDisconnected(.shutdown),
+                .finishConsumer(id: 2, .shutdown), .cancelConsumer(tag: "c1", channel: .broadcast), .closeConnection,
+                .reportDisconnected(.shutdown),
                 .failAllCalls(.shutdown),
             ])
         #expect(machine.drained() == [], "closes once")
@@ -282,7 +311,7 @@ struct EngineStateMachineTests {
         #expect(machine.deferCommand(id: 1, kind: .send) == .kept)
         let actions = machine.drained()
         #expect(actions.first == .failCommands([1], .shutdown))
-        #expect(!actions.contains(.cancelConsumer(tag: "c1")))
+        #expect(!actions.contains(.cancelConsumer(tag: "c1", channel: .broadcast)))
         #expect(machine.tick(now: start + .seconds(5)) == nil)
     }
 }

@@ -454,6 +454,30 @@ struct AckCoalescerTests {
         acks.delivered(1)
         #expect(frames(acks.acknowledge([1])) == ["1+"])
     }
+
+    @Test("the two consuming channels count their tags apart: unacknowledged broadcasts never hold back a work ack")
+    func channelsApart() {
+        let (work, broadcast) = (EngineStateMachine.Channel.consume.rawValue, EngineStateMachine.Channel.broadcast.rawValue)
+        var acks = ChannelAcks()
+        for tag in UInt64(1)...3 {
+            acks.delivered(tag, on: broadcast)
+            acks.delivered(tag, on: work)
+        }
+        acks.acknowledge(2, on: work)
+        acks.acknowledge(1, on: work)
+        #expect(acks.hasPending)
+        let frames = acks.takeFrames().map { "\($0.channel):\($0.tag)\($0.multiple ? "+" : "")" }
+        #expect(frames == ["\(work):2+"], "one multiple ack on the work channel; the broadcasts do not stand in front")
+        #expect(!acks.hasPending)
+        #expect(acks.outstandingCount(on: work) == 1)
+        #expect(acks.outstandingCount(on: broadcast) == 3)
+        acks.settledIndividually(3, on: work)
+        acks.acknowledge(3, on: broadcast)
+        #expect(acks.takeFrames().map { "\($0.channel):\($0.tag)\($0.multiple ? "+" : "")" } == ["\(broadcast):3"])
+        #expect(acks.outstandingCount(on: work) == 0)
+        acks.reset()
+        #expect(acks.outstandingCount(on: broadcast) == 0)
+    }
 }
 
 @Suite("Observed reply keys")

@@ -104,6 +104,47 @@ struct PubSubTests {
         }
     }
 
+    @Test("broadcast deliveries waiting for their ack stand on a channel of their own, never in front of work-queue acks")
+    func broadcastsApartFromWork() async throws {
+        var configuration = try TestBroker.configuration()
+        // Acknowledged 100 at a time: the 20 taken below wait unacknowledged.
+        configuration.broadcastWindow = 400
+        let queue = "\(configuration.exchangePrefix).work"
+        try await TestBroker.withBus(configuration) { bus in
+            let events = try await bus.subscribe(to: .events, patterns: ["sku.assigned.#"], as: NodeEvent.self)
+            let work = try await bus.workQueue(named: queue, bindings: [(.task, "work.#")], prefetch: 16, as: NodeEvent.self)
+            for sequence in 0..<20 {
+                try await bus.publish(NodeEvent(nodeId: "n1", sequence: sequence), to: .events, routingKey: "sku.assigned.n\(sequence)")
+            }
+            #expect(try await collect(events, count: 20).count == 20)
+            for sequence in 0..<5 {
+                try await bus.publish(NodeEvent(nodeId: "n", sequence: sequence), to: .task, routingKey: "work.item", persistent: true)
+            }
+            for delivery in try await collect(work, count: 5) { delivery.ack() }
+            // The broker's own view: which channel each consumer is on, and what each channel
+            // holds unacknowledged (rabbitmqctl asks the channel processes themselves).
+            let consumers = try await TestBroker.brokerScript("ctl", "-q", "list_consumers", "queue_name", "channel_pid")
+            let channelOf = { (queue: String) in
+                consumers.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }.first { $0.first == queue }?.last
+            }
+            let (workChannel, broadcastChannel) = (try #require(channelOf(queue)), try #require(channelOf(events.queueName)))
+            #expect(workChannel != broadcastChannel)
+            var unacknowledged: [String: Int] = [:]
+            let deadline = ContinuousClock.now + .seconds(10)
+            repeat {
+                let channels = try await TestBroker.brokerScript("ctl", "-q", "list_channels", "pid", "messages_unacknowledged")
+                for row in channels.split(separator: "\n").map({ $0.split(separator: "\t").map(String.init) }) where row.count == 2 {
+                    unacknowledged[row[0]] = Int(row[1])
+                }
+                if unacknowledged[workChannel] == 0 { break }
+                try await Task.sleep(for: .milliseconds(200))
+            } while ContinuousClock.now < deadline
+            #expect(unacknowledged[workChannel] == 0, "the work deliveries are all acknowledged on their channel")
+            #expect(unacknowledged[broadcastChannel] == 20, "the taken broadcasts wait for their quarter-window ack apart")
+            try await bus.deleteQueue(named: queue)
+        }
+    }
+
     @Test("a work queue shares its messages across two consumers, each message once")
     func workQueueBalances() async throws {
         let configuration = try TestBroker.configuration()

@@ -66,3 +66,53 @@ struct AckCoalescer {
         }
     }
 }
+
+/// The acks of the two consuming channels, whose delivery tags count separately: a coalescer
+/// and this turn's acks for each. Pure, like ``AckCoalescer``.
+struct ChannelAcks {
+    private typealias Channel = EngineStateMachine.Channel
+
+    private var work = AckCoalescer()
+    private var broadcast = AckCoalescer()
+    private var pendingWork: [UInt64] = []
+    private var pendingBroadcast: [UInt64] = []
+
+    var hasPending: Bool { !pendingWork.isEmpty || !pendingBroadcast.isEmpty }
+
+    /// Unacknowledged deliveries on `channel`.
+    func outstandingCount(on channel: UInt16) -> Int {
+        channel == Channel.broadcast.rawValue ? broadcast.outstandingCount : work.outstandingCount
+    }
+
+    mutating func delivered(_ tag: UInt64, on channel: UInt16) {
+        if channel == Channel.broadcast.rawValue { broadcast.delivered(tag) } else { work.delivered(tag) }
+    }
+
+    /// Acknowledges `tag` with this turn's other acks.
+    mutating func acknowledge(_ tag: UInt64, on channel: UInt16) {
+        if channel == Channel.broadcast.rawValue { pendingBroadcast.append(tag) } else { pendingWork.append(tag) }
+    }
+
+    mutating func settledIndividually(_ tag: UInt64, on channel: UInt16) {
+        if channel == Channel.broadcast.rawValue { broadcast.settledIndividually(tag) } else { work.settledIndividually(tag) }
+    }
+
+    /// This turn's ack frames, channel by channel; none is left pending.
+    mutating func takeFrames() -> [(channel: UInt16, tag: UInt64, multiple: Bool)] {
+        var frames: [(channel: UInt16, tag: UInt64, multiple: Bool)] = []
+        if !pendingWork.isEmpty {
+            frames += work.acknowledge(pendingWork).map { (Channel.consume.rawValue, $0.tag, $0.multiple) }
+            pendingWork.removeAll(keepingCapacity: true)
+        }
+        if !pendingBroadcast.isEmpty {
+            frames += broadcast.acknowledge(pendingBroadcast).map { (Channel.broadcast.rawValue, $0.tag, $0.multiple) }
+            pendingBroadcast.removeAll(keepingCapacity: true)
+        }
+        return frames
+    }
+
+    /// New channels number their deliveries from 1 again, and this turn's acks mean nothing there.
+    mutating func reset() {
+        self = ChannelAcks()
+    }
+}

@@ -50,6 +50,12 @@ struct ConsumerSpec: Sendable {
         }
     }
 
+    /// Where it consumes: work deliveries, acknowledged one by one, apart from broadcast ones,
+    /// acknowledged a quarter window at a time (see ``EngineStateMachine/Channel``).
+    var channel: EngineStateMachine.Channel {
+        acknowledgement.isByConsumer ? .consume : .broadcast
+    }
+
     /// The consumer's prefetch, or `nil` for auto-ack.
     var prefetch: UInt16? {
         switch acknowledgement {
@@ -62,6 +68,8 @@ struct ConsumerSpec: Sendable {
 /// Identifies a delivery for ack/reject; stale tokens (from a previous connection) are ignored.
 struct AckToken: Sendable, Hashable {
     var generation: UInt64
+    /// Delivery tags count per channel.
+    var channel: UInt16
     var deliveryTag: UInt64
 }
 
@@ -71,7 +79,7 @@ struct ConsumedDelivery: Sendable {
     var generation: UInt64
 
     /// What acknowledges or rejects this delivery.
-    var ackToken: AckToken { AckToken(generation: generation, deliveryTag: delivery.deliveryTag) }
+    var ackToken: AckToken { AckToken(generation: generation, channel: delivery.channel, deliveryTag: delivery.deliveryTag) }
 }
 
 /// Work for the I/O thread. Everything that touches the C connection goes through here.

@@ -42,7 +42,7 @@ extension EngineLoop {
                     mandatory: message.mandatory, properties: message.properties, body: message.body)
                 lastSend = .now
                 if case .reply(_, let token) = command, token.generation == machine.currentGeneration {
-                    pendingAcks.append(token.deliveryTag)
+                    acks.acknowledge(token.deliveryTag, on: token.channel)
                 }
             case .publishConfirmed(let message, let waiter):
                 confirms.add(waiter, messageID: message.properties.messageID)
@@ -61,15 +61,14 @@ extension EngineLoop {
                     mandatory: false, properties: message.properties, body: message.body)
                 lastSend = .now
             case .ack(let token):
-                pendingAcks.append(token.deliveryTag)
+                acks.acknowledge(token.deliveryTag, on: token.channel)
             case .ackAll(let tokens):
                 for token in tokens where token.generation == machine.currentGeneration {
-                    pendingAcks.append(token.deliveryTag)
+                    acks.acknowledge(token.deliveryTag, on: token.channel)
                 }
             case .reject(let token, let requeue):
-                try connection.reject(
-                    channel: Channel.consume.rawValue, deliveryTag: token.deliveryTag, requeue: requeue)
-                acks.settledIndividually(token.deliveryTag)
+                try connection.reject(channel: token.channel, deliveryTag: token.deliveryTag, requeue: requeue)
+                acks.settledIndividually(token.deliveryTag, on: token.channel)
                 lastSend = .now
             case .checkExchange(let name, let continuation):
                 try answer(continuation, notFound: false) {

@@ -132,23 +132,24 @@ extension EngineLoop {
             }
             try bind(queueName, spec.distinctBindings, on: connection)
             let tag: String
+            let channel = spec.channel
             do {
                 if let prefetch = spec.prefetch {
-                    try connection.setPrefetch(channel: Channel.consume.rawValue, count: prefetch)
+                    try connection.setPrefetch(channel: channel.rawValue, count: prefetch)
                 }
                 tag = try connection.consume(
-                    channel: Channel.consume.rawValue, queue: queueName, consumerTag: "c\(id)",
+                    channel: channel.rawValue, queue: queueName, consumerTag: "c\(id)",
                     noAck: spec.prefetch == nil,
                     exclusive: false)
             } catch let error as BusError where error.code == .channelClosed {
-                // The consumers' channel is closed, not the scratch one.
+                // A consuming channel is closed, not the scratch one.
                 logger.warning(
                     "the broker refused a consumer; rebuilding the connection",
                     metadata: ["amqp.queue": "\(queueName)", "error": "\(error.message)"])
                 perform(machine.consumeRefused(id: id, Failure(error), now: .now))
                 return
             }
-            perform(machine.consumerEstablished(id: id, consumerTag: tag, queue: queueName))
+            perform(machine.consumerEstablished(id: id, consumerTag: tag, queue: queueName, channel: channel))
         } catch let error as BusError where error.code == .channelClosed {
             logger.error("subscription refused by the broker", metadata: ["error": "\(error.message)"])
             perform(machine.consumerRefused(id: id, Failure(error)))

@@ -36,7 +36,7 @@ extension EngineLoop {
                 let subscriber = subscribers[id]
             {
                 if subscriber.manualAck {
-                    acks.delivered(delivery.deliveryTag)
+                    acks.delivered(delivery.deliveryTag, on: delivery.channel)
                 }
                 let sink = subscriber.sink
                 if sink.append(ConsumedDelivery(delivery: delivery, generation: machine.currentGeneration)) {
@@ -116,13 +116,12 @@ extension EngineLoop {
 
     /// Sends this turn's acks, one `multiple` ack covering every contiguous one where possible.
     func flushAcks() {
-        guard !pendingAcks.isEmpty else { return }
-        defer { pendingAcks.removeAll(keepingCapacity: true) }
+        guard acks.hasPending else { return }
+        let frames = acks.takeFrames()
         guard let connection else { return }
         do {
-            for frame in acks.acknowledge(pendingAcks) {
-                try connection.ack(
-                    channel: Channel.consume.rawValue, deliveryTag: frame.tag, multiple: frame.multiple)
+            for frame in frames {
+                try connection.ack(channel: frame.channel, deliveryTag: frame.tag, multiple: frame.multiple)
             }
             lastSend = .now
         } catch {

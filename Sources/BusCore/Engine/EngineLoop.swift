@@ -44,8 +44,7 @@ final class EngineLoop {
     var nextParkedID: UInt64 = 0
     var confirms = ConfirmTracker<ConfirmWaiter>()
     /// Acks of this turn, sent together (coalesced) once the turn's commands have run.
-    var acks = AckCoalescer()
-    var pendingAcks: [UInt64] = []
+    var acks = ChannelAcks()
     /// Subscriptions whose consumer waits for deliveries read since the last wake-up.
     var sleepingSinks: [DeliveryQueue] = []
     /// Deliveries handed to sleeping consumers since the first of them, for the batching bound.
@@ -136,10 +135,10 @@ final class EngineLoop {
             guard let subscriber = subscribers.removeValue(forKey: id) else { return }
             subscriber.sink.finish()
             subscriber.ready?.resume(throwing: failure.error)
-        case .cancelConsumer(let tag):
+        case .cancelConsumer(let tag, let channel):
             guard let connection else { return }
             do {
-                try connection.cancel(channel: Channel.consume.rawValue, consumerTag: tag)
+                try connection.cancel(channel: channel.rawValue, consumerTag: tag)
             } catch {
                 lose(error)
             }
@@ -165,7 +164,6 @@ final class EngineLoop {
             shared.pending.failAll { _ in error }
         case .resetAcks:
             acks.reset()
-            pendingAcks.removeAll()
         case .flushAcks:
             flushAcksAndOutput()
         case .awaitConfirms(let patience):

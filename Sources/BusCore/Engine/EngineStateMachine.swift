@@ -6,13 +6,20 @@
 /// only reads `currentGeneration`, `replyConsumerTag`, `replyQueue` and `consumerID(forTag:)`.
 /// Commands and subscriptions are known by id; their continuations stay with the loop.
 struct EngineStateMachine: Sendable {
-    /// Channel roles. Consumers live alone on their channel, so that a publish to a missing
+    /// Channel roles. Consumers live alone on their channels, so that a publish to a missing
     /// exchange (which closes the publishing channel) cannot take the subscriptions down with it.
+    ///
+    /// Broadcast subscriptions consume on a channel of their own. Their deliveries are
+    /// acknowledged a quarter window at a time, so up to a thousand of them wait unacknowledged;
+    /// on the work queues' channel they would sit in front of every work delivery in the
+    /// broker's list of unacknowledged deliveries, which it walks from the front for each single
+    /// ack (`rabbit_channel`): most of the broker's CPU under load went there.
     enum Channel: UInt16, Sendable {
         case consume = 1
         case publish = 2
         case confirm = 3
         case scratch = 4
+        case broadcast = 5
     }
 
     /// How a command behaves when it cannot run now.
@@ -67,7 +74,7 @@ struct EngineStateMachine: Sendable {
         case consumerReady(id: UInt64, queue: String)
         /// End subscription `id`: finish its deliveries, fail its subscriber if still waiting.
         case finishConsumer(id: UInt64, Failure)
-        case cancelConsumer(tag: String)
+        case cancelConsumer(tag: String, channel: Channel)
         /// Run the kept commands, in order (through the normal path, which may keep them again).
         case runCommands([UInt64])
         case failCommands([UInt64], Failure)
@@ -159,8 +166,8 @@ struct EngineStateMachine: Sendable {
     /// of these fails, report `connectFailed`.
     func transportOpened() -> [Action] {
         [
-            .openChannel(.consume), .openChannel(.publish), .openChannel(.confirm), .enableConfirms, .openChannel(.scratch),
-            .declareExchanges,
+            .openChannel(.consume), .openChannel(.broadcast), .openChannel(.publish), .openChannel(.confirm), .enableConfirms,
+            .openChannel(.scratch), .declareExchanges,
         ]
     }
 
@@ -202,15 +209,15 @@ struct EngineStateMachine: Sendable {
         ]
     }
 
-    /// The broker closed one channel. Only the consuming channel takes the connection with it,
-    /// since it carries every subscription: rebuilding all of it cleanly is simplest.
+    /// The broker closed one channel. Only a consuming channel takes the connection with it,
+    /// since they carry every subscription: rebuilding all of it cleanly is simplest.
     mutating func channelClosed(_ channel: UInt16, code: Int, text: String, now: ContinuousClock.Instant) -> [Action] {
         guard isConnected else { return [] }
         switch Channel(rawValue: channel) {
         case .publish: return [.openChannel(.publish)]
         case .scratch: return [.openChannel(.scratch)]
         case .confirm: return [.failConfirms(Failure(.channelClosed, text, replyCode: code)), .openChannel(.confirm), .enableConfirms]
-        case .consume, nil: return connectionLost(Failure(.channelClosed, text, replyCode: code), now: now)
+        case .consume, .broadcast, nil: return connectionLost(Failure(.channelClosed, text, replyCode: code), now: now)
         }
     }
 
@@ -222,8 +229,9 @@ struct EngineStateMachine: Sendable {
         return isConnected ? .establishConsumer(id: id) : nil
     }
 
-    mutating func consumerEstablished(id: UInt64, consumerTag: String, queue: String) -> [Action] {
-        guard consumers[id] != nil else { return [.cancelConsumer(tag: consumerTag)] }
+    /// Subscription `id` consumes from `queue` as `consumerTag` on `channel` (its spec's).
+    mutating func consumerEstablished(id: UInt64, consumerTag: String, queue: String, channel: Channel) -> [Action] {
+        guard consumers[id] != nil else { return [.cancelConsumer(tag: consumerTag, channel: channel)] }
         consumers[id]?.consumerTag = consumerTag
         consumers[id]?.queueName = queue
         consumerByTag[consumerTag] = id
@@ -255,7 +263,7 @@ struct EngineStateMachine: Sendable {
         var actions: [Action] = [.finishConsumer(id: id, .cancelled)]
         if let tag = consumer.consumerTag {
             consumerByTag[tag] = nil
-            if isConnected { actions.append(.cancelConsumer(tag: tag)) }
+            if isConnected { actions.append(.cancelConsumer(tag: tag, channel: consumer.spec.channel)) }
         }
         return actions
     }
@@ -353,8 +361,8 @@ struct EngineStateMachine: Sendable {
             actions.append(.finishConsumer(id: id, .shutdown))
         }
         if wasConnected {
-            for tag in consumerByTag.keys.sorted() {
-                actions.append(.cancelConsumer(tag: tag))
+            for (tag, id) in consumerByTag.sorted(by: { $0.key < $1.key }) {
+                actions.append(.cancelConsumer(tag: tag, channel: consumers[id]?.spec.channel ?? .consume))
             }
         }
         consumers.removeAll()
