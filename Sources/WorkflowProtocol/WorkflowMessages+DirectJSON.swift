@@ -68,6 +68,21 @@ extension TaskCancellation: DirectJSONEncodable, DirectJSONObjectDecodable {
     }
 }
 
+extension TasksEnded: DirectJSONEncodable, DirectJSONObjectDecodable {
+    public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
+        writer.beginObject()
+        writer.key("taskIds")
+        writer.beginArray()
+        for taskId in taskIds { writer.string(taskId) }
+        writer.endArray()
+        writer.endObject()
+    }
+
+    public init(members json: JSONMembers) throws(JSONMembers.Mismatch) {
+        self.init(taskIds: try json.stringArray("taskIds"))
+    }
+}
+
 extension GraphEvent: DirectJSONEncodable, DirectJSONObjectDecodable {
     public func writeJSON(into writer: inout JSONWriter) throws(JSONWriter.Unrepresentable) {
         writer.beginObject()

@@ -84,7 +84,7 @@ struct WorkflowJSONTests {
         #expect(throws: BusError.self) { try WireFormat.decodeReply(GraphSummary.self, messageType: nil, body: bad) }
     }
 
-    @Test("cancellations and graph events: written and read as Foundation does")
+    @Test("cancellations, task ends and graph events: written and read as Foundation does")
     func smallBodies() throws {
         for cancellation in [
             TaskCancellation(taskId: "t1"), TaskCancellation(taskId: "t1", errName: "TaskTimeoutError", errMessage: "late"),
@@ -99,6 +99,12 @@ struct WorkflowJSONTests {
             try Self.expectSameJSON(event)
             #expect(GraphEvent(json: try #require(JSONParser.parse(Array(try JSONEncoder().encode(event))))) == event)
         }
+        for ended in [TasksEnded(taskIds: []), TasksEnded(taskIds: ["t1", "t \"2\""])] {
+            try Self.expectSameJSON(ended)
+            #expect(TasksEnded(json: try #require(JSONParser.parse(Array(try JSONEncoder().encode(ended))))) == ended)
+        }
+        #expect(TasksEnded(json: try #require(JSONParser.parse(Array(#"{"taskIds": ["t1", 2]}"#.utf8)))) == nil)
+        #expect(TasksEnded(json: try #require(JSONParser.parse(Array(#"{"taskIds": "t1"}"#.utf8)))) == nil)
         try Self.expectSameJSON(GraphProgress(graphId: "g1", graphName: "Test", finishedTasks: 1, totalTasks: 10))
         try Self.expectSameJSON(
             GraphProgress(

@@ -83,6 +83,18 @@ public struct JSONMembers {
         return strings
     }
 
+    /// A `[String]`.
+    public func stringArray(_ key: String) throws(Mismatch) -> [String] {
+        guard case .array(let elements) = members[key] else { throw Mismatch() }
+        var strings: [String] = []
+        strings.reserveCapacity(elements.count)
+        for element in elements {
+            guard case .string(let text) = element else { throw Mismatch() }
+            strings.append(text)
+        }
+        return strings
+    }
+
     public func raw<Value: RawRepresentable<String>>(_ key: String, as type: Value.Type = Value.self) throws(Mismatch) -> Value {
         guard let value = Value(rawValue: try string(key)) else { throw Mismatch() }
         return value
