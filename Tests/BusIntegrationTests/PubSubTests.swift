@@ -107,9 +107,10 @@ struct PubSubTests {
     @Test("broadcast deliveries waiting for their ack stand on a channel of their own, never in front of work-queue acks")
     func broadcastsApartFromWork() async throws {
         var configuration = try TestBroker.configuration()
+        configuration.connectionName = "rackbus-tests-\(configuration.exchangePrefix)"
         // Acknowledged 100 at a time: the 20 taken below wait unacknowledged.
         configuration.broadcastWindow = 400
-        let queue = "\(configuration.exchangePrefix).work"
+        let (queue, name) = ("\(configuration.exchangePrefix).work", configuration.connectionName)
         try await TestBroker.withBus(configuration) { bus in
             let events = try await bus.subscribe(to: .events, patterns: ["sku.assigned.#"], as: NodeEvent.self)
             let work = try await bus.workQueue(named: queue, bindings: [(.task, "work.#")], prefetch: 16, as: NodeEvent.self)
@@ -121,26 +122,28 @@ struct PubSubTests {
                 try await bus.publish(NodeEvent(nodeId: "n", sequence: sequence), to: .task, routingKey: "work.item", persistent: true)
             }
             for delivery in try await collect(work, count: 5) { delivery.ack() }
-            // The broker's own view: which channel each consumer is on, and what each channel
-            // holds unacknowledged (rabbitmqctl asks the channel processes themselves).
-            let consumers = try await TestBroker.brokerScript("ctl", "-q", "list_consumers", "queue_name", "channel_pid")
-            let channelOf = { (queue: String) in
-                consumers.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }.first { $0.first == queue }?.last
+            // The broker's own view of this connection's channels (rabbitmqctl asks the channel
+            // processes themselves): what each holds unacknowledged, and how many consumers.
+            func rows(_ arguments: String...) async throws -> [[String]] {
+                let output = try await TestBroker.run(
+                    TestBroker.repositoryRoot.appendingPathComponent("scripts/broker").path, ["ctl", "-q"] + arguments)
+                return output.split(separator: "\n").map { $0.split(separator: "\t").map(String.init) }
             }
-            let (workChannel, broadcastChannel) = (try #require(channelOf(queue)), try #require(channelOf(events.queueName)))
-            #expect(workChannel != broadcastChannel)
-            var unacknowledged: [String: Int] = [:]
-            let deadline = ContinuousClock.now + .seconds(10)
+            let connection = try #require(
+                try await rows("list_connections", "pid", "client_properties").first {
+                    $0.count == 2 && $0[1].contains("\"\(name)\"")
+                }?[0])
+            var holding: [[String]] = []
+            let deadline = ContinuousClock.now + .seconds(20)
             repeat {
-                let channels = try await TestBroker.brokerScript("ctl", "-q", "list_channels", "pid", "messages_unacknowledged")
-                for row in channels.split(separator: "\n").map({ $0.split(separator: "\t").map(String.init) }) where row.count == 2 {
-                    unacknowledged[row[0]] = Int(row[1])
+                holding = try await rows("list_channels", "connection", "number", "messages_unacknowledged", "consumer_count").filter {
+                    $0.count == 4 && $0[0] == connection && (Int($0[2]) ?? 0) > 0
                 }
-                if unacknowledged[workChannel] == 0 { break }
+                if holding.count == 1, holding[0][2] == "20" { break }
                 try await Task.sleep(for: .milliseconds(200))
             } while ContinuousClock.now < deadline
-            #expect(unacknowledged[workChannel] == 0, "the work deliveries are all acknowledged on their channel")
-            #expect(unacknowledged[broadcastChannel] == 20, "the taken broadcasts wait for their quarter-window ack apart")
+            #expect(holding.map { $0[2] } == ["20"], "only the taken broadcasts wait for an ack: \(holding)")
+            #expect(holding.first?[3] == "1", "on a channel whose one consumer is the broadcast subscription: \(holding)")
             try await bus.deleteQueue(named: queue)
         }
     }
