@@ -35,4 +35,17 @@ struct RandomUUIDTests {
         let after = UInt64(Date().timeIntervalSince1970 * 1000)
         #expect(milliseconds >= before && milliseconds <= after)
     }
+
+    @Test("the first version 7 UUID of a millisecond sorts after every one made before it, and before every one made then or later")
+    func firstOfMillisecond() async throws {
+        let earlier = RandomUUID.timeOrdered()
+        try await Task.sleep(for: .milliseconds(3))
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        let first = RandomUUID.firstTimeOrdered(atMillisecond: now)
+        let later = RandomUUID.timeOrdered()
+        #expect(earlier < first && first <= later)
+        #expect(first.hasSuffix("-7000-8000-000000000000"))
+        #expect(UUID(uuidString: first) != nil)
+        #expect(UInt64(first.replacingOccurrences(of: "-", with: "").prefix(12), radix: 16) == now)
+    }
 }

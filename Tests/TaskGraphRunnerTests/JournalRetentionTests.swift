@@ -27,6 +27,53 @@ struct JournalRetentionTests {
         }
     }
 
+    @Test(
+        "time-ordered task ids are forgotten by age too: a task of a graph made before the cutoff that ended after it is kept",
+        arguments: StoreKind.allCases)
+    func forgetsTimeOrderedByAge(kind: StoreKind) async throws {
+        try await withGraphStore(kind) { store in
+            let report = { (id: String) in
+                TaskFinished(taskId: id, taskName: "Task.noop", label: "noop", graphId: "g", graphName: "Graph.G", state: .succeeded)
+            }
+            let (old, longRunning) = (RandomUUID.timeOrdered(), RandomUUID.timeOrdered())
+            try await store.recordFinished(taskId: old, body: try WireFormat.encode(report(old)))
+            try await Task.sleep(for: .milliseconds(100))
+            let cutoff = Date()
+            try await Task.sleep(for: .milliseconds(100))
+            let new = RandomUUID.timeOrdered()
+            for id in [longRunning, new] { try await store.recordFinished(taskId: id, body: try WireFormat.encode(report(id))) }
+            #expect(try await store.forgetFinishedTasks(before: cutoff) == 1)
+            #expect(try await store.finishedReport(taskId: old) == nil)
+            #expect(try await store.finishedReport(taskId: longRunning)?.taskId == longRunning)
+            #expect(try await store.finishedReport(taskId: new)?.taskId == new)
+        }
+    }
+
+    @Test(
+        "on SQLite a journal write touches no index, and forgetting reads no more than it forgets; the WAL checkpoints every 10,000 pages")
+    func sqliteJournalShape() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("rackbus-journal-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let store = try await SQLiteGraphStore.open(path: directory.appendingPathComponent("taskgraph.sqlite").path)
+        try await store.database.read { db in
+            #expect(try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") == 10_000)
+            // The only index: a partial one, which time-ordered ids never enter.
+            let indexes = try Row.fetchAll(db, sql: "PRAGMA index_list(finishedTask)").filter { ($0["origin"] as String?) == "c" }
+            #expect(indexes.map { $0["name"] as String? } == ["finishedTask_unordered"])
+            #expect(indexes.first?["partial"] == 1)
+            let statements: [(String, StatementArguments)] = [
+                (SQLiteGraphStore.forgetTimeOrdered, ["0", 0]), (SQLiteGraphStore.forgetOthers, [0]),
+            ]
+            for (statement, arguments) in statements {
+                let plan = try Row.fetchAll(db, sql: "EXPLAIN QUERY PLAN \(statement)", arguments: arguments).map {
+                    $0["detail"] as String? ?? ""
+                }
+                #expect(plan.contains { $0.hasPrefix("SEARCH") }, "\(statement): \(plan)")
+                #expect(!plan.contains { $0.hasPrefix("SCAN") }, "\(statement): \(plan)")
+            }
+        }
+    }
+
     @Test("by default finished tasks are kept 7 days, and older ones looked for hourly")
     func defaults() {
         let configuration = TaskGraphRunnerService.Configuration()

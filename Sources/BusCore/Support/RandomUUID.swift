@@ -53,6 +53,18 @@ public enum RandomUUID {
         }
     }
 
+    /// The least version 7 UUID of the millisecond `milliseconds` after 1970: every one made
+    /// earlier sorts before it, as text too.
+    public static func firstTimeOrdered(atMillisecond milliseconds: UInt64) -> String {
+        var bytes: (UInt64, UInt64) = (0, 0)
+        return withUnsafeMutableBytes(of: &bytes) { raw in
+            for index in 0..<6 { raw[index] = UInt8(truncatingIfNeeded: milliseconds >> (8 * (5 - index))) }
+            raw[6] = 0x70
+            raw[8] = 0x80
+            return text(raw)
+        }
+    }
+
     /// Lowercase text, 8-4-4-4-12.
     private static func text(_ raw: UnsafeMutableRawBufferPointer) -> String {
         String(unsafeUninitializedCapacity: 36) { text in

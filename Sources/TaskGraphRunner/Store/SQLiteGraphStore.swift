@@ -8,7 +8,7 @@ import Synchronization
 /// the active graphs in memory and takes each graph's lock in memory too. Calls suspend on GRDB's
 /// queue; none blocks the cooperative pool.
 final class SQLiteGraphStore: GraphStore {
-    private let database: DatabaseQueue
+    let database: DatabaseQueue
     private let path: String
     /// Graph state, outbox and finished tasks, the writes of every task, go through group commit.
     private let writer: BatchedWriter
@@ -27,8 +27,11 @@ final class SQLiteGraphStore: GraphStore {
         self.memory = Mutex(Memory(active: Dictionary(active.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })))
     }
 
+    /// WAL pages between checkpoints: about 40 MB (see ``DatabaseQueue/open(path:migrator:checkpointPages:)``).
+    static let checkpointPages = 10_000
+
     static func open(path: String) async throws -> SQLiteGraphStore {
-        let database = try await DatabaseQueue.open(path: path, migrator: migrator)
+        let database = try await DatabaseQueue.open(path: path, migrator: migrator, checkpointPages: checkpointPages)
         let active = try await database.read { db in
             try Row.fetchAll(db, sql: "SELECT id, header, state FROM graph LEFT JOIN graphHeader USING (id) WHERE active = 1").compactMap {
                 try Self.instance($0, in: path)
@@ -137,8 +140,20 @@ final class SQLiteGraphStore: GraphStore {
                     """)
             try db.create(index: "finishedTask_finishedAt", on: "finishedTask", columns: ["finishedAt"])
         }
+        // Every task's end is journaled, and an index by age made each journal write touch a
+        // second tree. Task ids are time-ordered (version 7 UUIDs, made when their graph is), so
+        // the key itself finds the old ones; a partial index keeps the few others (ids made
+        // elsewhere or before) findable by age, and costs the time-ordered ones nothing.
+        migrator.registerMigration("v8: finished tasks by key") { db in
+            try db.execute(sql: "DROP INDEX finishedTask_finishedAt")
+            try db.execute(
+                sql: "CREATE INDEX finishedTask_unordered ON finishedTask (finishedAt) WHERE \(Self.notTimeOrdered)")
+        }
         return migrator
     }
+
+    /// True of a task id that is not a version 7 UUID, whose version digit is the 15th character.
+    static let notTimeOrdered = "substr(taskId, 15, 1) != '7'"
 
     // MARK: Definitions
 
@@ -226,8 +241,15 @@ final class SQLiteGraphStore: GraphStore {
         let state = try instance.state.encoded()
         let (isActive, outbox) = (instance.isActive, change.outbox)
         try await writer.write { db in
-            try db.cachedStatement(sql: "UPDATE graph SET active = ?, state = ?, updatedAt = ? WHERE id = ?")
-                .execute(arguments: [isActive, state, Date().timeIntervalSince1970, id])
+            // `active` (indexed) is set only when the graph ends: an index entry set again, even
+            // to the same value, is another page to write.
+            if isActive {
+                try db.cachedStatement(sql: "UPDATE graph SET state = ?, updatedAt = ? WHERE id = ?")
+                    .execute(arguments: [state, Date().timeIntervalSince1970, id])
+            } else {
+                try db.cachedStatement(sql: "UPDATE graph SET active = 0, state = ?, updatedAt = ? WHERE id = ?")
+                    .execute(arguments: [state, Date().timeIntervalSince1970, id])
+            }
             try Self.insert(outbox, into: db)
         }
         // Memory follows the store: a failed write leaves both as they were.
@@ -351,12 +373,23 @@ final class SQLiteGraphStore: GraphStore {
         }
     }
 
+    /// Neither delete reads the whole journal: time-ordered ids made before the cutoff are a
+    /// range of the key (an id is made when its graph is, before its task ends), and the others
+    /// are in the partial index by age.
     func forgetFinishedTasks(before cutoff: Date) async throws -> Int {
-        try await database.write { db in
-            try db.execute(sql: "DELETE FROM finishedTask WHERE finishedAt < ?", arguments: [cutoff.timeIntervalSince1970])
-            return db.changesCount
+        let (seconds, firstID) = (
+            cutoff.timeIntervalSince1970, RandomUUID.firstTimeOrdered(atMillisecond: UInt64(max(0, cutoff.timeIntervalSince1970 * 1000)))
+        )
+        return try await database.write { db in
+            try db.execute(sql: Self.forgetTimeOrdered, arguments: [firstID, seconds])
+            let ordered = db.changesCount
+            try db.execute(sql: Self.forgetOthers, arguments: [seconds])
+            return ordered + db.changesCount
         }
     }
+
+    static let forgetTimeOrdered = "DELETE FROM finishedTask WHERE taskId < ? AND finishedAt < ?"
+    static let forgetOthers = "DELETE FROM finishedTask WHERE \(notTimeOrdered) AND finishedAt < ?"
 
     func finishedReport(taskId: String) async throws -> TaskFinished? {
         try await database.read { db in
