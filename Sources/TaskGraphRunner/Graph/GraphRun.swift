@@ -125,13 +125,9 @@ public struct GraphRun: Codable, Sendable, Equatable {
                 actions.append(.start(label: task.label))
             }
         }
-        // Unlike RackHD since on-core ec6f008, a reachable pending task (a parallel branch) blocks success.
-        let unreachable = self.unreachable
-        let workLeft = plan.tasks.contains { task in
-            let state = states[task.label]
-            return state == .running || (state == .pending && !unreachable.contains(task.label))
-        }
-        if !workLeft {
+        // Unlike RackHD since on-core ec6f008, a reachable pending task (a parallel branch) blocks
+        // success. A running task is work left: only without one is reachability worked out.
+        if !states.values.contains(.running) && !hasReachablePendingTask {
             status = .succeeded
             actions.append(.finished(.succeeded))
         }
@@ -152,6 +148,11 @@ public struct GraphRun: Codable, Sendable, Equatable {
         status = finalStatus
         actions.append(.finished(finalStatus))
         return actions
+    }
+
+    private var hasReachablePendingTask: Bool {
+        let unreachable = self.unreachable
+        return plan.tasks.contains { states[$0.label] == .pending && !unreachable.contains($0.label) }
     }
 
     private enum WaitOutcome { case satisfied, open, impossible }
