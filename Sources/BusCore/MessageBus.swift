@@ -159,6 +159,23 @@ public final class MessageBus: Service, Sendable {
             properties: outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent), file: file, line: line)
     }
 
+    /// ``publish(_:to:routingKey:type:persistent:file:line:)`` for code that must not suspend (a
+    /// callback on another thread): it does not wait for room in the I/O thread's queue, as the
+    /// confirmed publishes with `onSettled` do not. Throws ``BusError/Code/shutdown`` once the bus
+    /// is shut down.
+    public func publishWithoutWaiting<T: Encodable & Sendable>(
+        _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false,
+        file: String = #fileID, line: Int = #line
+    ) throws(BusError) {
+        let message = OutboundMessage(
+            exchange: name(of: exchange), routingKey: routingKey,
+            properties: outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent),
+            body: try encode(value, file: file, line: line))
+        guard engine.submit(.publish(message)) else {
+            throw BusError(code: .shutdown, message: "the bus is shut down", file: file, line: line)
+        }
+    }
+
     /// Publishes a body as-is with the given properties.
     public func publishRaw(
         body: [UInt8], toExchangeNamed exchange: String, routingKey: String, properties: MessageProperties, file: String = #fileID,

@@ -12,9 +12,12 @@ import Synchronization
 public final class BatchedWriter: Sendable {
     public typealias Write = @Sendable (Database) throws -> Void
 
+    /// Hears whether a write was committed, on GRDB's thread: it must be short and not block.
+    public typealias Completion = @Sendable (Result<Void, any Error>) -> Void
+
     private struct Pending {
         var write: Write
-        var done: CheckedContinuation<Void, any Error>
+        var done: Completion
     }
 
     private struct State {
@@ -42,14 +45,20 @@ public final class BatchedWriter: Sendable {
     /// two writes one actor makes in turn are stored in that order.
     public func write(isolation: isolated (any Actor)? = #isolation, _ write: @escaping Write) async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let startsCommitting = state.withLock { state -> Bool in
-                state.queued.append(Pending(write: write, done: continuation))
-                guard !state.committing else { return false }
-                state.committing = true
-                return true
-            }
-            if startsCommitting { commitNextBatch() }
+            self.write(write) { continuation.resume(with: $0) }
         }
+    }
+
+    /// ``write(isolation:_:)`` for code that does not wait: `completion` hears the outcome once
+    /// the transaction has ended, on GRDB's thread, so that no task is woken for it.
+    public func write(_ write: @escaping Write, completion: @escaping Completion) {
+        let startsCommitting = state.withLock { state -> Bool in
+            state.queued.append(Pending(write: write, done: completion))
+            guard !state.committing else { return false }
+            state.committing = true
+            return true
+        }
+        if startsCommitting { commitNextBatch() }
     }
 
     /// Commits what is queued, then whatever arrived meanwhile, until nothing is left.
@@ -102,12 +111,10 @@ public final class BatchedWriter: Sendable {
                 }
                 switch result {
                 case .success(let failures):
-                    for (pending, failure) in zip(batch, failures) {
-                        if let failure { pending.done.resume(throwing: failure) } else { pending.done.resume() }
-                    }
+                    for (pending, failure) in zip(batch, failures) { pending.done(failure.map { .failure($0) } ?? .success(())) }
                 case .failure(let error):
                     // The commit itself failed: none of the batch is stored.
-                    for pending in batch { pending.done.resume(throwing: error) }
+                    for pending in batch { pending.done(.failure(error)) }
                 }
                 if more { self.commitNextBatch() }
             })

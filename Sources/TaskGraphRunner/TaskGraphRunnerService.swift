@@ -118,10 +118,15 @@ public final class TaskGraphRunnerService: Service, Sendable {
             group.addTask { await ends.run() }
             group.addTask {
                 // Reports are handled side by side (the prefetch bounds how many); the engine
-                // keeps each graph consistent.
+                // keeps each graph consistent. On SQLite without a task each: the store decides
+                // at once and the rest follows its commit, on its thread.
                 await withDiscardingTaskGroup { handlers in
                     for await report in reports {
-                        handlers.addTask { await self.handle(report, engine: engine, ends: ends) }
+                        if engine.handlesReportsWithoutTasks {
+                            self.handleWithoutTask(report, engine: engine, ends: ends)
+                        } else {
+                            handlers.addTask { await self.handle(report, engine: engine, ends: ends) }
+                        }
                     }
                 }
             }
@@ -134,22 +139,39 @@ public final class TaskGraphRunnerService: Service, Sendable {
     }
 
     /// Stores a report's effect, then has its task's end sent to the Schedulers; the report is
-    /// settled once that is sent.
+    /// settled once that is sent. Awaited in a task of its own, which shutdown waits for.
     private func handle(_ report: Delivery<TaskReport>, engine: GraphEngine, ends: TaskEndNotices) async {
         switch report.message {
+        case .finished(let finished): settle(report, of: finished, stored: await engine.taskFinished(finished), ends: ends)
+        case .unreadable(let taskID, let error): settleUnreadable(report, taskID: taskID, error: error, ends: ends)
+        }
+    }
+
+    /// ``handle(_:engine:ends:)`` without a task: the rest follows the store's commit, on its thread.
+    private func handleWithoutTask(_ report: Delivery<TaskReport>, engine: GraphEngine, ends: TaskEndNotices) {
+        switch report.message {
         case .finished(let finished):
-            guard await engine.taskFinished(finished) else {
-                // Not stored: back to the broker, after a pause so a failing store is not hammered.
+            engine.taskFinished(finished) { stored in self.settle(report, of: finished, stored: stored, ends: ends) }
+        case .unreadable(let taskID, let error): settleUnreadable(report, taskID: taskID, error: error, ends: ends)
+        }
+    }
+
+    private func settle(_ report: Delivery<TaskReport>, of finished: TaskFinished, stored: Bool, ends: TaskEndNotices) {
+        guard stored else {
+            // Not stored: back to the broker, after a pause so a failing store is not hammered.
+            Task {
                 try? await Task.sleep(for: .milliseconds(200))
                 report.reject(requeue: true)
-                return
             }
-            ends.add(finished.taskId) { sent in sent ? report.ack() : report.reject(requeue: true) }
-        case .unreadable(let taskID, let error):
-            logger.error("a task report could not be read; it is dead-lettered", metadata: ["task.id": "\(taskID)", "error": "\(error)"])
-            // Its task ended all the same: the Schedulers free its slot.
-            ends.add(taskID) { sent in report.reject(requeue: !sent) }
+            return
         }
+        ends.add(finished.taskId) { sent in sent ? report.ack() : report.reject(requeue: true) }
+    }
+
+    private func settleUnreadable(_ report: Delivery<TaskReport>, taskID: String, error: String, ends: TaskEndNotices) {
+        logger.error("a task report could not be read; it is dead-lettered", metadata: ["task.id": "\(taskID)", "error": "\(error)"])
+        // Its task ended all the same: the Schedulers free its slot.
+        ends.add(taskID) { sent in report.reject(requeue: !sent) }
     }
 
     /// Keeps the finished-task journal to ``Configuration/finishedTaskRetention``: at start, then

@@ -115,6 +115,69 @@ struct GraphStoreTests {
     }
 
     @Test(
+        "a change that nobody awaits: committed when its completion hears it, in turn with the graph's other changes; a decision that throws or finds nothing stores nothing",
+        arguments: StoreKind.allCases)
+    func changeWithoutWaiting(kind: StoreKind) async throws {
+        try await withGraphStore(kind) { store in
+            let begun = try begun(target: nil)
+            try await store.create(begun)
+            let id = begun.instance.id
+            let change = { @Sendable (decide: @escaping @Sendable (GraphInstance) throws -> GraphChange?) async throws -> GraphChange? in
+                try await withCheckedThrowingContinuation { continuation in
+                    store.change(graph: id, decide) { continuation.resume(with: $0) }
+                }
+            }
+            await #expect(throws: TestFailure.self) {
+                try await change { current in
+                    var instance = current
+                    _ = instance.run.cancel()
+                    throw TestFailure("injected")
+                }
+            }
+            #expect(try await change { _ in nil } == nil)
+            #expect(try await store.graph(id: id)?.run.status == .running)
+            // Twenty at once, none awaited in between: each reads what the one before stored.
+            let counted = Locked(0)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<20 {
+                    group.addTask {
+                        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                            store.change(
+                                graph: id,
+                                { current in
+                                    var instance = current
+                                    let count = instance.context["count"].flatMap { if case .number(let n) = $0 { n } else { nil } } ?? 0
+                                    instance.context["count"] = .number(count + 1)
+                                    return GraphChange(instance: instance, outbox: [])
+                                }
+                            ) { result in
+                                if case .success(.some) = result { counted.withLock { $0 += 1 } }
+                                done.resume()
+                            }
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(counted.withLock { $0 } == 20)
+            #expect(try await store.graph(id: id)?.context["count"] == .number(20))
+            let ended = try await change { current in
+                var instance = current
+                _ = instance.run.cancel()
+                return GraphChange(instance: instance, outbox: [])
+            }
+            #expect(ended?.instance.run.status == .cancelled)
+            #expect(try await store.graph(id: id)?.run.status == .cancelled)
+            #expect(try await store.activeGraphs(target: nil, name: nil).isEmpty)
+            #expect(
+                try await change { _ in
+                    Issue.record("decide ran for an ended graph")
+                    return nil
+                } == nil)
+        }
+    }
+
+    @Test(
         "outbox messages wait out their writer's grace, are leased to one sweeper, and are dropped once their graph ends",
         arguments: StoreKind.allCases)
     func outbox(kind: StoreKind) async throws {

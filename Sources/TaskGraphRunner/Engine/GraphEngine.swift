@@ -167,6 +167,10 @@ actor GraphEngine {
         return summary(of: instance)
     }
 
+    /// Whether reports are handled without a task each (``taskFinished(_:completion:)``): the
+    /// store decides at once and says when the change is committed.
+    nonisolated var handlesReportsWithoutTasks: Bool { store.changesWithoutTasks }
+
     /// A task runner reported a task's end. Returns false when its effect could not be stored
     /// (nothing changed and the report should come again); true when it is stored or changes
     /// nothing (an unknown graph or task, or a task that no longer runs: a duplicate).
@@ -175,38 +179,64 @@ actor GraphEngine {
     /// graph's turn), so a report costs no hop onto the actor and back.
     @discardableResult
     nonisolated func taskFinished(_ report: TaskFinished) async -> Bool {
-        let change: GraphChange?
         do {
-            change = try await store.change(graph: report.graphId, isolation: nil) { current in
-                guard let label = current.label(ofTask: report.taskId), report.state.isFinished, current.run.states[label] == .running
-                else { return nil }
-                var instance = current
-                let actions = instance.run.taskFinished(label: label, state: report.state)
-                if let error = report.error { instance.errors[label] = error }
-                if let context = report.context {
-                    for (key, value) in context { instance.context[key] = value }
-                }
-                let messages = planner.carryOut(actions, on: &instance)
-                try faults?.write?(instance)
-                return GraphChange(instance: instance, outbox: messages)
-            }
+            stored(try await store.change(graph: report.graphId, isolation: nil, decision(for: report)), for: report)
+            return true
         } catch {
-            logger.error(
-                "could not store a graph; the report goes back to be redelivered",
-                metadata: ["graph.id": "\(report.graphId)", "error": "\(error)"])
+            logStoreFailure(error, for: report)
             return false
         }
-        guard let change, let label = change.instance.label(ofTask: report.taskId) else { return true }
+    }
+
+    /// ``taskFinished(_:)`` without a task: `completion` hears the outcome on the store's thread.
+    nonisolated func taskFinished(_ report: TaskFinished, completion: @escaping @Sendable (Bool) -> Void) {
+        store.change(graph: report.graphId, decision(for: report)) { result in
+            switch result {
+            case .success(let change):
+                self.stored(change, for: report)
+                completion(true)
+            case .failure(let error):
+                self.logStoreFailure(error, for: report)
+                completion(false)
+            }
+        }
+    }
+
+    /// What a task's end changes in its graph, if it is a running task of an active graph.
+    private nonisolated func decision(for report: TaskFinished) -> @Sendable (GraphInstance) throws -> GraphChange? {
+        { [planner, faults] current in
+            guard let label = current.label(ofTask: report.taskId), report.state.isFinished, current.run.states[label] == .running
+            else { return nil }
+            var instance = current
+            let actions = instance.run.taskFinished(label: label, state: report.state)
+            if let error = report.error { instance.errors[label] = error }
+            if let context = report.context {
+                for (key, value) in context { instance.context[key] = value }
+            }
+            let messages = planner.carryOut(actions, on: &instance)
+            try faults?.write?(instance)
+            return GraphChange(instance: instance, outbox: messages)
+        }
+    }
+
+    /// Once a task's end is stored: its graph's progress, then what the change decided.
+    private nonisolated func stored(_ change: GraphChange?, for report: TaskFinished) {
+        guard let change, let label = change.instance.label(ofTask: report.taskId) else { return }
         metrics.taskFinished(report.state)
         let instance = change.instance
-        await publishEvent(
+        publishEvent(
             GraphProgress(
                 graphId: instance.id, graphName: instance.plan.definition.friendlyName, nodeId: instance.target,
                 finishedTasks: instance.run.states.values.filter(\.isFinished).count, totalTasks: instance.plan.tasks.count,
                 taskId: report.taskId, label: label, taskState: report.state),
             key: WorkflowKeys.graphProgress(instance.id))
         carryOut(change)
-        return true
+    }
+
+    private nonisolated func logStoreFailure(_ error: any Error, for report: TaskFinished) {
+        logger.error(
+            "could not store a graph; the report goes back to be redelivered",
+            metadata: ["graph.id": "\(report.graphId)", "error": "\(error)"])
     }
 
     func cancel(_ filter: GraphFilter) async throws -> String? {
@@ -309,9 +339,9 @@ actor GraphEngine {
     }
 
     /// Progress is announced as it happens, not stored: a lost one is superseded by the next.
-    private nonisolated func publishEvent<T: Encodable & Sendable>(_ value: T, key: String) async {
+    private nonisolated func publishEvent<T: Encodable & Sendable>(_ value: T, key: String) {
         do {
-            try await bus.publish(value, to: .events, routingKey: key)
+            try bus.publishWithoutWaiting(value, to: .events, routingKey: key)
         } catch {
             logger.warning("could not publish an event", metadata: ["amqp.routing_key": "\(key)", "error": "\(error)"])
         }

@@ -30,6 +30,17 @@ protocol GraphStore: FinishedTaskJournal {
         graph id: String, isolation: isolated (any Actor)?, _ decide: (GraphInstance) throws -> GraphChange?
     ) async throws -> GraphChange?
 
+    /// Whether ``change(graph:_:completion:)`` does without a task of its own (SQLite: it decides
+    /// at once and hears the commit on its writer's thread). If not, callers had better await
+    /// ``change(graph:isolation:_:)`` from a task of their own, which their shutdown can wait for.
+    var changesWithoutTasks: Bool { get }
+
+    /// ``change(graph:isolation:_:)`` for callers that do not wait: `completion` hears the
+    /// outcome, on a thread of the store's, and must be short and not block.
+    func change(
+        graph id: String, _ decide: @escaping @Sendable (GraphInstance) throws -> GraphChange?,
+        completion: @escaping @Sendable (Result<GraphChange?, any Error>) -> Void)
+
     /// Active graphs, oldest first, optionally only those for `target` or of definition `name`.
     func activeGraphs(target: String?, name: String?) async throws -> [GraphInstance]
     /// Any graph, active or ended.
@@ -49,6 +60,20 @@ protocol GraphStore: FinishedTaskJournal {
     /// ever; returns how many. A duplicate `run` of one (they come from restarts, within
     /// seconds) would then run again.
     func forgetFinishedTasks(before cutoff: Date) async throws -> Int
+}
+
+extension GraphStore {
+    /// A store whose changes are awaited (PostgreSQL): a task per change.
+    var changesWithoutTasks: Bool { false }
+
+    func change(
+        graph id: String, _ decide: @escaping @Sendable (GraphInstance) throws -> GraphChange?,
+        completion: @escaping @Sendable (Result<GraphChange?, any Error>) -> Void
+    ) {
+        Task {
+            do { completion(.success(try await change(graph: id, isolation: nil, decide))) } catch { completion(.failure(error)) }
+        }
+    }
 }
 
 /// A graph's new state and the messages that carry out the decisions that led to it.

@@ -237,10 +237,48 @@ final class SQLiteGraphStore: GraphStore {
         defer { turns.end(id) }
         // Read under the graph's turn: a change stored while this one waited counts.
         guard let current = memory.withLock({ $0.active[id] }), let change = try decide(current) else { return nil }
-        let instance = change.instance
-        let state = try instance.state.encoded()
-        let (isActive, outbox) = (instance.isActive, change.outbox)
-        try await writer.write { db in
+        try await writer.write(try Self.write(change, of: id))
+        // Memory follows the store: a failed write leaves both as they were.
+        remember(change, of: id)
+        return change
+    }
+
+    var changesWithoutTasks: Bool { true }
+
+    /// ``change(graph:isolation:_:)`` without a task: `decide` runs at once if the graph's turn is
+    /// free, or else on the thread that frees it, and `completion` hears the outcome on GRDB's
+    /// thread once the write is committed.
+    func change(
+        graph id: String, _ decide: @escaping @Sendable (GraphInstance) throws -> GraphChange?,
+        completion: @escaping @Sendable (Result<GraphChange?, any Error>) -> Void
+    ) {
+        turns.begin(id) {
+            let decided: (change: GraphChange, write: BatchedWriter.Write)?
+            do {
+                decided = try self.memory.withLock({ $0.active[id] }).flatMap(decide).map { ($0, try Self.write($0, of: id)) }
+            } catch {
+                self.turns.end(id)
+                completion(.failure(error))
+                return
+            }
+            guard let decided else {
+                self.turns.end(id)
+                completion(.success(nil))
+                return
+            }
+            self.writer.write(decided.write) { result in
+                if case .success = result { self.remember(decided.change, of: id) }
+                self.turns.end(id)
+                completion(result.map { decided.change })
+            }
+        }
+    }
+
+    /// The write of a change: the graph's state, and its messages.
+    private static func write(_ change: GraphChange, of id: String) throws -> BatchedWriter.Write {
+        let state = try change.instance.state.encoded()
+        let (isActive, outbox) = (change.instance.isActive, change.outbox)
+        return { db in
             // `active` (indexed) is set only when the graph ends: an index entry set again, even
             // to the same value, is another page to write.
             if isActive {
@@ -252,9 +290,11 @@ final class SQLiteGraphStore: GraphStore {
             }
             try Self.insert(outbox, into: db)
         }
-        // Memory follows the store: a failed write leaves both as they were.
-        memory.withLock { $0.active[id] = isActive ? instance : nil }
-        return change
+    }
+
+    /// Memory follows the store, once a change is committed.
+    private func remember(_ change: GraphChange, of id: String) {
+        memory.withLock { $0.active[id] = change.instance.isActive ? change.instance : nil }
     }
 
     func activeGraphs(target: String?, name: String?) async throws -> [GraphInstance] {
@@ -407,31 +447,29 @@ final class SQLiteGraphStore: GraphStore {
 /// without losing a concurrent change.
 final class GraphTurns: Sendable {
     /// Graphs whose turn is taken, with who waits for it next.
-    private let waiting = Mutex<[String: [CheckedContinuation<Void, Never>]]>([:])
+    private let waiting = Mutex<[String: [@Sendable () -> Void]]>([:])
 
+    /// Takes graph `id`'s turn, waiting for it if it is taken.
     func begin(_ id: String) async {
+        await withCheckedContinuation { continuation in begin(id) { continuation.resume() } }
+    }
+
+    /// Runs `body` with graph `id`'s turn: now, on this thread, if it is free, or else on the
+    /// thread that ends the turn before it. `body` (or what it starts) ends the turn.
+    func begin(_ id: String, then body: @escaping @Sendable () -> Void) {
         let free = waiting.withLock { waiting -> Bool in
-            guard waiting[id] == nil else { return false }
-            waiting[id] = []
-            return true
-        }
-        if free { return }
-        await withCheckedContinuation { continuation in
-            let granted = waiting.withLock { waiting -> Bool in
-                // Ended meanwhile: take it now.
-                guard waiting[id] != nil else {
-                    waiting[id] = []
-                    return true
-                }
-                waiting[id]!.append(continuation)
-                return false
+            guard waiting[id] != nil else {
+                waiting[id] = []
+                return true
             }
-            if granted { continuation.resume() }
+            waiting[id]!.append(body)
+            return false
         }
+        if free { body() }
     }
 
     func end(_ id: String) {
-        let next = waiting.withLock { waiting -> CheckedContinuation<Void, Never>? in
+        let next = waiting.withLock { waiting -> (@Sendable () -> Void)? in
             guard var queue = waiting[id], !queue.isEmpty else {
                 waiting[id] = nil
                 return nil
@@ -440,6 +478,6 @@ final class GraphTurns: Sendable {
             waiting[id] = queue
             return next
         }
-        next?.resume()
+        next?()
     }
 }
