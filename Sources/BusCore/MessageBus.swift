@@ -24,6 +24,8 @@ public final class MessageBus: Service, Sendable {
     private let nextSubscriptionID = Atomic<UInt64>(0)
     private let nextMessageID = Atomic<UInt64>(0)
     private let callMetrics = Mutex<[MethodKey: CallMetrics]>([:])
+    /// The conventions' broker-side names, made once: most messages name one.
+    private let conventionNames: [Exchange: String]
 
     /// Runs a task's code on this bus's I/O thread, between its reads and writes, as SwiftNIO
     /// runs handlers on their event loop. A task that prefers it (`withTaskExecutorPreference`)
@@ -37,6 +39,7 @@ public final class MessageBus: Service, Sendable {
         self.configuration = configuration
         self.logger = logger
         self.engine = BusEngine(configuration: configuration, logger: logger)
+        self.conventionNames = Dictionary(uniqueKeysWithValues: Exchange.conventions.map { ($0, configuration.name(of: $0)) })
     }
 
     /// Drives the connection until graceful shutdown or cancellation, then closes it cleanly.
@@ -127,7 +130,7 @@ public final class MessageBus: Service, Sendable {
 
     /// The broker-side name of a convention exchange (`on.events`).
     public func name(of exchange: Exchange) -> String {
-        configuration.name(of: exchange)
+        conventionNames[exchange] ?? configuration.name(of: exchange)
     }
 
     // MARK: Publishing

@@ -23,6 +23,9 @@ public enum JSONParser {
     private struct Reader {
         let bytes: UnsafeBufferPointer<UInt8>
         var position = 0
+        /// The members of the objects being read, innermost last: one buffer for the whole body
+        /// instead of an array (and its regrowths) per object.
+        var members: [(String, JSONValue)] = []
 
         init(bytes: UnsafeBufferPointer<UInt8>) {
             self.bytes = bytes
@@ -68,7 +71,7 @@ public enum JSONParser {
             }
             // Gathered first and hashed once, into a dictionary of the right size: growing one
             // member by member would hash every key again at each doubling.
-            var pairs: [(String, JSONValue)] = []
+            let first = members.count
             while true {
                 skipWhitespace()
                 guard position < bytes.count, bytes[position] == UInt8(ascii: "\""), let key = string() else { return nil }
@@ -76,19 +79,20 @@ public enum JSONParser {
                 guard position < bytes.count, bytes[position] == UInt8(ascii: ":") else { return nil }
                 position += 1
                 guard let member = value(depth: depth + 1) else { return nil }
-                pairs.append((key, member))
+                members.append((key, member))
                 skipWhitespace()
                 guard position < bytes.count else { return nil }
                 switch bytes[position] {
                 case UInt8(ascii: ","): position += 1
                 case UInt8(ascii: "}"):
                     position += 1
-                    var members = [String: JSONValue](minimumCapacity: pairs.count)
-                    for (key, member) in pairs {
+                    var object = [String: JSONValue](minimumCapacity: members.count - first)
+                    for (key, member) in members[first...] {
                         // Which of two values JSONDecoder keeps is its business: leave such a body to it.
-                        guard members.updateValue(member, forKey: key) == nil else { return nil }
+                        guard object.updateValue(member, forKey: key) == nil else { return nil }
                     }
-                    return .object(members)
+                    members.removeSubrange(first...)
+                    return .object(object)
                 default: return nil
                 }
             }
