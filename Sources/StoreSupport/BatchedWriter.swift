@@ -42,7 +42,8 @@ public final class BatchedWriter: Sendable {
     /// committed in the order they were queued; the queueing happens on the caller's actor, so
     /// two writes one actor makes in turn are stored in that order.
     public func write(isolation: isolated (any Actor)? = #isolation, _ write: @escaping Write) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+        // Unsafe: resumed exactly once, by the completion, and a checked one costs an allocation per write.
+        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
             self.write(write) { continuation.resume(with: $0) }
         }
     }

@@ -11,7 +11,7 @@ import Synchronization
 /// instead of waking a dispatcher that then starts a task.
 final class DeliveryQueue: Sendable {
     private struct Waiter {
-        let continuation: CheckedContinuation<Deque<ConsumedDelivery>, Never>
+        let continuation: UnsafeContinuation<Deque<ConsumedDelivery>, Never>
         let wantsAll: Bool
     }
 
@@ -32,8 +32,8 @@ final class DeliveryQueue: Sendable {
         }
 
         /// Pairs waiting consumers with buffered deliveries (or with the end, once finished).
-        mutating func matchWaiters() -> [(CheckedContinuation<Deque<ConsumedDelivery>, Never>, Deque<ConsumedDelivery>)] {
-            var matched: [(CheckedContinuation<Deque<ConsumedDelivery>, Never>, Deque<ConsumedDelivery>)] = []
+        mutating func matchWaiters() -> [(UnsafeContinuation<Deque<ConsumedDelivery>, Never>, Deque<ConsumedDelivery>)] {
+            var matched: [(UnsafeContinuation<Deque<ConsumedDelivery>, Never>, Deque<ConsumedDelivery>)] = []
             while let waiter = waiters.first {
                 if let ready = take(all: waiter.wantsAll) {
                     matched.append((waiter.continuation, ready))
@@ -112,7 +112,7 @@ final class DeliveryQueue: Sendable {
             return ready
         }
         return await withTaskCancellationHandler {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Deque<ConsumedDelivery>, Never>) in
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Deque<ConsumedDelivery>, Never>) in
                 let immediate = state.withLock { state -> Deque<ConsumedDelivery>? in
                     if let ready = state.take(all: all) { return ready }
                     if state.finished || Task.isCancelled { return [] }

@@ -218,13 +218,14 @@ final class SQLiteGraphStore: GraphStore {
             {
                 throw GraphStoreError.alreadyCreated(try existing.decode(String.self, "id", in: path))
             }
-            try db.execute(
-                sql: "INSERT INTO graph (id, name, target, active, state, updatedAt, idempotencyKey) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            try db.cachedStatement(
+                sql: "INSERT INTO graph (id, name, target, active, state, updatedAt, idempotencyKey) VALUES (?, ?, ?, ?, ?, ?, ?)"
+            ).execute(
                 arguments: [
                     instance.id, instance.plan.definition.injectableName, instance.target, instance.isActive, state,
                     Date().timeIntervalSince1970, instance.idempotencyKey,
                 ])
-            try db.execute(sql: "INSERT INTO graphHeader (id, header) VALUES (?, ?)", arguments: [instance.id, header])
+            try db.cachedStatement(sql: "INSERT INTO graphHeader (id, header) VALUES (?, ?)").execute(arguments: [instance.id, header])
             try Self.insert(outbox, into: db)
         }
         if instance.isActive { memory.withLock { $0.active[instance.id] = instance } }
