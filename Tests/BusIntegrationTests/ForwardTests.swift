@@ -61,6 +61,25 @@ struct ForwardTests {
         let code = outcome.withLock { value -> BusError.Code? in if case .failure(let error) = value { error.code } else { nil } }
         #expect(code == .shutdown)
     }
+
+    @Test("a publish that does not wait reaches its subscribers; on a bus that has shut down it throws the shutdown")
+    func publishWithoutWaiting() async throws {
+        try await TestBroker.withBus { bus in
+            let events = try await bus.subscribe(to: .events, patterns: ["sku.assigned.#"], as: NodeEvent.self)
+            for sequence in 0..<3 {
+                try bus.publishWithoutWaiting(NodeEvent(nodeId: "n1", sequence: sequence), to: .events, routingKey: "sku.assigned.n1")
+            }
+            #expect(try await collect(events, count: 3).map(\.message.sequence) == [0, 1, 2])
+        }
+        let bus = MessageBus(configuration: try TestBroker.configuration(), logger: TestBroker.logger)
+        bus.shutdown()
+        #expect(throws: BusError.self) { try bus.publishWithoutWaiting(NodeEvent(nodeId: "n1", sequence: 0), to: .events, routingKey: "x") }
+        do {
+            try bus.publishWithoutWaiting(NodeEvent(nodeId: "n1", sequence: 0), to: .events, routingKey: "x")
+        } catch {
+            #expect(error.code == .shutdown)
+        }
+    }
 }
 
 /// Publishes and acks are framed by the bus and sent together, once per turn of its I/O loop.
