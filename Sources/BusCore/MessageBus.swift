@@ -170,13 +170,9 @@ public final class MessageBus: Service, Sendable {
         _ value: T, to exchange: Exchange, routingKey: String, type: String? = nil, persistent: Bool = false,
         file: String = #fileID, line: Int = #line
     ) throws(BusError) {
-        let message = OutboundMessage(
-            exchange: name(of: exchange), routingKey: routingKey,
-            properties: outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent),
-            body: try encode(value, file: file, line: line))
-        guard engine.submit(.publish(message)) else {
-            throw BusError(code: .shutdown, message: "the bus is shut down", file: file, line: line)
-        }
+        try submitPublish(
+            body: try encode(value, file: file, line: line), toExchangeNamed: name(of: exchange), routingKey: routingKey,
+            properties: outboundProperties(type: type ?? payloadType(of: T.self), persistent: persistent), file: file, line: line)
     }
 
     /// Publishes a body as-is with the given properties.
@@ -185,6 +181,13 @@ public final class MessageBus: Service, Sendable {
         line: Int = #line
     ) async throws(BusError) {
         await engine.shared.inbox.waitForRoom()
+        try submitPublish(body: body, toExchangeNamed: exchange, routingKey: routingKey, properties: properties, file: file, line: line)
+    }
+
+    /// Hands a publish to the I/O thread without waiting for room there.
+    private func submitPublish(
+        body: [UInt8], toExchangeNamed exchange: String, routingKey: String, properties: MessageProperties, file: String, line: Int
+    ) throws(BusError) {
         let message = OutboundMessage(exchange: exchange, routingKey: routingKey, properties: properties, body: body)
         guard engine.submit(.publish(message)) else {
             throw BusError(code: .shutdown, message: "the bus is shut down", file: file, line: line)

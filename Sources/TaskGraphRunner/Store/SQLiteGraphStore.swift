@@ -418,9 +418,8 @@ final class SQLiteGraphStore: GraphStore {
     /// range of the key (an id is made when its graph is, before its task ends), and the others
     /// are in the partial index by age.
     func forgetFinishedTasks(before cutoff: Date) async throws -> Int {
-        let (seconds, firstID) = (
-            cutoff.timeIntervalSince1970, RandomUUID.firstTimeOrdered(atMillisecond: UInt64(max(0, cutoff.timeIntervalSince1970 * 1000)))
-        )
+        let seconds = cutoff.timeIntervalSince1970
+        let firstID = RandomUUID.firstTimeOrdered(atMillisecond: UInt64(max(0, seconds * 1000)))
         return try await database.write { db in
             try db.execute(sql: Self.forgetTimeOrdered, arguments: [firstID, seconds])
             let ordered = db.changesCount
